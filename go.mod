@@ -1,0 +1,3 @@
+module github.com/pulse-rpc/pulse
+
+go 1.26

@@ -1,0 +1,194 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
+
+// MaxMethodLen is the longest method name a CALL or NOTIFY may carry.
+const MaxMethodLen = 1024
+
+// AppendCallHead appends the head of a CALL or NOTIFY message: the method
+// name and the time the caller is willing to wait (0 for no deadline).
+// The encoded arguments follow it directly.
+//
+//	uvarint  method length
+//	bytes    method ("Service.Method")
+//	uvarint  timeout in microseconds, 0 = none
+func AppendCallHead(dst []byte, method string, timeout time.Duration) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(method)))
+	dst = append(dst, method...)
+	var us uint64
+	if timeout > 0 {
+		us = uint64(timeout / time.Microsecond)
+		if us == 0 {
+			us = 1
+		}
+	}
+	return binary.AppendUvarint(dst, us)
+}
+
+// ParseCall splits a complete CALL or NOTIFY message into its method name,
+// its timeout (0 for none) and its encoded arguments. The returned slices
+// alias msg.
+func ParseCall(msg []byte) (method []byte, timeout time.Duration, args []byte, err error) {
+	n, k := binary.Uvarint(msg)
+	if k <= 0 || n > MaxMethodLen || uint64(len(msg)-k) < n {
+		return nil, 0, nil, fmt.Errorf("%w: bad method name in call", ErrMalformed)
+	}
+	method = msg[k : k+int(n)]
+	msg = msg[k+int(n):]
+	us, k := binary.Uvarint(msg)
+	if k <= 0 || us > uint64(1<<63-1)/uint64(time.Microsecond) {
+		return nil, 0, nil, fmt.Errorf("%w: bad timeout in call", ErrMalformed)
+	}
+	return method, time.Duration(us) * time.Microsecond, msg[k:], nil
+}
+
+// Status is the outcome carried by a REPLY.
+type Status uint8
+
+// Reply statuses. Every status other than StatusOK carries a UTF-8 error
+// message instead of a reply body.
+const (
+	StatusOK             Status = 0 // the method ran and returned nil; the body is the reply
+	StatusError          Status = 1 // the method ran and returned an error
+	StatusUnknownService Status = 2 // no such service: nothing ran
+	StatusUnknownMethod  Status = 3 // no such method: nothing ran
+	StatusBadArgs        Status = 4 // the arguments could not be decoded: nothing ran
+	StatusPanic          Status = 5 // the method panicked
+	StatusBusy           Status = 6 // the peer refused the call (too many in flight): nothing ran
+	StatusCanceled       Status = 7 // the call was cancelled or its deadline passed
+	StatusTooLarge       Status = 8 // a message exceeded the maximum size: the method may have run
+	StatusInternal       Status = 9 // the reply could not be encoded
+	maxStatus            Status = StatusInternal
+)
+
+var statusNames = [...]string{
+	StatusOK:             "OK",
+	StatusError:          "ERROR",
+	StatusUnknownService: "UNKNOWN_SERVICE",
+	StatusUnknownMethod:  "UNKNOWN_METHOD",
+	StatusBadArgs:        "BAD_ARGS",
+	StatusPanic:          "PANIC",
+	StatusBusy:           "BUSY",
+	StatusCanceled:       "CANCELED",
+	StatusTooLarge:       "TOO_LARGE",
+	StatusInternal:       "INTERNAL",
+}
+
+func (s Status) String() string {
+	if s <= maxStatus {
+		return statusNames[s]
+	}
+	return fmt.Sprintf("STATUS_%d", uint8(s))
+}
+
+// AppendReplyHead appends the one status byte that starts a REPLY message.
+// For StatusOK the encoded reply follows; otherwise the error message.
+func AppendReplyHead(dst []byte, s Status) []byte { return append(dst, byte(s)) }
+
+// ParseReply splits a complete REPLY message into its status and the rest,
+// which is the reply body for StatusOK and an error message otherwise.
+// Unknown statuses are returned as they are; callers treat them as errors.
+func ParseReply(msg []byte) (Status, []byte, error) {
+	if len(msg) < 1 {
+		return 0, nil, fmt.Errorf("%w: empty reply", ErrMalformed)
+	}
+	return Status(msg[0]), msg[1:], nil
+}
+
+// PingSize is the payload size of PING and PONG frames.
+const PingSize = 8
+
+// AppendPing appends a PING or PONG frame carrying data.
+func AppendPing(dst []byte, t FrameType, data uint64) []byte {
+	dst = AppendHeader(dst, t, 0, 0, PingSize)
+	return binary.BigEndian.AppendUint64(dst, data)
+}
+
+// ParsePing decodes the payload of a PING or PONG frame.
+func ParsePing(p []byte) (uint64, error) {
+	if len(p) != PingSize {
+		return 0, fmt.Errorf("%w: ping payload of %d bytes, want %d", ErrMalformed, len(p), PingSize)
+	}
+	return binary.BigEndian.Uint64(p), nil
+}
+
+// GoAwayCode says why a peer sent GOAWAY.
+type GoAwayCode uint32
+
+// GOAWAY codes.
+const (
+	GoAwayNormal         GoAwayCode = 0 // closing normally (Close, idle or age limits)
+	GoAwayShutdown       GoAwayCode = 1 // the server is draining before shutting down
+	GoAwayTooManyPings   GoAwayCode = 2 // the peer pinged faster than allowed
+	GoAwayProtocolError  GoAwayCode = 3 // the peer broke the protocol
+	GoAwayMaxAge         GoAwayCode = 4 // the connection reached its maximum age
+	GoAwayIdle           GoAwayCode = 5 // the connection carried no calls for too long
+	GoAwayPeerSilent     GoAwayCode = 6 // nothing was heard from the peer for too long
+	GoAwayInternal       GoAwayCode = 7 // a failure on the sender's side
+	GoAwayHandshake      GoAwayCode = 8 // the handshake failed (settings refused)
+	GoAwayTooManyStreams GoAwayCode = 9 // too many concurrent messages in reassembly
+	maxGoAwayCode                   = GoAwayTooManyStreams
+)
+
+var goAwayNames = [...]string{
+	GoAwayNormal:         "normal",
+	GoAwayShutdown:       "server shutting down",
+	GoAwayTooManyPings:   "too many pings",
+	GoAwayProtocolError:  "protocol error",
+	GoAwayMaxAge:         "max connection age",
+	GoAwayIdle:           "idle timeout",
+	GoAwayPeerSilent:     "peer silent",
+	GoAwayInternal:       "internal error",
+	GoAwayHandshake:      "handshake refused",
+	GoAwayTooManyStreams: "too many concurrent messages",
+}
+
+func (c GoAwayCode) String() string {
+	if c <= maxGoAwayCode {
+		return goAwayNames[c]
+	}
+	return fmt.Sprintf("goaway code %d", uint32(c))
+}
+
+// GoAway is the payload of a GOAWAY frame.
+type GoAway struct {
+	LastID  uint32     // highest call id from the receiver that the sender processes
+	Code    GoAwayCode // why
+	Message string     // human-readable detail, at most MaxGoAwayMessage bytes
+}
+
+// MaxGoAwayMessage bounds the detail text of a GOAWAY frame.
+const MaxGoAwayMessage = 512
+
+// AppendGoAway appends a complete GOAWAY frame to dst. A message longer than
+// MaxGoAwayMessage is cut, at a rune boundary.
+func AppendGoAway(dst []byte, g GoAway) []byte {
+	msg := g.Message
+	if len(msg) > MaxGoAwayMessage {
+		msg = msg[:MaxGoAwayMessage]
+		for len(msg) > 0 && !utf8.ValidString(msg) {
+			msg = msg[:len(msg)-1]
+		}
+	}
+	dst = AppendHeader(dst, TypeGoAway, 0, 0, 8+len(msg))
+	dst = binary.BigEndian.AppendUint32(dst, g.LastID)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(g.Code))
+	return append(dst, msg...)
+}
+
+// ParseGoAway decodes the payload of a GOAWAY frame.
+func ParseGoAway(p []byte) (GoAway, error) {
+	if len(p) < 8 || len(p) > 8+MaxGoAwayMessage {
+		return GoAway{}, fmt.Errorf("%w: GOAWAY payload of %d bytes", ErrMalformed, len(p))
+	}
+	return GoAway{
+		LastID:  binary.BigEndian.Uint32(p[0:4]),
+		Code:    GoAwayCode(binary.BigEndian.Uint32(p[4:8])),
+		Message: string(p[8:]),
+	}, nil
+}

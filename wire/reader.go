@@ -1,0 +1,116 @@
+package wire
+
+import (
+	"errors"
+	"io"
+)
+
+// Reader reads frames from a byte stream. It buffers reads so that a burst
+// of small frames costs one read system call, and it checks every header's
+// length against the maximum payload before allocating or reading the body.
+//
+// A Reader is not safe for concurrent use; one goroutine reads a connection.
+type Reader struct {
+	rd       io.Reader
+	buf      []byte
+	r, w     int // buf[r:w] is buffered and unread
+	size     int // buffer size to allocate when buf is nil
+	max      uint32
+}
+
+// NewReader returns a Reader with a buffer of bufSize bytes (at least
+// 2*HeaderSize) and a payload limit of MaxHelloSize, the limit that applies
+// until the handshake has fixed the frame size with SetMaxPayload.
+func NewReader(rd io.Reader, bufSize int) *Reader {
+	if bufSize < 2*HeaderSize {
+		bufSize = 2 * HeaderSize
+	}
+	return &Reader{rd: rd, size: bufSize, max: MaxHelloSize}
+}
+
+// SetMaxPayload sets the largest payload ReadFrame accepts.
+func (fr *Reader) SetMaxPayload(n uint32) { fr.max = n }
+
+// Buffered returns the number of bytes read from the stream but not yet
+// returned as frames.
+func (fr *Reader) Buffered() int { return fr.w - fr.r }
+
+// Release drops the buffer if it holds no unread bytes, so an idle
+// connection keeps no buffer. The next ReadFrame allocates a new one.
+func (fr *Reader) Release() {
+	if fr.r == fr.w {
+		fr.buf, fr.r, fr.w = nil, 0, 0
+	}
+}
+
+// fill makes at least n bytes available in buf[r:w], growing buf when n
+// exceeds its capacity. It returns io.EOF only when no byte at all was
+// buffered and the stream ended; a stream that ends within the n bytes
+// gives io.ErrUnexpectedEOF.
+func (fr *Reader) fill(n int) error {
+	if fr.w-fr.r >= n {
+		return nil
+	}
+	if fr.buf == nil {
+		fr.buf = make([]byte, max(fr.size, n))
+	}
+	if len(fr.buf)-fr.r < n {
+		// Not enough room after r: move the unread bytes to the front,
+		// into a larger buffer when even the whole one is too small.
+		if len(fr.buf) < n {
+			nb := make([]byte, n)
+			fr.w = copy(nb, fr.buf[fr.r:fr.w])
+			fr.buf = nb
+		} else {
+			fr.w = copy(fr.buf, fr.buf[fr.r:fr.w])
+		}
+		fr.r = 0
+	}
+	for fr.w-fr.r < n {
+		m, err := fr.rd.Read(fr.buf[fr.w:])
+		fr.w += m
+		if err != nil {
+			if fr.w-fr.r >= n {
+				return nil
+			}
+			if errors.Is(err, io.EOF) && fr.w > fr.r {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// ReadFrame reads the next frame. The payload aliases the Reader's buffer
+// and is valid only until the next call to ReadFrame or Release. At a clean
+// end of stream between frames it returns io.EOF; a stream that ends inside
+// a frame gives io.ErrUnexpectedEOF.
+func (fr *Reader) ReadFrame() (Header, []byte, error) {
+	if err := fr.fill(HeaderSize); err != nil {
+		return Header{}, nil, err
+	}
+	h, err := ParseHeader(fr.buf[fr.r:fr.r+HeaderSize], fr.max)
+	if err != nil {
+		return h, nil, err
+	}
+	total := HeaderSize + int(h.Length)
+	if err := fr.fill(total); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return h, nil, err
+	}
+	p := fr.buf[fr.r+HeaderSize : fr.r+total : fr.r+total]
+	fr.r += total
+	if fr.r == fr.w {
+		fr.r, fr.w = 0, 0
+	}
+	// A frame larger than the usual buffer grew it; go back to the usual
+	// size once that frame has been consumed, so one large frame does not
+	// pin a large buffer for the life of the connection.
+	if len(fr.buf) > fr.size && fr.r == 0 && fr.w == 0 {
+		fr.buf = nil
+	}
+	return h, p, nil
+}
