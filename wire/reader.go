@@ -11,11 +11,11 @@ import (
 //
 // A Reader is not safe for concurrent use; one goroutine reads a connection.
 type Reader struct {
-	rd       io.Reader
-	buf      []byte
-	r, w     int // buf[r:w] is buffered and unread
-	size     int // buffer size to allocate when buf is nil
-	max      uint32
+	rd   io.Reader
+	buf  []byte
+	r, w int // buf[r:w] is buffered and unread
+	size int // buffer size to allocate when buf is nil
+	max  uint32
 }
 
 // NewReader returns a Reader with a buffer of bufSize bytes (at least
