@@ -1,0 +1,4 @@
+package pulse
+
+// preferredBinaryCodec is offered first by clients when it is registered.
+const preferredBinaryCodec = "msgpack"

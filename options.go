@@ -1,0 +1,146 @@
+package pulse
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/pulse-rpc/pulse/codec"
+	"github.com/pulse-rpc/pulse/wire"
+)
+
+// An Option configures a Server or a Client. Options that concern only one
+// side say so and are ignored by the other.
+type Option interface{ apply(*options) }
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+type options struct {
+	codecs             []string
+	codecsSet          bool
+	tlsConfig          *tls.Config
+	maxFrameSize       uint32
+	maxMessageSize     uint32
+	maxConcurrentCalls int
+	handshakeTimeout   time.Duration
+	logger             *slog.Logger
+	dial               func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+func newOptions(opts []Option) (*options, error) {
+	o := &options{
+		maxFrameSize:       DefaultMaxFrameSize,
+		maxMessageSize:     DefaultMaxMessageSize,
+		maxConcurrentCalls: DefaultMaxConcurrentCalls,
+		handshakeTimeout:   DefaultHandshakeTimeout,
+	}
+	for _, opt := range opts {
+		opt.apply(o)
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	if len(o.codecs) == 0 {
+		o.codecs = defaultCodecs()
+	} else {
+		o.codecsSet = true
+	}
+	for _, name := range o.codecs {
+		if codec.Get(name) == nil {
+			return nil, fmt.Errorf("pulse: codec %q is not registered (registered: %v)", name, codec.Names())
+		}
+	}
+	if o.maxFrameSize < wire.MinMaxFrameSize || o.maxFrameSize > wire.MaxMaxFrameSize {
+		return nil, fmt.Errorf("pulse: max frame size %d outside [%d, %d]", o.maxFrameSize, wire.MinMaxFrameSize, wire.MaxMaxFrameSize)
+	}
+	if o.maxMessageSize < 1 {
+		return nil, fmt.Errorf("pulse: max message size must be positive, got %d", o.maxMessageSize)
+	}
+	if o.maxConcurrentCalls < 1 {
+		return nil, fmt.Errorf("pulse: max concurrent calls must be positive, got %d", o.maxConcurrentCalls)
+	}
+	if o.handshakeTimeout <= 0 {
+		return nil, fmt.Errorf("pulse: handshake timeout must be positive, got %v", o.handshakeTimeout)
+	}
+	return o, nil
+}
+
+// defaultCodecs is the offer of a client that names none: the binary codec
+// first when it is registered, then JSON.
+func defaultCodecs() []string {
+	var names []string
+	if codec.Get(preferredBinaryCodec) != nil {
+		names = append(names, preferredBinaryCodec)
+	}
+	return append(names, codec.JSONName)
+}
+
+// WithCodec sets the codecs by name. A client offers them in this order and
+// the server picks the first it accepts; a server accepts only these. By
+// default a client offers the binary codec, then JSON, and a server accepts
+// every registered codec.
+func WithCodec(names ...string) Option {
+	return optionFunc(func(o *options) { o.codecs = append([]string(nil), names...) })
+}
+
+// WithTLS makes a Client dial with TLS, or makes Server.ListenAndServe
+// serve TLS. A client config without ServerName gets the host of the
+// dialed address.
+func WithTLS(cfg *tls.Config) Option {
+	return optionFunc(func(o *options) { o.tlsConfig = cfg })
+}
+
+// WithMaxFrameSize sets the largest frame payload this side accepts
+// (default DefaultMaxFrameSize). Messages larger than the peer's limit are
+// split into several frames.
+func WithMaxFrameSize(n int) Option {
+	return optionFunc(func(o *options) { o.maxFrameSize = clampU32(n) })
+}
+
+// WithMaxMessageSize sets the largest message (call arguments or reply)
+// this side accepts (default DefaultMaxMessageSize). The peer learns it in
+// the handshake and refuses to send larger ones.
+func WithMaxMessageSize(n int) Option {
+	return optionFunc(func(o *options) { o.maxMessageSize = clampU32(n) })
+}
+
+// WithMaxConcurrentCalls bounds how many handlers run at once for one
+// connection (default DefaultMaxConcurrentCalls). Calls beyond the bound
+// fail at once with ErrBusy, without running.
+func WithMaxConcurrentCalls(n int) Option {
+	return optionFunc(func(o *options) { o.maxConcurrentCalls = n })
+}
+
+// WithHandshakeTimeout bounds the handshake (default
+// DefaultHandshakeTimeout).
+func WithHandshakeTimeout(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.handshakeTimeout = d })
+}
+
+// WithLogger sets the logger for connection events and handler panics
+// (default slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(o *options) { o.logger = l })
+}
+
+// WithDialer replaces the function a Client uses to open connections
+// (default a net.Dialer). It is how a client runs over a transport other
+// than TCP, or through a proxy.
+func WithDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
+	return optionFunc(func(o *options) { o.dial = dial })
+}
+
+func clampU32(n int) uint32 {
+	if n < 0 {
+		return 0
+	}
+	if uint64(n) > 1<<32-1 {
+		return 1<<32 - 1
+	}
+	return uint32(n)
+}

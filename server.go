@@ -1,0 +1,256 @@
+package pulse
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pulse-rpc/pulse/codec"
+)
+
+// Server serves registered methods to the clients that connect to it, and
+// can call methods the clients registered, over the same connections.
+//
+// Methods on Server are safe for concurrent use.
+type Server struct {
+	opts *options
+	reg  *registry
+
+	mu        sync.Mutex // protects following
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{} // connections still in their handshake
+	sessions  map[*session]struct{}
+	closed    bool
+	done      chan struct{}
+
+	wg sync.WaitGroup // connection goroutines
+}
+
+// NewServer returns a server configured by opts. It fails when an option
+// is invalid, saying which and why.
+func NewServer(opts ...Option) (*Server, error) {
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if !o.codecsSet {
+		o.codecs = codec.Names()
+	}
+	return &Server{
+		opts:      o,
+		reg:       newRegistry(),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[net.Conn]struct{}),
+		sessions:  make(map[*session]struct{}),
+		done:      make(chan struct{}),
+	}, nil
+}
+
+// Register publishes the methods of rcvr under the name of its concrete
+// type. The methods must have one of the shapes
+//
+//	func (t *T) Method(args A, reply *R) error
+//	func (t *T) Method(ctx context.Context, args A, reply *R) error
+//
+// with A and R exported or builtin types, as in net/rpc. The context
+// carries the caller's deadline, is cancelled when the caller cancels or
+// the connection dies, and gives the calling Peer (PeerFromContext).
+// Register returns an error when rcvr has no suitable method or the name
+// is taken.
+func (srv *Server) Register(rcvr any) error { return srv.reg.register(rcvr, "", false) }
+
+// RegisterName is Register with the given service name.
+func (srv *Server) RegisterName(name string, rcvr any) error {
+	return srv.reg.register(rcvr, name, true)
+}
+
+// ListenAndServe listens on the TCP address addr (with TLS when the server
+// has WithTLS) and serves it. It returns ErrServerClosed after Close.
+func (srv *Server) ListenAndServe(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	if srv.opts.tlsConfig != nil {
+		l = tls.NewListener(l, srv.opts.tlsConfig)
+	}
+	return srv.Serve(l)
+}
+
+// Serve accepts connections on l and serves each on its own goroutine. It
+// returns ErrServerClosed after Close, or the listener's error. Temporary
+// accept errors (such as running out of file descriptors) are retried with
+// a growing delay, as net/http does.
+func (srv *Server) Serve(l net.Listener) error {
+	srv.mu.Lock()
+	if srv.closed {
+		srv.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	srv.listeners[l] = struct{}{}
+	srv.mu.Unlock()
+	defer func() {
+		srv.mu.Lock()
+		delete(srv.listeners, l)
+		srv.mu.Unlock()
+	}()
+
+	var tempDelay time.Duration
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			if srv.isClosed() {
+				return ErrServerClosed
+			}
+			if isTemporaryAccept(err) {
+				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
+				srv.opts.logger.Warn("pulse: accept error; retrying", "err", err, "delay", tempDelay)
+				select {
+				case <-time.After(tempDelay):
+				case <-srv.done:
+					return ErrServerClosed
+				}
+				continue
+			}
+			return err
+		}
+		tempDelay = 0
+		srv.wg.Add(1)
+		go func() {
+			defer srv.wg.Done()
+			srv.serveConn(conn)
+		}()
+	}
+}
+
+func isTemporaryAccept(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
+}
+
+// ServeConn serves one connection (any net.Conn) and blocks until it
+// closes, like net/rpc's ServeConn.
+func (srv *Server) ServeConn(conn net.Conn) {
+	srv.wg.Add(1)
+	defer srv.wg.Done()
+	srv.serveConn(conn)
+}
+
+func (srv *Server) isClosed() bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return srv.closed
+}
+
+func (srv *Server) serveConn(conn net.Conn) {
+	srv.mu.Lock()
+	if srv.closed {
+		srv.mu.Unlock()
+		conn.Close()
+		return
+	}
+	srv.conns[conn] = struct{}{}
+	srv.mu.Unlock()
+
+	s, err := startSession(context.Background(), conn, false, srv.opts, srv.reg, srv.removeSession)
+
+	srv.mu.Lock()
+	delete(srv.conns, conn)
+	if err == nil && srv.closed {
+		err = ErrServerClosed
+		srv.mu.Unlock()
+		s.fail(&ConnError{Reason: ReasonShutdown})
+		return
+	}
+	if err == nil {
+		srv.sessions[s] = struct{}{}
+	}
+	srv.mu.Unlock()
+	if err != nil {
+		srv.opts.logger.Info("pulse: handshake failed", "remote", conn.RemoteAddr(), "err", err)
+		return
+	}
+	srv.opts.logger.Debug("pulse: connection open", "remote", conn.RemoteAddr(), "codec", s.codec.Name())
+	s.readLoop()
+}
+
+func (srv *Server) removeSession(s *session) {
+	srv.mu.Lock()
+	delete(srv.sessions, s)
+	srv.mu.Unlock()
+}
+
+// Peers returns the clients connected now.
+func (srv *Server) Peers() []*Peer {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	peers := make([]*Peer, 0, len(srv.sessions))
+	for s := range srv.sessions {
+		peers = append(peers, s.peer)
+	}
+	return peers
+}
+
+// Broadcast sends a one-way call to every connected client and returns how
+// many it was queued for. The arguments are encoded once per codec in use,
+// not once per client. Clients whose connection fails meanwhile are
+// skipped; the error reports an encoding failure only.
+func (srv *Server) Broadcast(ctx context.Context, serviceMethod string, args any) (int, error) {
+	encoded := map[string]*codec.RawMessage{}
+	n := 0
+	for _, p := range srv.Peers() {
+		c := p.s.codec
+		raw, ok := encoded[c.Name()]
+		if !ok {
+			var err error
+			if raw, err = encodeFor(c, args); err != nil {
+				return n, err
+			}
+			encoded[c.Name()] = raw
+		}
+		if p.s.notify(ctx, serviceMethod, raw) == nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Close stops the server at once: it closes the listeners and every
+// connection; calls in flight fail with ErrShutdown on the clients, and
+// the contexts of running handlers are cancelled. Close waits for the
+// connections' goroutines to end, not for handlers. Serve returns
+// ErrServerClosed. A second Close returns ErrServerClosed.
+func (srv *Server) Close() error {
+	srv.mu.Lock()
+	if srv.closed {
+		srv.mu.Unlock()
+		return ErrServerClosed
+	}
+	srv.closed = true
+	close(srv.done)
+	for l := range srv.listeners {
+		l.Close()
+	}
+	for c := range srv.conns {
+		c.Close()
+	}
+	sessions := make([]*session, 0, len(srv.sessions))
+	for s := range srv.sessions {
+		sessions = append(sessions, s)
+	}
+	srv.mu.Unlock()
+	for _, s := range sessions {
+		s.fail(&ConnError{Reason: ReasonShutdown, Message: "server closed"})
+	}
+	srv.wg.Wait()
+	return nil
+}

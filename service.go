@@ -1,0 +1,247 @@
+package pulse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"go/token"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+var (
+	typeOfError   = reflect.TypeFor[error]()
+	typeOfContext = reflect.TypeFor[context.Context]()
+)
+
+// methodType is one callable method of a registered service.
+type methodType struct {
+	method    reflect.Method
+	withCtx   bool
+	argType   reflect.Type
+	replyType reflect.Type
+	numCalls  atomic.Uint64
+	numErrors atomic.Uint64
+}
+
+// service is a registered receiver and its methods.
+type service struct {
+	name   string
+	rcvr   reflect.Value
+	typ    reflect.Type
+	method map[string]*methodType
+}
+
+// registry maps "Service.Method" to methods. Reads far outnumber writes
+// (registration happens at start-up, lookups on every call), so lookups go
+// through an atomic pointer to an immutable map and writers copy it.
+type registry struct {
+	mu       sync.Mutex // serializes writers
+	services atomic.Pointer[map[string]*service]
+}
+
+func newRegistry() *registry {
+	r := &registry{}
+	m := map[string]*service{}
+	r.services.Store(&m)
+	return r
+}
+
+// register adds rcvr's suitable methods under name (the receiver's type
+// name when useName is false). Like net/rpc, it reports an error when the
+// type is not exported or has no suitable method, and when the name is taken.
+func (r *registry) register(rcvr any, name string, useName bool) error {
+	s := &service{typ: reflect.TypeOf(rcvr), rcvr: reflect.ValueOf(rcvr)}
+	if rcvr == nil {
+		return errors.New("pulse: Register of nil receiver")
+	}
+	sname := name
+	if !useName {
+		sname = reflect.Indirect(s.rcvr).Type().Name()
+	}
+	if sname == "" {
+		return fmt.Errorf("pulse: no service name for type %v", s.typ)
+	}
+	if !useName && !token.IsExported(sname) {
+		return fmt.Errorf("pulse: type %s is not exported", sname)
+	}
+	if strings.Contains(sname, ".") {
+		return fmt.Errorf("pulse: service name %q must not contain a dot", sname)
+	}
+	s.name = sname
+	var problems []string
+	s.method = suitableMethods(s.typ, &problems)
+	if len(s.method) == 0 {
+		msg := fmt.Sprintf("pulse: type %s has no exported methods of suitable type", sname)
+		// Like net/rpc: a value receiver may hide pointer methods.
+		if pm := suitableMethods(reflect.PointerTo(s.typ), nil); len(pm) != 0 {
+			msg += " (hint: pass a pointer to value of that type)"
+		} else if len(problems) > 0 {
+			msg += ": " + strings.Join(problems, "; ")
+		}
+		return errors.New(msg)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := *r.services.Load()
+	if _, dup := old[sname]; dup {
+		return fmt.Errorf("pulse: service already defined: %s", sname)
+	}
+	m := make(map[string]*service, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[sname] = s
+	r.services.Store(&m)
+	return nil
+}
+
+// suitableMethods returns the methods of typ that have one of the shapes
+//
+//	func (t *T) M(args A, reply *R) error
+//	func (t *T) M(ctx context.Context, args A, reply *R) error
+//
+// where A and R are exported or builtin types. When problems is non-nil,
+// it collects why exported methods were skipped.
+func suitableMethods(typ reflect.Type, problems *[]string) map[string]*methodType {
+	methods := make(map[string]*methodType)
+	report := func(format string, args ...any) {
+		if problems != nil {
+			*problems = append(*problems, fmt.Sprintf(format, args...))
+		}
+	}
+	for m := range typ.Methods() {
+		mtype := m.Type
+		if !m.IsExported() {
+			continue
+		}
+		in := mtype.NumIn() // includes the receiver
+		withCtx := in == 4 && mtype.In(1) == typeOfContext
+		if in != 3 && !withCtx {
+			report("method %s has %d arguments, want (args, *reply) or (ctx, args, *reply)", m.Name, in-1)
+			continue
+		}
+		first := 1
+		if withCtx {
+			first = 2
+		}
+		argType := mtype.In(first)
+		if !isExportedOrBuiltinType(argType) {
+			report("argument type of method %s is not exported: %v", m.Name, argType)
+			continue
+		}
+		replyType := mtype.In(first + 1)
+		if replyType.Kind() != reflect.Pointer {
+			report("reply type of method %s is not a pointer: %v", m.Name, replyType)
+			continue
+		}
+		if !isExportedOrBuiltinType(replyType) {
+			report("reply type of method %s is not exported: %v", m.Name, replyType)
+			continue
+		}
+		if mtype.NumOut() != 1 || mtype.Out(0) != typeOfError {
+			report("method %s must return exactly one value, of type error", m.Name)
+			continue
+		}
+		methods[m.Name] = &methodType{method: m, withCtx: withCtx, argType: argType, replyType: replyType}
+	}
+	return methods
+}
+
+func isExportedOrBuiltinType(t reflect.Type) bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return token.IsExported(t.Name()) || t.PkgPath() == ""
+}
+
+// lookup finds the method named "Service.Method". It does not allocate:
+// the map index with a converted []byte is optimized by the compiler.
+func (r *registry) lookup(serviceMethod []byte) (*service, *methodType, errorKind) {
+	dot := -1
+	for i := len(serviceMethod) - 1; i >= 0; i-- {
+		if serviceMethod[i] == '.' {
+			dot = i
+			break
+		}
+	}
+	if dot < 0 {
+		return nil, nil, kindUnknownService
+	}
+	svc := (*r.services.Load())[string(serviceMethod[:dot])]
+	if svc == nil {
+		return nil, nil, kindUnknownService
+	}
+	mt := svc.method[string(serviceMethod[dot+1:])]
+	if mt == nil {
+		return svc, nil, kindUnknownMethod
+	}
+	return svc, mt, kindNone
+}
+
+type errorKind uint8
+
+const (
+	kindNone errorKind = iota
+	kindUnknownService
+	kindUnknownMethod
+)
+
+// newArgs allocates the value that the arguments decode into, and returns
+// the pointer to decode into and the value to pass to the method.
+func (mt *methodType) newArgs() (decodeInto any, arg reflect.Value) {
+	if mt.argType.Kind() == reflect.Pointer {
+		v := reflect.New(mt.argType.Elem())
+		return v.Interface(), v
+	}
+	v := reflect.New(mt.argType)
+	return v.Interface(), v.Elem()
+}
+
+// newReply allocates the reply value, with maps and slices made so that a
+// method can fill them in, as net/rpc does.
+func (mt *methodType) newReply() reflect.Value {
+	v := reflect.New(mt.replyType.Elem())
+	switch mt.replyType.Elem().Kind() {
+	case reflect.Map:
+		v.Elem().Set(reflect.MakeMap(mt.replyType.Elem()))
+	case reflect.Slice:
+		v.Elem().Set(reflect.MakeSlice(mt.replyType.Elem(), 0, 0))
+	}
+	return v
+}
+
+// call runs the method.
+func (mt *methodType) call(ctx context.Context, svc *service, arg, reply reflect.Value) error {
+	mt.numCalls.Add(1)
+	var out []reflect.Value
+	if mt.withCtx {
+		out = mt.method.Func.Call([]reflect.Value{svc.rcvr, reflect.ValueOf(ctx), arg, reply})
+	} else {
+		out = mt.method.Func.Call([]reflect.Value{svc.rcvr, arg, reply})
+	}
+	if errv := out[0].Interface(); errv != nil {
+		mt.numErrors.Add(1)
+		return errv.(error)
+	}
+	return nil
+}
+
+// MethodStats is a method's call count, for dashboards.
+type MethodStats struct {
+	Name   string // "Service.Method"
+	Calls  uint64
+	Errors uint64
+}
+
+func (r *registry) stats() []MethodStats {
+	var out []MethodStats
+	for sname, svc := range *r.services.Load() {
+		for mname, mt := range svc.method {
+			out = append(out, MethodStats{Name: sname + "." + mname, Calls: mt.numCalls.Load(), Errors: mt.numErrors.Load()})
+		}
+	}
+	return out
+}

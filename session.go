@@ -1,0 +1,926 @@
+package pulse
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"reflect"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pulse-rpc/pulse/codec"
+	"github.com/pulse-rpc/pulse/wire"
+)
+
+// session is one Pulse connection after its handshake. It is symmetric:
+// either end may start calls and serve them. Call ids started by the
+// dialer are odd, those started by the acceptor even.
+//
+// Goroutines: one reader (readLoop) for the life of the connection; a
+// writer only while there is something to write (writeLoop), run inline by
+// the goroutine that queued a small message when no writer is active, or
+// started in the background for control frames and large messages so that
+// the reader never blocks on a write; one goroutine per running handler,
+// bounded by maxConcurrentCalls.
+type session struct {
+	conn     net.Conn
+	fr       *wire.Reader
+	codec    codec.Codec
+	dialer   bool
+	opts     *options
+	handlers *registry
+	log      *slog.Logger
+	peer     *Peer
+	onClose  func(*session)
+
+	// ctx is the parent of every handler's context; it is cancelled, with
+	// the connection's error as cause, when the session closes.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	// Settings fixed by the handshake.
+	hello      wire.Hello // what the peer sent
+	maxFrame   int        // largest frame payload this side sends
+	peerMaxMsg int        // largest message this side sends
+	maxMsg     int        // largest message this side accepts
+
+	running    atomic.Int32  // handlers running
+	lastRead   *atomic.Int64 // monotonic ns of the last read that returned bytes
+	flushed    atomic.Uint64
+	done       chan struct{} // closed when the session is closed
+	readerDone chan struct{} // closed when readLoop returns
+
+	// Owned by the reader goroutine.
+	partial map[uint32]*partialMsg
+
+	mu         sync.Mutex // protects following
+	nextID     uint32
+	pending    map[uint32]*Call              // calls this side started
+	inflight   map[uint32]context.CancelFunc // peer calls running here
+	ctrl       *wbuf                         // queued control frames
+	data       *wbuf                         // queued small data frames
+	large      []*outMsg                     // queued messages sent in several frames
+	writing    bool                          // a writeLoop is running
+	idle       chan struct{}                 // closed when the writer goes idle
+	queued     uint64                        // bytes ever appended to data
+	lastPeerID uint32                        // highest call id from the peer accepted here
+	closed     bool
+	err        *ConnError   // the first cause of the close
+	goAwayIn   *wire.GoAway // GOAWAY received from the peer
+	goAwayOut  bool         // this side sent GOAWAY, naming lastPeerID
+}
+
+// wbuf is a write buffer. The lanes take one from wbufPool when a frame is
+// queued and the writer returns it once written, so an idle connection
+// holds no write buffer.
+type wbuf struct{ b []byte }
+
+var wbufPool = sync.Pool{New: func() any { return &wbuf{b: make([]byte, 0, 4096)} }}
+
+func putWbuf(w *wbuf) {
+	if w == nil || cap(w.b) > maxKeptWriteBuffer {
+		return
+	}
+	w.b = w.b[:0]
+	wbufPool.Put(w)
+}
+
+// lane returns *l, taking a buffer from the pool if it is nil.
+func lane(l **wbuf) *wbuf {
+	if *l == nil {
+		*l = wbufPool.Get().(*wbuf)
+	}
+	return *l
+}
+
+// outMsg is a message too large for one frame. The writer sends it one
+// frame at a time, so that control frames and small messages go between.
+type outMsg struct {
+	id      uint32
+	typ     wire.FrameType
+	body    []byte
+	buf     *[]byte // pooled buffer holding body
+	off     int     // bytes of body already handed to the writer
+	aborted bool    // abandoned by the caller; protected by session.mu
+	sent    atomic.Bool
+}
+
+// partialMsg is a message being reassembled from several frames.
+type partialMsg struct {
+	typ     wire.FrameType
+	buf     []byte
+	tooBig  bool // exceeded maxMsg: the rest is discarded
+	discard bool // nobody waits for it
+}
+
+var epoch = time.Now()
+
+// nanotime is a monotonic clock reading in nanoseconds.
+func nanotime() int64 { return int64(time.Since(epoch)) }
+
+// liveConn records the time of every read that returns bytes: any inbound
+// byte, even the middle of a large frame, is a sign of life.
+type liveConn struct {
+	net.Conn
+	last *atomic.Int64
+}
+
+func (c liveConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.last.Store(nanotime())
+	}
+	return n, err
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
+
+func putBuf(b *[]byte) {
+	if cap(*b) > maxKeptWriteBuffer {
+		return
+	}
+	*b = (*b)[:0]
+	bufPool.Put(b)
+}
+
+// newSession builds the session for a connection whose handshake is done.
+// fr is the reader that read the handshake: it may hold frames already.
+func newSession(conn net.Conn, fr *wire.Reader, c codec.Codec, dialer bool, o *options, handlers *registry, peerHello wire.Hello, lastRead *atomic.Int64, onClose func(*session)) *session {
+	s := &session{
+		conn:       conn,
+		fr:         fr,
+		codec:      c,
+		dialer:     dialer,
+		opts:       o,
+		handlers:   handlers,
+		log:        o.logger,
+		onClose:    onClose,
+		hello:      peerHello,
+		maxFrame:   int(peerHello.MaxFrameSize),
+		maxMsg:     int(o.maxMessageSize),
+		pending:    make(map[uint32]*Call),
+		inflight:   make(map[uint32]context.CancelFunc),
+		partial:    make(map[uint32]*partialMsg),
+		done:       make(chan struct{}),
+		readerDone: make(chan struct{}),
+		lastRead:   lastRead,
+	}
+	s.peerMaxMsg = int(peerHello.MaxMessageSize)
+	if s.peerMaxMsg <= 0 {
+		s.peerMaxMsg = math.MaxInt32
+	}
+	s.nextID = 2
+	if dialer {
+		s.nextID = 1
+	}
+	s.peer = &Peer{s: s}
+	s.ctx, s.cancel = context.WithCancelCause(context.WithValue(context.Background(), peerKey{}, s.peer))
+	s.lastRead.Store(nanotime())
+	fr.SetMaxPayload(o.maxFrameSize)
+	return s
+}
+
+// isPeerID reports whether id is one the peer may use to start a call.
+func (s *session) isPeerID(id uint32) bool {
+	return id != 0 && (id&1 == 0) == s.dialer
+}
+
+// ---- Starting calls ----
+
+// send encodes call and queues it. On failure it completes the call with
+// the error. notify marks a one-way call, which gets no reply. watch makes
+// the call watch ctx itself and abandon on its end (for Go; Call's waiting
+// goroutine watches ctx instead).
+func (s *session) send(ctx context.Context, call *Call, notify, watch bool) {
+	call.s = s
+	if err := ctx.Err(); err != nil {
+		call.Error = &CallError{Method: call.ServiceMethod, Status: wire.StatusCanceled, Err: err}
+		call.done()
+		return
+	}
+	typ := wire.TypeCall
+	if notify {
+		typ = wire.TypeNotify
+	}
+	var timeout time.Duration
+	if dl, ok := ctx.Deadline(); ok {
+		if timeout = time.Until(dl); timeout <= 0 {
+			call.Error = &CallError{Method: call.ServiceMethod, Status: wire.StatusCanceled, Err: context.DeadlineExceeded}
+			call.done()
+			return
+		}
+	}
+	bp := getBuf()
+	b := wire.AppendHeader((*bp)[:0], typ, wire.FlagEnd, 0, 0)
+	b = wire.AppendCallHead(b, call.ServiceMethod, timeout)
+	b, err := s.codec.Append(b, call.Args)
+	*bp = b
+	if err != nil {
+		putBuf(bp)
+		call.Error = &CallError{Method: call.ServiceMethod, Status: wire.StatusBadArgs, Message: "cannot encode arguments: " + err.Error(), Err: err}
+		call.done()
+		return
+	}
+	if n := len(b) - wire.HeaderSize; n > s.peerMaxMsg {
+		putBuf(bp)
+		call.Error = &CallError{Method: call.ServiceMethod, Status: wire.StatusTooLarge,
+			Message: fmt.Sprintf("arguments of %d bytes exceed the peer's limit of %d", n, s.peerMaxMsg), Err: ErrMessageTooLarge}
+		call.done()
+		return
+	}
+
+	s.mu.Lock()
+	if err := s.refuseLocked(); err != nil {
+		s.mu.Unlock()
+		putBuf(bp)
+		call.Error = err
+		call.done()
+		return
+	}
+	id := s.nextID
+	s.nextID += 2
+	call.id = id
+	if !notify {
+		s.pending[id] = call
+		if watch && ctx.Done() != nil {
+			call.stop = context.AfterFunc(ctx, func() { s.abandon(call, ctx.Err()) })
+		}
+	}
+	s.enqueueLocked(bp, id, typ, func(seq uint64, out *outMsg) { call.seq, call.out = seq, out })
+	s.kickLocked(true)
+}
+
+// refuseLocked returns the error for a call that cannot start on this
+// session: it is closed, or the peer sent GOAWAY.
+func (s *session) refuseLocked() error {
+	if s.closed {
+		return s.err.withSent(false)
+	}
+	if s.goAwayIn != nil {
+		return &ConnError{Reason: ReasonGoAway, Code: s.goAwayIn.Code, Message: s.goAwayIn.Message}
+	}
+	if s.nextID > math.MaxUint32-2 {
+		return &ConnError{Reason: ReasonShutdown, Message: "call ids exhausted on this connection"}
+	}
+	return nil
+}
+
+// enqueueLocked queues the message in *bp (a frame header with FlagEnd
+// followed by the whole message) under id. Small messages are copied to
+// the data lane and bp is recycled; larger ones are queued for sending in
+// frames and keep bp until written. mark receives the position of the
+// message, for sent().
+func (s *session) enqueueLocked(bp *[]byte, id uint32, typ wire.FrameType, mark func(seq uint64, out *outMsg)) {
+	b := *bp
+	if len(b)-wire.HeaderSize <= s.maxFrame {
+		binary.BigEndian.PutUint32(b[4:8], id)
+		wire.PutLength(b, len(b)-wire.HeaderSize)
+		d := lane(&s.data)
+		d.b = append(d.b, b...)
+		s.queued += uint64(len(b))
+		putBuf(bp)
+		if mark != nil {
+			mark(s.queued, nil)
+		}
+		return
+	}
+	m := &outMsg{id: id, typ: typ, body: b[wire.HeaderSize:], buf: bp}
+	s.large = append(s.large, m)
+	if mark != nil {
+		mark(0, m)
+	}
+}
+
+// abandon gives up on call because its context ended with err. If the
+// call is still pending, it completes it and tells the peer to cancel.
+func (s *session) abandon(call *Call, err error) {
+	s.mu.Lock()
+	if s.pending[call.id] != call {
+		s.mu.Unlock()
+		return // completed by someone else
+	}
+	delete(s.pending, call.id)
+	if !s.closed {
+		switch {
+		case call.out != nil && !call.out.sent.Load() && call.out.off < len(call.out.body):
+			// Not fully handed to the writer: it stops sending the rest
+			// (or all of it), and aborts what the peer gathered.
+			call.out.aborted = true
+		case call.out == nil && s.flushed.Load() < call.seq:
+			// Still queued in the data lane: CANCEL goes behind it there.
+			d := lane(&s.data)
+			d.b = wire.AppendHeader(d.b, wire.TypeCancel, 0, call.id, 0)
+			s.queued += wire.HeaderSize
+		default:
+			c := lane(&s.ctrl)
+			c.b = wire.AppendHeader(c.b, wire.TypeCancel, 0, call.id, 0)
+		}
+		s.kickLocked(false)
+	} else {
+		s.mu.Unlock()
+	}
+	call.Error = &CallError{Method: call.ServiceMethod, Status: wire.StatusCanceled, Err: err}
+	call.done()
+}
+
+// ---- Writing ----
+
+// kickLocked makes sure a writer will send what is queued, then unlocks
+// s.mu. With inline set and only small frames queued, the calling
+// goroutine becomes the writer: the write happens without a goroutine
+// switch, and frames others queue meanwhile go out in the same loop.
+func (s *session) kickLocked(inline bool) {
+	if s.writing || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.writing = true
+	if inline && len(s.large) == 0 {
+		s.mu.Unlock()
+		s.writeLoop(true)
+		return
+	}
+	s.mu.Unlock()
+	go s.writeLoop(false)
+}
+
+// writeLoop writes queued frames until the queues are empty. Each round
+// writes, in one system call where the transport allows it, all queued
+// control frames, then all queued small frames, then one frame of the
+// first large message.
+func (s *session) writeLoop(inline bool) {
+	var (
+		bufs net.Buffers
+		hdr  [wire.HeaderSize]byte
+	)
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.stopWritingLocked()
+			s.mu.Unlock()
+			return
+		}
+		if inline && len(s.large) > 0 {
+			// Large messages take many rounds: leave them to a background
+			// writer so that the caller is not held.
+			s.mu.Unlock()
+			go s.writeLoop(false)
+			return
+		}
+		ctrlw, dataw := s.ctrl, s.data
+		var ctrl, data []byte
+		if ctrlw != nil {
+			ctrl = ctrlw.b
+		}
+		if dataw != nil {
+			data = dataw.b
+		}
+		var (
+			chunk []byte
+			head  []byte
+			done  *outMsg
+		)
+		for len(s.large) > 0 && head == nil {
+			m := s.large[0]
+			if m.aborted {
+				s.large = s.large[1:]
+				if m.off > 0 {
+					head = wire.AppendHeader(hdr[:0], wire.TypeContinuation, wire.FlagEnd|wire.FlagAbort, m.id, 0)
+				}
+				putBuf(m.buf)
+				continue
+			}
+			n := min(s.maxFrame, len(m.body)-m.off)
+			typ, flags := m.typ, wire.Flags(0)
+			if m.off > 0 {
+				typ = wire.TypeContinuation
+			}
+			if m.off+n == len(m.body) {
+				flags = wire.FlagEnd
+				done = m
+				s.large = s.large[1:]
+			}
+			head = wire.AppendHeader(hdr[:0], typ, flags, m.id, n)
+			chunk = m.body[m.off : m.off+n]
+			m.off += n
+		}
+		if len(s.large) == 0 {
+			s.large = nil
+		}
+		if len(ctrl) == 0 && len(data) == 0 && head == nil {
+			s.stopWritingLocked()
+			s.mu.Unlock()
+			return
+		}
+		s.ctrl, s.data = nil, nil
+		s.mu.Unlock()
+
+		bufs = bufs[:0]
+		for _, b := range [...][]byte{ctrl, data, head, chunk} {
+			if len(b) > 0 {
+				bufs = append(bufs, b)
+			}
+		}
+		var n int64
+		var err error
+		if len(bufs) == 1 {
+			var k int
+			k, err = s.conn.Write(bufs[0])
+			n = int64(k)
+		} else {
+			n, err = bufs.WriteTo(s.conn)
+		}
+
+		wrote := min(max(n-int64(len(ctrl)), 0), int64(len(data)))
+		s.flushed.Add(uint64(wrote))
+		if done != nil && err == nil {
+			done.sent.Store(true)
+		}
+		putWbuf(ctrlw)
+		putWbuf(dataw)
+		if done != nil && err == nil {
+			putBuf(done.buf)
+		}
+		if err != nil {
+			s.fail(&ConnError{Reason: writeReason(err), Err: err})
+			s.mu.Lock()
+			s.stopWritingLocked()
+			s.mu.Unlock()
+			return
+		}
+	}
+}
+
+// stopWritingLocked marks the writer idle and wakes anyone waiting in
+// flush.
+func (s *session) stopWritingLocked() {
+	s.writing = false
+	if s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
+}
+
+func writeReason(err error) Reason {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return ReasonWriteStall
+	}
+	return ReasonIO
+}
+
+// queueControl queues a control frame built by build and makes sure a
+// background writer sends it. It never blocks on the connection, so the
+// reader can use it.
+func (s *session) queueControl(build func([]byte) []byte) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	c := lane(&s.ctrl)
+	c.b = build(c.b)
+	s.kickLocked(false)
+}
+
+// flush waits until everything queued so far is written, the session
+// closes, or d passes.
+func (s *session) flush(d time.Duration) {
+	s.mu.Lock()
+	if !s.writing || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	if s.idle == nil {
+		s.idle = make(chan struct{})
+	}
+	idle := s.idle
+	s.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-idle:
+	case <-s.done:
+	case <-t.C:
+	}
+}
+
+// ---- Closing ----
+
+// fail closes the session with ce as its cause, unless it is closed
+// already. Every pending call fails with ce, marked with whether its
+// request was sent; running handlers see their context cancelled.
+func (s *session) fail(ce *ConnError) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	if g := s.goAwayIn; g != nil && (ce.Reason == ReasonPeerClose || ce.Reason == ReasonIO) {
+		// The peer said why before it closed: that is the first cause.
+		ce = &ConnError{Reason: ReasonGoAway, Code: g.Code, Message: g.Message, Err: ce.Err}
+	}
+	s.closed = true
+	s.err = ce
+	pending := s.pending
+	s.pending = nil
+	s.large = nil
+	s.mu.Unlock()
+
+	s.conn.Close()
+	s.cancel(ce)
+	for _, call := range pending {
+		call.Error = ce.withSent(call.sent())
+		call.done()
+	}
+	close(s.done)
+	if ce.Reason == ReasonShutdown {
+		s.log.Debug("pulse: connection closed", "remote", s.conn.RemoteAddr(), "reason", ce.Reason)
+	} else {
+		s.log.Info("pulse: connection closed", "remote", s.conn.RemoteAddr(), "err", ce)
+	}
+	if s.onClose != nil {
+		s.onClose(s)
+	}
+}
+
+// goAway sends GOAWAY with code and message, waits up to d for it to be
+// written, and closes the session with reason.
+func (s *session) goAway(code wire.GoAwayCode, msg string, reason Reason, err error, d time.Duration) {
+	s.sendGoAway(code, msg)
+	s.flush(d)
+	s.fail(&ConnError{Reason: reason, Code: code, Message: msg, Err: err})
+}
+
+// sendGoAway queues GOAWAY, naming the highest call id the peer has
+// started that this side has read.
+func (s *session) sendGoAway(code wire.GoAwayCode, msg string) {
+	s.mu.Lock()
+	s.goAwayOut = true
+	last := s.lastPeerID
+	s.mu.Unlock()
+	s.queueControl(func(b []byte) []byte {
+		return wire.AppendGoAway(b, wire.GoAway{LastID: last, Code: code, Message: msg})
+	})
+}
+
+// close closes the session from this side.
+func (s *session) close() {
+	s.goAway(wire.GoAwayNormal, "", ReasonShutdown, nil, 100*time.Millisecond)
+}
+
+// ---- Reading ----
+
+// readLoop reads frames until the connection fails. It runs on the
+// goroutine that owns the connection and returns when the session closes.
+func (s *session) readLoop() {
+	defer close(s.readerDone)
+	for {
+		h, p, err := s.fr.ReadFrame()
+		if err != nil {
+			s.readFailed(err)
+			return
+		}
+		if err := s.handleFrame(h, p); err != nil {
+			s.log.Warn("pulse: protocol error from peer", "remote", s.conn.RemoteAddr(), "err", err)
+			s.goAway(wire.GoAwayProtocolError, err.Error(), ReasonProtocol, err, time.Second)
+			return
+		}
+	}
+}
+
+func (s *session) readFailed(err error) {
+	switch {
+	case errors.Is(err, wire.ErrVersion), errors.Is(err, wire.ErrFrameType),
+		errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, wire.ErrMalformed):
+		s.log.Warn("pulse: protocol error from peer", "remote", s.conn.RemoteAddr(), "err", err)
+		s.goAway(wire.GoAwayProtocolError, err.Error(), ReasonProtocol, err, time.Second)
+	case errors.Is(err, io.EOF):
+		s.fail(&ConnError{Reason: ReasonPeerClose, Err: err})
+	case errors.Is(err, net.ErrClosed):
+		s.fail(&ConnError{Reason: ReasonShutdown, Err: err})
+	default:
+		s.fail(&ConnError{Reason: ReasonIO, Err: err})
+	}
+}
+
+// handleFrame acts on one frame. p aliases the read buffer and is valid
+// only during the call. An error is a protocol violation.
+func (s *session) handleFrame(h wire.Header, p []byte) error {
+	switch h.Type {
+	case wire.TypeCall, wire.TypeNotify, wire.TypeReply:
+		if h.Type == wire.TypeReply {
+			if h.ID == 0 || s.isPeerID(h.ID) {
+				return fmt.Errorf("REPLY with id %d, which this side never used", h.ID)
+			}
+		} else if !s.isPeerID(h.ID) {
+			return fmt.Errorf("%v with id %d, which belongs to this side", h.Type, h.ID)
+		}
+		if _, dup := s.partial[h.ID]; dup {
+			return fmt.Errorf("%v id %d while a message with that id is still arriving", h.Type, h.ID)
+		}
+		if h.Flags&wire.FlagEnd != 0 {
+			s.dispatch(h.Type, h.ID, p)
+			return nil
+		}
+		if len(s.partial) >= s.opts.maxConcurrentCalls+maxPartialMessages {
+			return fmt.Errorf("more than %d messages arriving at once", len(s.partial))
+		}
+		pm := &partialMsg{typ: h.Type}
+		if len(p) > s.maxMsg {
+			pm.tooBig = true
+		} else {
+			pm.buf = append(make([]byte, 0, min(2*len(p), s.maxMsg)), p...)
+		}
+		s.partial[h.ID] = pm
+	case wire.TypeContinuation:
+		pm := s.partial[h.ID]
+		if pm == nil {
+			return fmt.Errorf("CONTINUATION for id %d, which has no message arriving", h.ID)
+		}
+		if h.Flags&wire.FlagAbort != 0 {
+			delete(s.partial, h.ID)
+			return nil
+		}
+		if !pm.tooBig && len(pm.buf)+len(p) > s.maxMsg {
+			pm.tooBig, pm.buf = true, nil
+		}
+		if !pm.tooBig {
+			pm.buf = append(pm.buf, p...)
+		}
+		if h.Flags&wire.FlagEnd != 0 {
+			delete(s.partial, h.ID)
+			if pm.tooBig {
+				s.tooLarge(pm.typ, h.ID)
+			} else {
+				s.dispatch(pm.typ, h.ID, pm.buf)
+			}
+		}
+	case wire.TypeCancel:
+		if !s.isPeerID(h.ID) {
+			return fmt.Errorf("CANCEL with id %d, which belongs to this side", h.ID)
+		}
+		s.mu.Lock()
+		cancel := s.inflight[h.ID]
+		s.mu.Unlock()
+		if cancel != nil {
+			cancel()
+		}
+	case wire.TypePing:
+		data, err := wire.ParsePing(p)
+		if err != nil {
+			return err
+		}
+		s.queueControl(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePong, data) })
+	case wire.TypePong:
+		if _, err := wire.ParsePing(p); err != nil {
+			return err
+		}
+	case wire.TypeGoAway:
+		g, err := wire.ParseGoAway(p)
+		if err != nil {
+			return err
+		}
+		s.handleGoAway(g)
+	case wire.TypeHello:
+		return errors.New("HELLO after the handshake")
+	}
+	return nil
+}
+
+// tooLarge answers a message that exceeded this side's limit.
+func (s *session) tooLarge(typ wire.FrameType, id uint32) {
+	msg := fmt.Sprintf("message exceeds the limit of %d bytes", s.maxMsg)
+	switch typ {
+	case wire.TypeCall:
+		s.replyError(id, wire.StatusTooLarge, msg, false)
+	case wire.TypeReply:
+		if call := s.takePending(id); call != nil {
+			call.Error = &CallError{Method: call.ServiceMethod, Status: wire.StatusTooLarge, Message: "reply " + msg, Err: ErrMessageTooLarge}
+			call.done()
+		}
+	case wire.TypeNotify:
+		s.log.Warn("pulse: dropped notification: "+msg, "remote", s.conn.RemoteAddr())
+	}
+}
+
+func (s *session) takePending(id uint32) *Call {
+	s.mu.Lock()
+	call := s.pending[id]
+	if call != nil {
+		delete(s.pending, id)
+	}
+	s.mu.Unlock()
+	return call
+}
+
+// dispatch acts on a complete message. msg is valid only during the call.
+func (s *session) dispatch(typ wire.FrameType, id uint32, msg []byte) {
+	if typ == wire.TypeReply {
+		s.handleReply(id, msg)
+		return
+	}
+	s.handleCall(typ == wire.TypeNotify, id, msg)
+}
+
+func (s *session) handleReply(id uint32, msg []byte) {
+	call := s.takePending(id)
+	if call == nil {
+		return // abandoned by its caller
+	}
+	status, body, err := wire.ParseReply(msg)
+	switch {
+	case err != nil:
+		call.Error = &CallError{Method: call.ServiceMethod, Status: wire.StatusInternal, Message: err.Error(), Err: ErrBadReply}
+	case status == wire.StatusOK:
+		if call.Reply != nil {
+			if err := s.codec.Unmarshal(body, call.Reply); err != nil {
+				call.Error = &CallError{Method: call.ServiceMethod, Status: wire.StatusInternal,
+					Message: "cannot decode reply into " + fmt.Sprintf("%T", call.Reply) + ": " + err.Error(), Err: ErrBadReply}
+			}
+		}
+	case status == wire.StatusError:
+		call.Error = ServerError(body)
+	default:
+		call.Error = &CallError{Method: call.ServiceMethod, Status: status, Message: string(body), Remote: true}
+	}
+	call.done()
+}
+
+// handleCall runs a CALL or NOTIFY from the peer. Lookup and argument
+// decoding happen here on the reader, so the read buffer need not be
+// copied; the method runs on a goroutine of its own.
+func (s *session) handleCall(notify bool, id uint32, msg []byte) {
+	method, timeout, args, err := wire.ParseCall(msg)
+	if err != nil {
+		s.refuse(notify, id, wire.StatusBadArgs, err.Error(), method)
+		return
+	}
+	svc, mt, kind := s.handlers.lookup(method)
+	switch kind {
+	case kindUnknownService:
+		s.refuse(notify, id, wire.StatusUnknownService, fmt.Sprintf("unknown service in %q", method), method)
+		return
+	case kindUnknownMethod:
+		s.refuse(notify, id, wire.StatusUnknownMethod, fmt.Sprintf("service %s has no method in %q", svc.name, method), method)
+		return
+	}
+	argp, argv := mt.newArgs()
+	if err := s.codec.Unmarshal(args, argp); err != nil {
+		s.refuse(notify, id, wire.StatusBadArgs, fmt.Sprintf("cannot decode arguments of %s.%s into %v: %v", svc.name, mt.method.Name, mt.argType, err), method)
+		return
+	}
+	if int(s.running.Add(1)) > s.opts.maxConcurrentCalls {
+		s.running.Add(-1)
+		s.refuse(notify, id, wire.StatusBusy, fmt.Sprintf("%d calls already running on this connection", s.opts.maxConcurrentCalls), method)
+		return
+	}
+	var (
+		ctx    context.Context
+		cancel context.CancelFunc
+	)
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(s.ctx, timeout)
+	} else {
+		ctx, cancel = context.WithCancel(s.ctx)
+	}
+	s.mu.Lock()
+	if s.goAwayOut && id > s.lastPeerID {
+		// Above the LastID of the GOAWAY this side sent: the peer knows
+		// the call was not processed and retries it elsewhere.
+		s.mu.Unlock()
+		s.running.Add(-1)
+		cancel()
+		return
+	}
+	s.lastPeerID = max(s.lastPeerID, id)
+	if !notify {
+		s.inflight[id] = cancel
+	}
+	s.mu.Unlock()
+	go s.serve(ctx, cancel, notify, id, svc, mt, argv)
+}
+
+// refuse answers a call that will not run. A refused notification is
+// logged, since nobody waits for an answer.
+func (s *session) refuse(notify bool, id uint32, status wire.Status, msg string, method []byte) {
+	if notify {
+		s.log.Warn("pulse: dropped notification", "remote", s.conn.RemoteAddr(), "method", string(method), "status", status, "err", msg)
+		return
+	}
+	s.replyError(id, status, msg, false)
+}
+
+// serve runs one method and sends its reply.
+func (s *session) serve(ctx context.Context, cancel context.CancelFunc, notify bool, id uint32, svc *service, mt *methodType, argv reflect.Value) {
+	defer s.running.Add(-1)
+	replyv := mt.newReply()
+	err, panicked := s.invoke(ctx, svc, mt, argv, replyv)
+	cancel()
+	if notify {
+		if err != nil {
+			s.log.Debug("pulse: notification handler failed", "method", svc.name+"."+mt.method.Name, "err", err)
+		}
+		return
+	}
+	s.mu.Lock()
+	delete(s.inflight, id)
+	s.mu.Unlock()
+	switch {
+	case panicked:
+		s.replyError(id, wire.StatusPanic, err.Error(), true)
+	case err != nil:
+		s.replyError(id, wire.StatusError, err.Error(), true)
+	default:
+		s.replyOK(id, replyv.Interface(), svc.name+"."+mt.method.Name)
+	}
+}
+
+// invoke calls the method, turning a panic into an error: the stack is
+// logged and the caller gets the panic value.
+func (s *session) invoke(ctx context.Context, svc *service, mt *methodType, argv, replyv reflect.Value) (err error, panicked bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			buf := make([]byte, 64<<10)
+			buf = buf[:runtime.Stack(buf, false)]
+			name := svc.name + "." + mt.method.Name
+			s.log.Error("pulse: panic serving "+name, "remote", s.conn.RemoteAddr(), "panic", r, "stack", string(buf))
+			err, panicked = fmt.Errorf("panic in %s: %v", name, r), true
+		}
+	}()
+	return mt.call(ctx, svc, argv, replyv), false
+}
+
+func (s *session) replyOK(id uint32, reply any, method string) {
+	bp := getBuf()
+	b := wire.AppendHeader((*bp)[:0], wire.TypeReply, wire.FlagEnd, id, 0)
+	b = wire.AppendReplyHead(b, wire.StatusOK)
+	b, err := s.codec.Append(b, reply)
+	*bp = b
+	if err != nil {
+		putBuf(bp)
+		s.replyError(id, wire.StatusInternal, fmt.Sprintf("cannot encode reply of %s: %v", method, err), true)
+		return
+	}
+	if n := len(b) - wire.HeaderSize; n > s.peerMaxMsg {
+		putBuf(bp)
+		s.replyError(id, wire.StatusTooLarge, fmt.Sprintf("reply of %s is %d bytes, over the caller's limit of %d", method, n, s.peerMaxMsg), true)
+		return
+	}
+	s.queueMessage(bp, id, wire.TypeReply, true)
+}
+
+// replyError sends a REPLY with an error status. inline says whether the
+// calling goroutine may do the write itself (not the reader's).
+func (s *session) replyError(id uint32, status wire.Status, msg string, inline bool) {
+	bp := getBuf()
+	b := wire.AppendHeader((*bp)[:0], wire.TypeReply, wire.FlagEnd, id, 0)
+	b = wire.AppendReplyHead(b, status)
+	if max := s.peerMaxMsg - 1; len(msg) > max {
+		msg = msg[:max]
+	}
+	*bp = append(b, msg...)
+	s.queueMessage(bp, id, wire.TypeReply, inline)
+}
+
+func (s *session) queueMessage(bp *[]byte, id uint32, typ wire.FrameType, inline bool) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		putBuf(bp)
+		return
+	}
+	s.enqueueLocked(bp, id, typ, nil)
+	s.kickLocked(inline)
+}
+
+// handleGoAway records the peer's GOAWAY. Calls this side started above
+// LastID were not processed by the peer: they fail as not sent, so that
+// they can be retried elsewhere. New calls are refused on this session.
+func (s *session) handleGoAway(g wire.GoAway) {
+	s.mu.Lock()
+	s.goAwayIn = &g
+	var unprocessed []*Call
+	for id, call := range s.pending {
+		if id > g.LastID {
+			delete(s.pending, id)
+			unprocessed = append(unprocessed, call)
+		}
+	}
+	s.mu.Unlock()
+	s.log.Debug("pulse: GOAWAY from peer", "remote", s.conn.RemoteAddr(), "code", g.Code, "last_id", g.LastID, "message", g.Message)
+	ce := &ConnError{Reason: ReasonGoAway, Code: g.Code, Message: g.Message}
+	for _, call := range unprocessed {
+		call.Error = ce
+		call.done()
+	}
+}
