@@ -50,8 +50,11 @@ type Hello struct {
 }
 
 func durMS(d time.Duration) uint32 {
+	if d <= 0 {
+		return 0 // a negative duration must not wrap to a huge uint32
+	}
 	ms := d / time.Millisecond
-	if d > 0 && ms == 0 {
+	if ms == 0 {
 		ms = 1
 	}
 	if ms > 1<<32-1 {

@@ -170,10 +170,17 @@ const MaxGoAwayMessage = 512
 func AppendGoAway(dst []byte, g GoAway) []byte {
 	msg := g.Message
 	if len(msg) > MaxGoAwayMessage {
-		msg = msg[:MaxGoAwayMessage]
-		for len(msg) > 0 && !utf8.ValidString(msg) {
-			msg = msg[:len(msg)-1]
+		// If the limit falls inside a rune, cut before that rune, which
+		// starts at most utf8.UTFMax-1 bytes earlier. The bytes kept are
+		// sent as they are, valid UTF-8 or not.
+		cut := MaxGoAwayMessage
+		for i := cut; i > MaxGoAwayMessage-utf8.UTFMax; i-- {
+			if utf8.RuneStart(msg[i]) {
+				cut = i
+				break
+			}
 		}
+		msg = msg[:cut]
 	}
 	dst = AppendHeader(dst, TypeGoAway, 0, 0, 8+len(msg))
 	dst = binary.BigEndian.AppendUint32(dst, g.LastID)
