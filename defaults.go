@@ -27,7 +27,9 @@ const (
 	// once, on top of the concurrent-call limit.
 	maxPartialMessages = 64
 	// readBufferSize is the per-connection read buffer while frames flow.
-	readBufferSize = 16 << 10
+	// It holds a whole default-size frame with its header and more, so that
+	// chunks of large messages are read without growing it.
+	readBufferSize = 32 << 10
 	// maxKeptWriteBuffer is the largest write buffer kept for reuse.
 	maxKeptWriteBuffer = 256 << 10
 )
