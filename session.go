@@ -543,7 +543,7 @@ func (s *session) fail(ce *ConnError) {
 		call.done()
 	}
 	close(s.done)
-	if ce.Reason == ReasonShutdown {
+	if ce.Reason == ReasonShutdown || (ce.Reason == ReasonGoAway && ce.Code == wire.GoAwayNormal) || ce.Reason == ReasonPeerClose {
 		s.log.Debug("pulse: connection closed", "remote", s.conn.RemoteAddr(), "reason", ce.Reason)
 	} else {
 		s.log.Info("pulse: connection closed", "remote", s.conn.RemoteAddr(), "err", ce)
@@ -592,10 +592,21 @@ func (s *session) readLoop() {
 		}
 		if err := s.handleFrame(h, p); err != nil {
 			s.log.Warn("pulse: protocol error from peer", "remote", s.conn.RemoteAddr(), "err", err)
-			s.goAway(wire.GoAwayProtocolError, err.Error(), ReasonProtocol, err, time.Second)
+			code := wire.GoAwayProtocolError
+			if errors.As(err, new(tooManyStreamsError)) {
+				code = wire.GoAwayTooManyStreams
+			}
+			s.goAway(code, err.Error(), ReasonProtocol, err, time.Second)
 			return
 		}
 	}
+}
+
+// tooManyStreamsError is a peer sending more messages at once than allowed.
+type tooManyStreamsError struct{ n int }
+
+func (e tooManyStreamsError) Error() string {
+	return fmt.Sprintf("more than %d messages arriving at once", e.n)
 }
 
 func (s *session) readFailed(err error) {
@@ -629,11 +640,15 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 			return fmt.Errorf("%v id %d while a message with that id is still arriving", h.Type, h.ID)
 		}
 		if h.Flags&wire.FlagEnd != 0 {
-			s.dispatch(h.Type, h.ID, p)
+			if len(p) > s.maxMsg {
+				s.tooLarge(h.Type, h.ID)
+			} else {
+				s.dispatch(h.Type, h.ID, p)
+			}
 			return nil
 		}
 		if len(s.partial) >= s.opts.maxConcurrentCalls+maxPartialMessages {
-			return fmt.Errorf("more than %d messages arriving at once", len(s.partial))
+			return tooManyStreamsError{len(s.partial)}
 		}
 		pm := &partialMsg{typ: h.Type}
 		if len(p) > s.maxMsg {
