@@ -1,4 +1,4 @@
 package pulse
 
 // preferredBinaryCodec is offered first by clients when it is registered.
-const preferredBinaryCodec = "msgpack"
+const preferredBinaryCodec = "cbor"

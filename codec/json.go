@@ -24,13 +24,20 @@ func (jsonCodec) Name() string { return JSONName }
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (jsonCodec) Append(dst []byte, v any) ([]byte, error) {
-	if r, ok := v.(*RawMessage); ok && r != nil {
-		return append(dst, *r...), nil
+	switch r := v.(type) {
+	case *RawMessage:
+		if r != nil {
+			return append(dst, *r...), nil
+		}
+	case RawMessage:
+		return append(dst, r...), nil
 	}
 	b := bufPool.Get().(*bytes.Buffer)
 	b.Reset()
 	defer bufPool.Put(b)
-	if err := json.NewEncoder(b).Encode(v); err != nil {
+	enc := json.NewEncoder(b)
+	enc.SetEscapeHTML(false) // RPC bodies are not embedded in HTML
+	if err := enc.Encode(v); err != nil {
 		return dst, err
 	}
 	out := b.Bytes()
