@@ -116,6 +116,8 @@ type outMsg struct {
 type partialMsg struct {
 	typ     wire.FrameType
 	buf     []byte
+	total   int  // announced length of the message
+	got     int  // bytes received so far
 	tooBig  bool // exceeded maxMsg: the rest is discarded
 	discard bool // nobody waits for it
 }
@@ -309,12 +311,14 @@ func (s *session) abandon(call *Call, err error) {
 		return // completed by someone else
 	}
 	delete(s.pending, call.id)
+	reached := true // the request goes to the peer, followed by CANCEL
 	if !s.closed {
 		switch {
 		case call.out != nil && !call.out.sent.Load() && call.out.off < len(call.out.body):
 			// Not fully handed to the writer: it stops sending the rest
 			// (or all of it), and aborts what the peer gathered.
 			call.out.aborted = true
+			reached = false
 		case call.out == nil && s.flushed.Load() < call.seq:
 			// Still queued in the data lane: CANCEL goes behind it there.
 			d := lane(&s.data)
@@ -328,7 +332,7 @@ func (s *session) abandon(call *Call, err error) {
 	} else {
 		s.mu.Unlock()
 	}
-	call.Error = &CallError{Method: call.ServiceMethod, Status: wire.StatusCanceled, Err: err}
+	call.Error = &CallError{Method: call.ServiceMethod, Status: wire.StatusCanceled, Err: err, reached: reached}
 	call.done()
 }
 
@@ -360,7 +364,7 @@ func (s *session) kickLocked(inline bool) {
 func (s *session) writeLoop(inline bool) {
 	var (
 		bufs net.Buffers
-		hdr  [wire.HeaderSize]byte
+		hdr  [wire.HeaderSize + wire.MessageLenSize]byte
 	)
 	for {
 		s.mu.Lock()
@@ -399,9 +403,14 @@ func (s *session) writeLoop(inline bool) {
 				putBuf(m.buf)
 				continue
 			}
-			n := min(s.maxFrame, len(m.body)-m.off)
+			first := m.off == 0
+			room := s.maxFrame
+			if first {
+				room -= wire.MessageLenSize
+			}
+			n := min(room, len(m.body)-m.off)
 			typ, flags := m.typ, wire.Flags(0)
-			if m.off > 0 {
+			if !first {
 				typ = wire.TypeContinuation
 			}
 			if m.off+n == len(m.body) {
@@ -409,7 +418,12 @@ func (s *session) writeLoop(inline bool) {
 				done = m
 				s.large = s.large[1:]
 			}
-			head = wire.AppendHeader(hdr[:0], typ, flags, m.id, n)
+			if first {
+				head = wire.AppendHeader(hdr[:0], typ, flags, m.id, wire.MessageLenSize+n)
+				head = wire.AppendMessageLen(head, len(m.body))
+			} else {
+				head = wire.AppendHeader(hdr[:0], typ, flags, m.id, n)
+			}
 			chunk = m.body[m.off : m.off+n]
 			m.off += n
 		}
@@ -650,12 +664,20 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 		if len(s.partial) >= s.opts.maxConcurrentCalls+maxPartialMessages {
 			return tooManyStreamsError{len(s.partial)}
 		}
-		pm := &partialMsg{typ: h.Type}
-		if len(p) > s.maxMsg {
-			pm.tooBig = true
-		} else {
-			pm.buf = append(make([]byte, 0, min(2*len(p), s.maxMsg)), p...)
+		total, rest, err := wire.ParseMessageLen(p)
+		if err != nil {
+			return err
 		}
+		if len(rest) > int(total) {
+			return fmt.Errorf("%v id %d: first frame carries %d bytes of a %d-byte message", h.Type, h.ID, len(rest), total)
+		}
+		pm := &partialMsg{typ: h.Type, total: int(total)}
+		if int(total) > s.maxMsg {
+			pm.tooBig = true // discarded as it arrives
+		} else {
+			pm.buf = append(make([]byte, 0, total), rest...)
+		}
+		pm.got = len(rest)
 		s.partial[h.ID] = pm
 	case wire.TypeContinuation:
 		pm := s.partial[h.ID]
@@ -666,13 +688,17 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 			delete(s.partial, h.ID)
 			return nil
 		}
-		if !pm.tooBig && len(pm.buf)+len(p) > s.maxMsg {
-			pm.tooBig, pm.buf = true, nil
+		pm.got += len(p)
+		if pm.got > pm.total {
+			return fmt.Errorf("message id %d: %d bytes received, %d announced", h.ID, pm.got, pm.total)
 		}
 		if !pm.tooBig {
 			pm.buf = append(pm.buf, p...)
 		}
 		if h.Flags&wire.FlagEnd != 0 {
+			if pm.got != pm.total {
+				return fmt.Errorf("message id %d ended after %d bytes, %d announced", h.ID, pm.got, pm.total)
+			}
 			delete(s.partial, h.ID)
 			if pm.tooBig {
 				s.tooLarge(pm.typ, h.ID)
@@ -720,7 +746,7 @@ func (s *session) tooLarge(typ wire.FrameType, id uint32) {
 		s.replyError(id, wire.StatusTooLarge, msg, false)
 	case wire.TypeReply:
 		if call := s.takePending(id); call != nil {
-			call.Error = &CallError{Method: call.ServiceMethod, Status: wire.StatusTooLarge, Message: "reply " + msg, Err: ErrMessageTooLarge}
+			call.Error = &CallError{Method: call.ServiceMethod, Status: wire.StatusTooLarge, Message: "reply " + msg, Err: ErrMessageTooLarge, reached: true}
 			call.done()
 		}
 	case wire.TypeNotify:
@@ -755,12 +781,12 @@ func (s *session) handleReply(id uint32, msg []byte) {
 	status, body, err := wire.ParseReply(msg)
 	switch {
 	case err != nil:
-		call.Error = &CallError{Method: call.ServiceMethod, Status: wire.StatusInternal, Message: err.Error(), Err: ErrBadReply}
+		call.Error = &CallError{Method: call.ServiceMethod, Status: wire.StatusInternal, Message: err.Error(), Err: ErrBadReply, reached: true}
 	case status == wire.StatusOK:
 		if call.Reply != nil {
 			if err := s.codec.Unmarshal(body, call.Reply); err != nil {
 				call.Error = &CallError{Method: call.ServiceMethod, Status: wire.StatusInternal,
-					Message: "cannot decode reply into " + fmt.Sprintf("%T", call.Reply) + ": " + err.Error(), Err: ErrBadReply}
+					Message: "cannot decode reply into " + fmt.Sprintf("%T", call.Reply) + ": " + err.Error(), Err: ErrBadReply, reached: true}
 			}
 		}
 	case status == wire.StatusError:

@@ -7,6 +7,26 @@ import (
 	"unicode/utf8"
 )
 
+// MessageLenSize is the size of the total-length prefix that starts the
+// payload of the first frame of a message sent in several frames (a CALL,
+// NOTIFY or REPLY frame without FlagEnd). It lets the receiver allocate
+// the message once, and refuse one over its limit before gathering it.
+const MessageLenSize = 4
+
+// AppendMessageLen appends the total-length prefix of a multi-frame message.
+func AppendMessageLen(dst []byte, total int) []byte {
+	return binary.BigEndian.AppendUint32(dst, uint32(total))
+}
+
+// ParseMessageLen splits the total-length prefix off the payload of the
+// first frame of a multi-frame message.
+func ParseMessageLen(p []byte) (total uint32, rest []byte, err error) {
+	if len(p) < MessageLenSize {
+		return 0, nil, fmt.Errorf("%w: first frame of a multi-frame message has %d bytes, no length prefix", ErrMalformed, len(p))
+	}
+	return binary.BigEndian.Uint32(p), p[MessageLenSize:], nil
+}
+
 // MaxMethodLen is the longest method name a CALL or NOTIFY may carry.
 const MaxMethodLen = 1024
 

@@ -296,13 +296,16 @@ func TestGolden(t *testing.T) {
 			got: func() []byte {
 				msg := AppendCallHead(nil, "KV.Put", 0)
 				msg = append(msg, "abcdef"...)
-				b := AppendFrame(nil, TypeCall, 0, 5, msg[:4])
+				first := AppendMessageLen(nil, len(msg))
+				first = append(first, msg[:4]...)
+				b := AppendFrame(nil, TypeCall, 0, 5, first)
 				return AppendFrame(b, TypeContinuation, FlagEnd, 5, msg[4:])
 			}(),
 			want: []byte{
 				0x01, 0x02, 0x00, 0x00, // CALL, no flags: more follows
 				0x00, 0x00, 0x00, 0x05,
-				0x00, 0x00, 0x00, 0x04,
+				0x00, 0x00, 0x00, 0x08,
+				0x00, 0x00, 0x00, 0x0e, // the whole message is 14 bytes
 				0x06, 'K', 'V', '.',
 				0x01, 0x05, 0x01, 0x00, // CONTINUATION, END
 				0x00, 0x00, 0x00, 0x05,
@@ -1389,5 +1392,16 @@ func TestStrings(t *testing.T) {
 		if FrameType(i).String() == "" || Status(i).String() == "" || Flags(i).String() == "" || GoAwayCode(i).String() == "" {
 			t.Errorf("empty String() for %d", i)
 		}
+	}
+}
+
+func TestMessageLen(t *testing.T) {
+	b := AppendMessageLen(nil, 1<<20)
+	total, rest, err := ParseMessageLen(append(b, 'x'))
+	if err != nil || total != 1<<20 || string(rest) != "x" {
+		t.Fatalf("ParseMessageLen() = %d, %q, %v; want %d, \"x\", nil", total, rest, err, 1<<20)
+	}
+	if _, _, err := ParseMessageLen([]byte{0, 0, 1}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("ParseMessageLen(3 bytes) error = %v, want ErrMalformed", err)
 	}
 }
