@@ -19,6 +19,9 @@ type Call struct {
 	seq  uint64  // end offset of the request in the data lane (small requests)
 	out  *outMsg // the request, when it is sent in several frames
 	stop func() bool
+	// retry, set by Client.Go, may take over a call that failed without
+	// being sent, to send it again on another connection.
+	retry func(*Call) bool
 }
 
 // done delivers the completed call without ever blocking the caller
@@ -26,6 +29,9 @@ type Call struct {
 func (call *Call) done() {
 	if call.stop != nil {
 		call.stop()
+	}
+	if call.retry != nil && call.Error != nil && call.retry(call) {
+		return
 	}
 	select {
 	case call.Done <- call:

@@ -3,46 +3,114 @@ package pulse
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"math"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pulse-rpc/pulse/codec"
 	"github.com/pulse-rpc/pulse/wire"
 )
 
-// Client is a connection to a Pulse server over which calls are made, as
-// with net/rpc's Client: many goroutines may call at once, their requests
-// share the connection and the replies come back in any order.
+// Client is a long-lived connection to a Pulse server over which calls are
+// made, as with net/rpc's Client: many goroutines may call at once, their
+// requests share the connection and the replies come back in any order.
+//
+// The connection is kept alive by heartbeats and watched for silence (see
+// Heartbeat). When it is lost, the Client reconnects with exponential
+// backoff and full jitter. Calls made while no connection is ready wait
+// for one within their context (or fail at once with WithFailFast). A call
+// whose request was never written is retried on the next connection
+// transparently; one that was written when the connection died fails with
+// a *ConnError whose Sent field says it may have run.
 //
 // A Client may also serve: methods registered on it (Register) can be
 // called by the server over the same connection, for callbacks and pushes.
+// Registrations belong to the Client and survive reconnects.
 //
 // Methods on Client are safe for concurrent use.
 type Client struct {
 	opts     *options
 	handlers *registry
 	addr     string
+	redial   bool // false for NewClient: the connection cannot be dialed again
+	ctx      context.Context
+	cancel   context.CancelFunc // ends reconnection on Close
+	hooks    hookQueue
 
-	mu     sync.Mutex // protects following
-	s      *session
-	closed bool
+	cur atomic.Pointer[session] // the usable session, nil while none is
+
+	mu         sync.Mutex // protects following
+	s          *session   // the latest session, usable or not
+	state      ConnState
+	ready      chan struct{} // closed when a usable session exists
+	connecting bool
+	closed     bool
+	lastErr    error
+	dials      uint64
+	connects   uint64
+	wg         sync.WaitGroup // the reconnecting goroutine
+}
+
+// ConnState is the state of a Client's connection.
+type ConnState uint8
+
+// Connection states.
+const (
+	// StateConnecting: no usable connection; dialing or waiting to retry.
+	StateConnecting ConnState = iota
+	// StateReady: calls go out on the connection.
+	StateReady
+	// StateSuspect: the connection is up, but the server has been silent
+	// for a while (half the timeout, or two intervals): it may be dying.
+	StateSuspect
+	// StateDraining: the server sent GOAWAY; calls in flight finish on
+	// the old connection while a new one is dialed.
+	StateDraining
+	// StateClosed: Close was called, or the connection was lost and cannot
+	// be dialed again (NewClient).
+	StateClosed
+)
+
+var stateNames = [...]string{"connecting", "ready", "suspect", "draining", "closed"}
+
+func (st ConnState) String() string {
+	if int(st) < len(stateNames) {
+		return stateNames[st]
+	}
+	return "unknown"
+}
+
+// StateChange is one change of a Client's state, as given to the hook set
+// with WithStateHook.
+type StateChange struct {
+	From, To ConnState
+	// Addr is the server's address.
+	Addr string
+	// Err says why: for StateConnecting, why the previous connection was
+	// lost or the last dial failed; for StateDraining, the GOAWAY.
+	Err error
+	At  time.Time
 }
 
 // Dial connects to the Pulse server at addr (host:port over TCP, or TLS
-// with WithTLS) and runs the handshake. ctx bounds the dial and the
-// handshake only; the connection lives until Close.
+// with WithTLS) and runs the handshake. ctx bounds this first connection
+// only; later the Client reconnects by itself until Close.
 func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
-	o, err := newOptions(opts)
+	c, err := newClient(addr, opts, true)
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{opts: o, handlers: newRegistry(), addr: addr}
+	c.dials++
 	conn, err := c.dial(ctx)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = c.start(ctx, conn)
 	}
-	if err := c.start(ctx, conn); err != nil {
+	if err != nil {
+		c.cancel()
 		return nil, err
 	}
 	return c, nil
@@ -50,16 +118,30 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 
 // NewClient runs the handshake over an established connection (any
 // net.Conn, such as one end of net.Pipe) and returns a Client using it.
+// Such a Client cannot reconnect: when the connection is lost it is
+// closed. Use Dial with WithDialer for a custom transport that can be
+// dialed again.
 func NewClient(conn net.Conn, opts ...Option) (*Client, error) {
-	o, err := newOptions(opts)
+	c, err := newClient(conn.RemoteAddr().String(), opts, false)
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
-	c := &Client{opts: o, handlers: newRegistry(), addr: conn.RemoteAddr().String()}
 	if err := c.start(context.Background(), conn); err != nil {
+		c.cancel()
 		return nil, err
 	}
+	return c, nil
+}
+
+func newClient(addr string, opts []Option, redial bool) (*Client, error) {
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{opts: o, handlers: newRegistry(), addr: addr, redial: redial, ready: make(chan struct{})}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.hooks.f = o.stateHook
 	return c, nil
 }
 
@@ -77,6 +159,7 @@ func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, &ConnError{Reason: ReasonIO, Message: "dial " + c.addr, Err: err}
 	}
+	tuneTCP(conn, c.opts.heartbeat.Timeout)
 	if cfg := c.opts.tlsConfig; cfg != nil {
 		if cfg.ServerName == "" {
 			cfg = cfg.Clone()
@@ -99,24 +182,36 @@ func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 	return conn, nil
 }
 
-// start runs the Pulse handshake on conn and starts its session.
+// start runs the Pulse handshake on conn and makes its session current.
 func (c *Client) start(ctx context.Context, conn net.Conn) error {
-	s, err := startSession(ctx, conn, true, c.opts, c.handlers, nil)
+	s, err := startSession(ctx, conn, true, c.opts, c.handlers, c.lost)
 	if err != nil {
 		return err
 	}
+	s.onGoAway = c.goAway
+	s.onSuspect = c.suspect
 	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		s.close()
+		return &ConnError{Reason: ReasonShutdown}
+	}
 	c.s = s
+	c.connects++
+	c.connecting = false
+	c.cur.Store(s)
+	close(c.ready)
+	c.setStateLocked(StateReady, nil)
 	c.mu.Unlock()
+	go s.readLoop()
 	return nil
 }
 
-// startSession runs the handshake for either side, then starts the
-// session's reader (on a new goroutine for a dialer; an acceptor runs it
-// itself with serve).
+// startSession runs the handshake for either side, then sets up the
+// session and its heartbeats. The caller starts the reader.
 func startSession(ctx context.Context, conn net.Conn, dialer bool, o *options, handlers *registry, onClose func(*session)) (*session, error) {
-	last := new(atomic.Int64)
-	live := liveConn{Conn: conn, last: last}
+	rd := new(reads)
+	live := liveConn{Conn: conn, r: rd}
 	var (
 		fr   *wire.Reader
 		c    codec.Codec
@@ -132,21 +227,208 @@ func startSession(ctx context.Context, conn net.Conn, dialer bool, o *options, h
 		conn.Close()
 		return nil, err
 	}
-	s := newSession(conn, fr, c, dialer, o, handlers, peer, last, onClose)
-	if dialer {
-		go s.readLoop()
+	s := newSession(conn, fr, c, dialer, o, handlers, peer, rd, onClose)
+	interval := peer.Interval // granted by the server
+	if !dialer {
+		interval = o.heartbeat.grant(peer.Interval)
+		s.minPingGap = minPingGap(o.heartbeat, interval)
+		if interval == 0 {
+			// The client sends no heartbeats; this side still makes sure
+			// the client hears from it, at its own interval.
+			interval = max(o.heartbeat.Interval, 0)
+		}
 	}
+	s.mon = newMonitor(s, o.heartbeat, interval, o.limits)
+	rd.mon = s.mon
+	s.mon.start()
 	return s, nil
 }
 
-// session returns the current session.
-func (c *Client) session() (*session, error) {
+// lost is called when a session closes.
+func (c *Client) lost(s *session) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return nil, &ConnError{Reason: ReasonShutdown}
+	c.cur.CompareAndSwap(s, nil)
+	if c.s != s || c.closed {
+		return
 	}
-	return c.s, nil
+	c.lastErr = s.err
+	if c.ready == nil || isClosed(c.ready) {
+		c.ready = make(chan struct{})
+	}
+	if !c.redial {
+		c.setStateLocked(StateClosed, s.err)
+		return
+	}
+	c.setStateLocked(StateConnecting, s.err)
+	c.reconnectLocked()
+}
+
+// goAway is called when the server sends GOAWAY on s: new calls go to a
+// new connection while the old one finishes what it has.
+func (c *Client) goAway(s *session, g wire.GoAway) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.cur.CompareAndSwap(s, nil) || c.closed {
+		return
+	}
+	if isClosed(c.ready) {
+		c.ready = make(chan struct{})
+	}
+	err := &ConnError{Reason: ReasonGoAway, Code: g.Code, Message: g.Message}
+	c.lastErr = err
+	if !c.redial {
+		c.setStateLocked(StateClosed, err)
+		return
+	}
+	c.setStateLocked(StateDraining, err)
+	c.reconnectLocked()
+}
+
+// suspect is called when s's peer turns silent or speaks again.
+func (c *Client) suspect(s *session, suspect bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.s != s || c.closed {
+		return
+	}
+	switch {
+	case suspect && c.state == StateReady:
+		c.setStateLocked(StateSuspect, nil)
+	case !suspect && c.state == StateSuspect:
+		c.setStateLocked(StateReady, nil)
+	}
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// setStateLocked changes the state and queues the change for the hook.
+func (c *Client) setStateLocked(to ConnState, err error) {
+	if c.state == to && to != StateConnecting {
+		return
+	}
+	ev := StateChange{From: c.state, To: to, Addr: c.addr, Err: err, At: time.Now()}
+	c.state = to
+	c.opts.logger.Debug("pulse: client state", "addr", c.addr, "from", ev.From, "to", to, "err", err)
+	c.hooks.push(ev)
+}
+
+// reconnectLocked starts the reconnecting goroutine unless it runs.
+func (c *Client) reconnectLocked() {
+	if c.connecting || c.closed || !c.redial {
+		return
+	}
+	c.connecting = true
+	c.wg.Add(1)
+	go c.reconnect()
+}
+
+// reconnect dials until a connection is ready or the Client closes,
+// waiting between attempts with exponential backoff and full jitter (also
+// before the first attempt, so that clients cut off at once by a server
+// restart come back spread out).
+func (c *Client) reconnect() {
+	defer c.wg.Done()
+	for attempt := 0; ; attempt++ {
+		t := time.NewTimer(c.opts.backoff.Delay(attempt, rand.Float64))
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+			t.Stop()
+			return
+		}
+		c.mu.Lock()
+		c.dials++
+		c.mu.Unlock()
+		ctx, cancel := context.WithTimeout(c.ctx, c.opts.handshakeTimeout)
+		conn, err := c.dial(ctx)
+		if err == nil {
+			err = c.start(ctx, conn)
+		}
+		cancel()
+		if err == nil {
+			return
+		}
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return
+		}
+		c.lastErr = err
+		c.setStateLocked(StateConnecting, err)
+		c.mu.Unlock()
+	}
+}
+
+// session returns a usable session, waiting for one within ctx unless the
+// Client fails fast.
+func (c *Client) session(ctx context.Context) (*session, error) {
+	for {
+		if s := c.cur.Load(); s != nil {
+			return s, nil
+		}
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, &ConnError{Reason: ReasonShutdown}
+		}
+		if s := c.cur.Load(); s != nil {
+			c.mu.Unlock()
+			return s, nil
+		}
+		lastErr := c.lastErr
+		if !c.redial {
+			c.mu.Unlock()
+			return nil, notReady(lastErr)
+		}
+		c.reconnectLocked()
+		ready := c.ready
+		c.mu.Unlock()
+		if c.opts.failFast {
+			return nil, notReady(lastErr)
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil, &CallError{Status: wire.StatusCanceled, Err: ctx.Err(),
+				Message: "no connection became ready: " + errString(lastErr)}
+		}
+	}
+}
+
+func notReady(cause error) error {
+	return &ConnError{Reason: ReasonUnknown, Message: "no connection is ready", Err: cause}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "still connecting"
+	}
+	return err.Error()
+}
+
+// retryable reports whether a call that failed with err can go again on
+// another connection: it was never written (or not processed, by GOAWAY),
+// its context is live, and the Client can reconnect.
+func (c *Client) retryable(ctx context.Context, err error) bool {
+	var ce *ConnError
+	if !c.redial || ctx.Err() != nil || !errors.As(err, &ce) || ce.Sent {
+		return false
+	}
+	return !(ce.Reason == ReasonShutdown && ce.Code == wire.GoAwayNormal && c.isClosed())
+}
+
+func (c *Client) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
 }
 
 // Call calls the named method ("Service.Method") with args and waits for
@@ -156,44 +438,90 @@ func (c *Client) session() (*session, error) {
 // when the method returned one, a *CallError when the call failed on its
 // own, or a *ConnError when the connection failed.
 func (c *Client) Call(ctx context.Context, serviceMethod string, args, reply any) error {
-	s, err := c.session()
-	if err != nil {
-		return err
+	for {
+		s, err := c.session(ctx)
+		if err != nil {
+			if ce, ok := err.(*CallError); ok {
+				ce.Method = serviceMethod
+			}
+			return err
+		}
+		call := newCall(serviceMethod, args, reply, nil)
+		s.send(ctx, call, false, false)
+		err = call.wait(ctx)
+		if err == nil || !c.retryable(ctx, err) {
+			return err
+		}
 	}
-	call := newCall(serviceMethod, args, reply, nil)
-	s.send(ctx, call, false, false)
-	return call.wait(ctx)
 }
 
 // Go starts the call asynchronously and returns its Call, which is sent on
 // done (or on a new channel when done is nil) when it completes. done must
 // be buffered. When ctx ends first, the call completes with the context's
-// error and the server is told to cancel it.
+// error and the server is told to cancel it. A call that cannot be sent
+// yet waits for a connection, like Call.
 func (c *Client) Go(ctx context.Context, serviceMethod string, args, reply any, done chan *Call) *Call {
 	call := newCall(serviceMethod, args, reply, done)
-	s, err := c.session()
-	if err != nil {
-		call.Error = err
-		call.done()
-		return call
+	call.retry = func(call *Call) bool {
+		if !c.retryable(ctx, call.Error) {
+			return false
+		}
+		go c.resend(ctx, call)
+		return true
 	}
-	s.send(ctx, call, false, true)
+	if s := c.cur.Load(); s != nil {
+		s.send(ctx, call, false, true)
+	} else {
+		go c.resend(ctx, call)
+	}
 	return call
 }
 
-// Notify sends a one-way call: the server runs the method and sends no
-// reply. It returns once the message is queued on the connection.
-func (c *Client) Notify(ctx context.Context, serviceMethod string, args any) error {
-	s, err := c.session()
+// resend waits for a usable session and sends call on it.
+func (c *Client) resend(ctx context.Context, call *Call) {
+	s, err := c.session(ctx)
 	if err != nil {
-		return err
+		if ce, ok := err.(*CallError); ok {
+			ce.Method = call.ServiceMethod
+		}
+		call.Error, call.retry = err, nil
+		call.done()
+		return
 	}
-	return s.notify(ctx, serviceMethod, args)
+	call.Error, call.id, call.seq, call.out, call.stop = nil, 0, 0, nil, nil
+	s.send(ctx, call, false, true)
+}
+
+// Notify sends a one-way call: the server runs the method and sends no
+// reply. It returns once the message is queued on a connection.
+func (c *Client) Notify(ctx context.Context, serviceMethod string, args any) error {
+	for {
+		s, err := c.session(ctx)
+		if err != nil {
+			return err
+		}
+		err = s.notify(ctx, serviceMethod, args)
+		if err == nil || !c.retryable(ctx, err) {
+			return err
+		}
+	}
+}
+
+// Ping sends a PING on the current connection and returns the round-trip
+// time to the PONG. Servers limit how often they may be pinged: pinging
+// faster than half the granted heartbeat interval, again and again, gets
+// the connection closed with GOAWAY "too many pings".
+func (c *Client) Ping(ctx context.Context) (time.Duration, error) {
+	s, err := c.session(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return s.ping(ctx)
 }
 
 // Register publishes rcvr's suitable methods so that the server can call
 // them over this client's connection, with the same rules as
-// Server.Register.
+// Server.Register. Registrations survive reconnects.
 func (c *Client) Register(rcvr any) error { return c.handlers.register(rcvr, "", false) }
 
 // RegisterName is Register with the given service name.
@@ -201,17 +529,62 @@ func (c *Client) RegisterName(name string, rcvr any) error {
 	return c.handlers.register(rcvr, name, true)
 }
 
-// Peer returns the server end of the current connection.
+// Peer returns the server end of the latest connection.
 func (c *Client) Peer() *Peer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.s.peer
 }
 
-// Close closes the connection. Pending calls fail with an error matching
-// ErrShutdown. Close waits for the connection's goroutines to stop (not
-// for handlers of server calls, whose contexts are cancelled). Closing a
-// closed Client returns ErrShutdown, as in net/rpc.
+// Stats is a snapshot of a Client's connection.
+type Stats struct {
+	State ConnState
+	// Addr is the server's address; Codec the negotiated codec.
+	Addr, Codec string
+	// RTT is the smoothed round-trip time measured by heartbeats.
+	RTT time.Duration
+	// Phi is the phi-accrual suspicion level (DetectorPhi only).
+	Phi float64
+	// SinceRead is how long ago the last byte arrived from the server.
+	SinceRead time.Duration
+	// Interval is the granted heartbeat interval; Timeout the silence
+	// after which this client declares the server dead; ServerTimeout the
+	// silence after which the server reaps this client.
+	Interval, Timeout, ServerTimeout time.Duration
+	// Dials counts connection attempts, Connects the successful ones.
+	Dials, Connects uint64
+	// Pending is the number of calls waiting for a reply.
+	Pending int
+	// LastErr is why the last connection closed or the last dial failed.
+	LastErr error
+}
+
+// Stats returns a snapshot of the Client's connection.
+func (c *Client) Stats() Stats {
+	c.mu.Lock()
+	st := Stats{State: c.state, Addr: c.addr, Dials: c.dials, Connects: c.connects, LastErr: c.lastErr}
+	s := c.s
+	c.mu.Unlock()
+	if s == nil {
+		return st
+	}
+	st.Codec = s.codec.Name()
+	st.SinceRead = time.Duration(nanotime() - s.lastRead.Load())
+	st.ServerTimeout = s.hello.Timeout
+	st.Pending = s.pendingCount()
+	if m := s.mon; m != nil {
+		st.RTT = time.Duration(m.srtt.Load())
+		st.Phi = math.Float64frombits(m.phi.Load())
+		st.Interval = m.interval
+		st.Timeout = m.timeout
+	}
+	return st
+}
+
+// Close closes the connection and stops reconnecting. Pending calls fail
+// with an error matching ErrShutdown. Close waits for the connection's
+// goroutines to stop (not for handlers of server calls, whose contexts are
+// cancelled). Closing a closed Client returns ErrShutdown, as in net/rpc.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -219,9 +592,73 @@ func (c *Client) Close() error {
 		return ErrShutdown
 	}
 	c.closed = true
+	c.cancel()
 	s := c.s
+	c.cur.Store(nil)
+	c.setStateLocked(StateClosed, ErrShutdown)
 	c.mu.Unlock()
-	s.close()
-	<-s.readerDone
+	if s != nil {
+		s.close()
+		<-s.readerDone
+	}
+	c.wg.Wait()
+	c.hooks.wait()
 	return nil
+}
+
+// hookQueue runs state hooks one at a time, in order, on a goroutine that
+// exists only while there are changes to deliver.
+type hookQueue struct {
+	f       func(StateChange)
+	mu      sync.Mutex
+	q       []StateChange
+	running bool
+	idle    *sync.Cond
+}
+
+func (h *hookQueue) push(ev StateChange) {
+	if h.f == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.q = append(h.q, ev)
+	if !h.running {
+		h.running = true
+		go h.run()
+	}
+}
+
+func (h *hookQueue) run() {
+	for {
+		h.mu.Lock()
+		if len(h.q) == 0 {
+			h.running = false
+			if h.idle != nil {
+				h.idle.Broadcast()
+			}
+			h.mu.Unlock()
+			return
+		}
+		ev := h.q[0]
+		h.q = h.q[1:]
+		h.mu.Unlock()
+		h.f(ev)
+	}
+}
+
+// wait waits until every queued change was delivered. It must not be
+// called from the hook itself.
+func (h *hookQueue) wait() {
+	if h.f == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.idle == nil {
+		h.idle = sync.NewCond(&h.mu)
+	}
+	for h.running {
+		h.idle.Wait()
+	}
 }

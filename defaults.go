@@ -33,3 +33,27 @@ const (
 	// maxKeptWriteBuffer is the largest write buffer kept for reuse.
 	maxKeptWriteBuffer = 256 << 10
 )
+
+// Heartbeat defaults. An idle connection carries one PING and one PONG per
+// DefaultInterval. DefaultTimeout is four intervals: a heartbeat can be
+// lost and retransmitted by TCP (200 ms minimum RTO, doubling) more than
+// once before a healthy peer could be taken for dead, and a dead peer is
+// still found within seconds, not the 15 minutes TCP takes on its own.
+const (
+	DefaultInterval = 2 * time.Second
+	DefaultTimeout  = 8 * time.Second
+	// DefaultMinInterval and DefaultMaxInterval bound the interval a server
+	// grants. Intervals well below a second are allowed.
+	DefaultMinInterval = 50 * time.Millisecond
+	DefaultMaxInterval = time.Minute
+	// DefaultMaxConnAgeGrace is how long a connection told to go away for
+	// its age or idleness may finish its calls before it is closed.
+	DefaultMaxConnAgeGrace = 10 * time.Second
+
+	// maxPingStrikes is how many too-early pings a server forgives before
+	// it sends GOAWAY "too many pings".
+	maxPingStrikes = 2
+	// notsentLowat is TCP_NOTSENT_LOWAT: unsent bytes the kernel may hold
+	// ahead of a heartbeat.
+	notsentLowat = 16 << 10
+)

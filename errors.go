@@ -59,6 +59,12 @@ type CallError struct {
 	Remote bool
 	// Err is the cause on this side, such as context.DeadlineExceeded.
 	Err error
+
+	// reached records, for a failure seen on this side (Remote false),
+	// that the request was or will be delivered to the peer, so that the
+	// method may have run: a call abandoned after it was queued whole, or
+	// a reply that could not be taken.
+	reached bool
 }
 
 func (e *CallError) Error() string {
@@ -112,7 +118,7 @@ func (e *CallError) Executed() bool {
 	case wire.StatusUnknownService, wire.StatusUnknownMethod, wire.StatusBadArgs, wire.StatusBusy:
 		return false
 	}
-	return e.Remote
+	return e.Remote || e.reached
 }
 
 // Reason says why a connection closed.

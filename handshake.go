@@ -14,12 +14,19 @@ import (
 
 // localHello is what this side states in its HELLO.
 func (o *options) localHello(role wire.Role) wire.Hello {
-	return wire.Hello{
+	h := wire.Hello{
 		Role:               role,
 		MaxFrameSize:       o.maxFrameSize,
 		MaxMessageSize:     o.maxMessageSize,
 		MaxConcurrentCalls: uint32(min(o.maxConcurrentCalls, 1<<31)),
 	}
+	if o.heartbeat.Interval > 0 {
+		h.Interval = o.heartbeat.Interval
+	}
+	if o.heartbeat.Timeout > 0 {
+		h.Timeout = o.heartbeat.Timeout
+	}
+	return h
 }
 
 func handshakeErr(format string, args ...any) *ConnError {
@@ -72,15 +79,25 @@ func clientHandshake(ctx context.Context, conn net.Conn, o *options) (*wire.Read
 	default:
 		return nil, nil, wire.Hello{}, handshakeErr("%w: got %v before HELLO", wire.ErrMalformed, hdr.Type)
 	}
+	// A bad HELLO from a Pulse acceptor is refused with GOAWAY code 8.
+	refuse := func(ce *ConnError) (*wire.Reader, codec.Codec, wire.Hello, error) {
+		conn.Write(wire.AppendGoAway(nil, wire.GoAway{Code: wire.GoAwayHandshake, Message: ce.Err.Error()}))
+		return nil, nil, wire.Hello{}, ce
+	}
 	peer, err := wire.ParseHello(p)
 	if err != nil {
-		return nil, nil, wire.Hello{}, handshakeErr("%w", err)
+		return refuse(handshakeErr("%w", err))
 	}
-	if peer.Role != wire.RoleAcceptor || len(peer.Codecs) != 1 || !slices.Contains(o.codecs, peer.Codecs[0]) {
-		return nil, nil, wire.Hello{}, handshakeErr("%w: the server chose codecs %q, offered %q", wire.ErrMalformed, peer.Codecs, o.codecs)
+	if hdr.ID != 0 || peer.Role != wire.RoleAcceptor || len(peer.Codecs) != 1 || !slices.Contains(o.codecs, peer.Codecs[0]) {
+		return refuse(handshakeErr("%w: the server chose codecs %q, offered %q (HELLO id %d, role %d)", wire.ErrMalformed, peer.Codecs, o.codecs, hdr.ID, peer.Role))
 	}
 	if err := checkPeerHello(peer); err != nil {
-		return nil, nil, wire.Hello{}, err
+		return refuse(err)
+	}
+	if hb := o.heartbeat; hb.Timeout > 0 && peer.Interval > 0 && hb.Timeout < 2*peer.Interval {
+		return refuse(handshakeErr("the server granted a heartbeat interval of %v (this client proposed %v), "+
+			"but this client's Heartbeat.Timeout is %v: it must be at least twice the interval; raise Timeout to %v or more, "+
+			"or have the server allow a shorter interval (Heartbeat.MinInterval)", peer.Interval, h.Interval, hb.Timeout, 2*peer.Interval))
 	}
 	conn.SetDeadline(time.Time{})
 	return fr, codec.Get(peer.Codecs[0]), peer, nil
@@ -101,23 +118,25 @@ func serverHandshake(conn net.Conn, o *options) (*wire.Reader, codec.Codec, wire
 		}
 		return nil, nil, wire.Hello{}, handshakeErr("reading HELLO: %w", err)
 	}
-	refuse := func(err error) (*wire.Reader, codec.Codec, wire.Hello, error) {
-		b := wire.AppendGoAway(nil, wire.GoAway{Code: wire.GoAwayHandshake, Message: err.Error()})
+	// PROTOCOL.md 4.1: a first frame that is not a dialer's HELLO gets
+	// GOAWAY code 3; settings or codecs refused get code 8.
+	refuse := func(code wire.GoAwayCode, err error) (*wire.Reader, codec.Codec, wire.Hello, error) {
+		b := wire.AppendGoAway(nil, wire.GoAway{Code: code, Message: err.Error()})
 		conn.Write(b)
-		return nil, nil, wire.Hello{}, &ConnError{Reason: ReasonHandshake, Code: wire.GoAwayHandshake, Err: err}
+		return nil, nil, wire.Hello{}, &ConnError{Reason: ReasonHandshake, Code: code, Err: err}
 	}
-	if hdr.Type != wire.TypeHello {
-		return refuse(fmt.Errorf("%w: got %v before HELLO", wire.ErrMalformed, hdr.Type))
+	if hdr.Type != wire.TypeHello || hdr.ID != 0 {
+		return refuse(wire.GoAwayProtocolError, fmt.Errorf("%w: first frame is %v, want a HELLO with id 0", wire.ErrMalformed, hdr))
 	}
 	peer, err := wire.ParseHello(p)
 	if err != nil {
-		return refuse(err)
+		return refuse(wire.GoAwayProtocolError, err)
 	}
 	if peer.Role != wire.RoleDialer {
-		return refuse(fmt.Errorf("%w: HELLO from the dialer has role %d", wire.ErrMalformed, peer.Role))
+		return refuse(wire.GoAwayProtocolError, fmt.Errorf("%w: HELLO from the dialer has role %d", wire.ErrMalformed, peer.Role))
 	}
 	if err := checkPeerHello(peer); err != nil {
-		return refuse(err.Err)
+		return refuse(wire.GoAwayHandshake, err.Err)
 	}
 	var chosen string
 	for _, name := range peer.Codecs {
@@ -127,10 +146,14 @@ func serverHandshake(conn net.Conn, o *options) (*wire.Reader, codec.Codec, wire
 		}
 	}
 	if chosen == "" {
-		return refuse(fmt.Errorf("no common codec: the client offered %q, the server accepts %q", peer.Codecs, o.codecs))
+		return refuse(wire.GoAwayHandshake, fmt.Errorf("no common codec: the client offered %q, the server accepts %q", peer.Codecs, o.codecs))
 	}
 	h := o.localHello(wire.RoleAcceptor)
 	h.Codecs = []string{chosen}
+	// Grant an interval within this server's bounds; state the deadline it
+	// enforces and the ping rate it tolerates.
+	h.Interval = o.heartbeat.grant(peer.Interval)
+	h.MinPingInterval = minPingGap(o.heartbeat, h.Interval)
 	b, err := wire.AppendHello(nil, h)
 	if err != nil {
 		return nil, nil, wire.Hello{}, handshakeErr("%v", err)
@@ -147,9 +170,6 @@ func checkPeerHello(h wire.Hello) *ConnError {
 	if h.MaxFrameSize < wire.MinMaxFrameSize || h.MaxFrameSize > wire.MaxMaxFrameSize {
 		return handshakeErr("%w: peer's max frame size %d outside [%d, %d]", wire.ErrMalformed, h.MaxFrameSize, wire.MinMaxFrameSize, wire.MaxMaxFrameSize)
 	}
-	if h.MaxMessageSize == 0 {
-		return handshakeErr("%w: peer's max message size is 0", wire.ErrMalformed)
-	}
 	return nil
 }
 
@@ -159,4 +179,14 @@ func ctxErr(ctx context.Context, err error) error {
 		return fmt.Errorf("%w (%v)", cerr, err)
 	}
 	return err
+}
+
+// minPingGap is the shortest gap between two pings from the peer that a
+// server answers: half the granted interval, or half its minimum when the
+// client sends no heartbeats.
+func minPingGap(hb Heartbeat, granted time.Duration) time.Duration {
+	if granted > 0 {
+		return granted / 2
+	}
+	return hb.MinInterval / 2
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pulse-rpc/pulse/codec"
+	"github.com/pulse-rpc/pulse/liveness"
 	"github.com/pulse-rpc/pulse/wire"
 )
 
@@ -30,6 +31,11 @@ type options struct {
 	handshakeTimeout   time.Duration
 	logger             *slog.Logger
 	dial               func(ctx context.Context, network, addr string) (net.Conn, error)
+	heartbeat          Heartbeat
+	limits             ConnLimits
+	backoff            liveness.Backoff
+	failFast           bool
+	stateHook          func(StateChange)
 }
 
 func newOptions(opts []Option) (*options, error) {
@@ -66,6 +72,19 @@ func newOptions(opts []Option) (*options, error) {
 	}
 	if o.handshakeTimeout <= 0 {
 		return nil, fmt.Errorf("pulse: handshake timeout must be positive, got %v", o.handshakeTimeout)
+	}
+	o.heartbeat = o.heartbeat.withDefaults()
+	if err := o.heartbeat.validate(); err != nil {
+		return nil, err
+	}
+	if o.limits.MaxConnIdle < 0 || o.limits.MaxConnAge < 0 || o.limits.MaxConnAgeGrace < 0 {
+		return nil, fmt.Errorf("pulse: ConnLimits must not be negative: %+v", o.limits)
+	}
+	if o.backoff == (liveness.Backoff{}) {
+		o.backoff = liveness.DefaultBackoff()
+	}
+	if o.backoff.Base <= 0 || o.backoff.Factor < 1 || o.backoff.Cap < o.backoff.Base {
+		return nil, fmt.Errorf("pulse: backoff needs Base > 0, Factor >= 1 and Cap >= Base, got %+v", o.backoff)
 	}
 	return o, nil
 }
@@ -143,4 +162,28 @@ func clampU32(n int) uint32 {
 		return 1<<32 - 1
 	}
 	return uint32(n)
+}
+
+// WithBackoff sets how a Client waits between reconnection attempts:
+// exponential from Base by Factor up to Cap, each delay drawn uniformly
+// from zero to that value (full jitter), so that clients cut off together
+// do not come back together. The default is liveness.DefaultBackoff():
+// 100 ms, x1.6, capped at 10 s. Client only.
+func WithBackoff(b liveness.Backoff) Option {
+	return optionFunc(func(o *options) { o.backoff = b })
+}
+
+// WithFailFast makes calls fail at once, with a *ConnError that is not
+// Sent, while the Client has no ready connection, instead of waiting for
+// one within their context. Client only.
+func WithFailFast() Option {
+	return optionFunc(func(o *options) { o.failFast = true })
+}
+
+// WithStateHook makes a Client report each change of its connection state
+// to f. Calls to f are made one at a time, in order, on a goroutine of
+// their own, never with a lock held; f may call the Client. A push
+// subscriber uses it to subscribe again after a reconnect. Client only.
+func WithStateHook(f func(StateChange)) Option {
+	return optionFunc(func(o *options) { o.stateHook = f })
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pulse-rpc/pulse/codec"
+	"github.com/pulse-rpc/pulse/wire"
 )
 
 // Server serves registered methods to the clients that connect to it, and
@@ -160,6 +161,7 @@ func (srv *Server) serveConn(conn net.Conn) {
 	}
 	srv.conns[conn] = struct{}{}
 	srv.mu.Unlock()
+	tuneTCP(conn, srv.opts.heartbeat.Timeout)
 
 	s, err := startSession(context.Background(), conn, false, srv.opts, srv.reg, srv.removeSession)
 
@@ -224,16 +226,58 @@ func (srv *Server) Broadcast(ctx context.Context, serviceMethod string, args any
 	return n, nil
 }
 
-// Close stops the server at once: it closes the listeners and every
-// connection; calls in flight fail with ErrShutdown on the clients, and
-// the contexts of running handlers are cancelled. Close waits for the
-// connections' goroutines to end, not for handlers. Serve returns
-// ErrServerClosed. A second Close returns ErrServerClosed.
-func (srv *Server) Close() error {
-	srv.mu.Lock()
-	if srv.closed {
-		srv.mu.Unlock()
+// Shutdown stops the server gracefully: it stops accepting connections
+// and sends every connection a GOAWAY (code "server shutting down") that
+// names the last call it will process. Handlers already running finish
+// (Draining(ctx) tells them the server is going away), their replies are
+// written, then each connection closes. Clients send newer calls to
+// another connection or server, so no call the server accepted fails.
+// When ctx ends first, Shutdown closes what remains at once, as Close
+// does, and returns ctx's error. Serve returns ErrServerClosed at once.
+func (srv *Server) Shutdown(ctx context.Context) error {
+	sessions, ok := srv.stop()
+	if !ok {
 		return ErrServerClosed
+	}
+	var wg sync.WaitGroup
+	for _, s := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.startDrain(wire.GoAwayShutdown, "server shutting down")
+			if s.waitSettled(ctx.Done()) {
+				s.flush(time.Second)
+				s.fail(&ConnError{Reason: ReasonShutdown, Code: wire.GoAwayShutdown, Message: "server shut down"})
+			}
+		}()
+	}
+	drained := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(drained)
+	}()
+	var err error
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		err = ctx.Err()
+		for _, s := range sessions {
+			s.fail(&ConnError{Reason: ReasonShutdown, Code: wire.GoAwayShutdown, Message: "server shutdown deadline passed"})
+		}
+		<-drained
+	}
+	srv.wg.Wait()
+	return err
+}
+
+// stop marks the server closed, closes its listeners and the connections
+// still in their handshake, and returns its sessions. It reports false if
+// the server was closed already.
+func (srv *Server) stop() ([]*session, bool) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.closed {
+		return nil, false
 	}
 	srv.closed = true
 	close(srv.done)
@@ -247,7 +291,19 @@ func (srv *Server) Close() error {
 	for s := range srv.sessions {
 		sessions = append(sessions, s)
 	}
-	srv.mu.Unlock()
+	return sessions, true
+}
+
+// Close stops the server at once: it closes the listeners and every
+// connection; calls in flight fail with ErrShutdown on the clients, and
+// the contexts of running handlers are cancelled. Close waits for the
+// connections' goroutines to end, not for handlers. Serve returns
+// ErrServerClosed. A second Close returns ErrServerClosed.
+func (srv *Server) Close() error {
+	sessions, ok := srv.stop()
+	if !ok {
+		return ErrServerClosed
+	}
 	for _, s := range sessions {
 		s.fail(&ConnError{Reason: ReasonShutdown, Message: "server closed"})
 	}

@@ -39,6 +39,13 @@ type session struct {
 	log      *slog.Logger
 	peer     *Peer
 	onClose  func(*session)
+	// onSuspect is told when the peer becomes suspect (silent for a while)
+	// and when it recovers. Called from the monitor's timer.
+	onSuspect func(*session, bool)
+	// onGoAway is told when the peer sends GOAWAY, before the calls it
+	// did not process fail (so that they can go to another connection).
+	onGoAway func(*session, wire.GoAway)
+	mon      *monitor
 
 	// ctx is the parent of every handler's context; it is cancelled, with
 	// the connection's error as cause, when the session closes.
@@ -53,12 +60,18 @@ type session struct {
 
 	running    atomic.Int32  // handlers running
 	lastRead   *atomic.Int64 // monotonic ns of the last read that returned bytes
+	partialN   atomic.Int32  // messages being reassembled (len(partial))
+	draining   chan struct{} // closed when this side starts draining
+	settled    chan struct{} // signalled when a handler ends or a message completes while draining
 	flushed    atomic.Uint64
 	done       chan struct{} // closed when the session is closed
 	readerDone chan struct{} // closed when readLoop returns
 
 	// Owned by the reader goroutine.
-	partial map[uint32]*partialMsg
+	partial      map[uint32]*partialMsg
+	lastPingRecv int64 // ns, for the ping rate limit
+	pingStrikes  int
+	minPingGap   time.Duration // pings closer than this are excess; 0 for no limit
 
 	mu         sync.Mutex // protects following
 	nextID     uint32
@@ -72,9 +85,10 @@ type session struct {
 	queued     uint64                        // bytes ever appended to data
 	lastPeerID uint32                        // highest call id from the peer accepted here
 	closed     bool
-	err        *ConnError   // the first cause of the close
-	goAwayIn   *wire.GoAway // GOAWAY received from the peer
-	goAwayOut  bool         // this side sent GOAWAY, naming lastPeerID
+	err        *ConnError                    // the first cause of the close
+	goAwayIn   *wire.GoAway                  // GOAWAY received from the peer
+	goAwayOut  bool                          // this side sent GOAWAY, naming lastPeerID
+	pings      map[uint64]chan time.Duration // Ping calls waiting for their PONG
 }
 
 // wbuf is a write buffer. The lanes take one from wbufPool when a frame is
@@ -128,16 +142,28 @@ var epoch = time.Now()
 func nanotime() int64 { return int64(time.Since(epoch)) }
 
 // liveConn records the time of every read that returns bytes: any inbound
-// byte, even the middle of a large frame, is a sign of life.
+// byte, even the middle of a large frame, is a sign of life. It also feeds
+// the detector with the gaps between reads.
 type liveConn struct {
 	net.Conn
-	last *atomic.Int64
+	r *reads
+}
+
+// reads is the state liveConn updates. mon is set before the session's
+// reader starts and not changed after.
+type reads struct {
+	last atomic.Int64
+	mon  *monitor
 }
 
 func (c liveConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
-		c.last.Store(nanotime())
+		now := nanotime()
+		prev := c.r.last.Swap(now)
+		if c.r.mon != nil {
+			c.r.mon.observe(now, prev)
+		}
 	}
 	return n, err
 }
@@ -156,7 +182,7 @@ func putBuf(b *[]byte) {
 
 // newSession builds the session for a connection whose handshake is done.
 // fr is the reader that read the handshake: it may hold frames already.
-func newSession(conn net.Conn, fr *wire.Reader, c codec.Codec, dialer bool, o *options, handlers *registry, peerHello wire.Hello, lastRead *atomic.Int64, onClose func(*session)) *session {
+func newSession(conn net.Conn, fr *wire.Reader, c codec.Codec, dialer bool, o *options, handlers *registry, peerHello wire.Hello, rd *reads, onClose func(*session)) *session {
 	s := &session{
 		conn:       conn,
 		fr:         fr,
@@ -174,7 +200,9 @@ func newSession(conn net.Conn, fr *wire.Reader, c codec.Codec, dialer bool, o *o
 		partial:    make(map[uint32]*partialMsg),
 		done:       make(chan struct{}),
 		readerDone: make(chan struct{}),
-		lastRead:   lastRead,
+		lastRead:   &rd.last,
+		draining:   make(chan struct{}),
+		settled:    make(chan struct{}, 1),
 	}
 	s.peerMaxMsg = int(peerHello.MaxMessageSize)
 	if s.peerMaxMsg <= 0 {
@@ -446,6 +474,10 @@ func (s *session) writeLoop(inline bool) {
 		}
 		var n int64
 		var err error
+		mon := s.mon
+		if mon != nil {
+			mon.writeStart.Store(nanotime())
+		}
 		if len(bufs) == 1 {
 			var k int
 			k, err = s.conn.Write(bufs[0])
@@ -454,6 +486,10 @@ func (s *session) writeLoop(inline bool) {
 			n, err = bufs.WriteTo(s.conn)
 		}
 
+		if mon != nil {
+			mon.writeStart.Store(0)
+			mon.lastWrite.Store(nanotime())
+		}
 		wrote := min(max(n-int64(len(ctrl)), 0), int64(len(data)))
 		s.flushed.Add(uint64(wrote))
 		if done != nil && err == nil {
@@ -548,10 +584,21 @@ func (s *session) fail(ce *ConnError) {
 	pending := s.pending
 	s.pending = nil
 	s.large = nil
+	for _, ch := range s.pings {
+		close(ch)
+	}
+	s.pings = nil
 	s.mu.Unlock()
+	if s.mon != nil {
+		s.mon.stop()
+	}
 
 	s.conn.Close()
 	s.cancel(ce)
+	if s.onClose != nil {
+		// Before the calls fail, so that a retry finds this session gone.
+		s.onClose(s)
+	}
 	for _, call := range pending {
 		call.Error = ce.withSent(call.sent())
 		call.done()
@@ -561,9 +608,6 @@ func (s *session) fail(ce *ConnError) {
 		s.log.Debug("pulse: connection closed", "remote", s.conn.RemoteAddr(), "reason", ce.Reason)
 	} else {
 		s.log.Info("pulse: connection closed", "remote", s.conn.RemoteAddr(), "err", ce)
-	}
-	if s.onClose != nil {
-		s.onClose(s)
 	}
 }
 
@@ -653,7 +697,11 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 		if _, dup := s.partial[h.ID]; dup {
 			return fmt.Errorf("%v id %d while a message with that id is still arriving", h.Type, h.ID)
 		}
+		admitted := h.Type == wire.TypeReply || s.admit(h.ID)
 		if h.Flags&wire.FlagEnd != 0 {
+			if !admitted {
+				return nil
+			}
 			if len(p) > s.maxMsg {
 				s.tooLarge(h.Type, h.ID)
 			} else {
@@ -671,38 +719,41 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 		if len(rest) > int(total) {
 			return fmt.Errorf("%v id %d: first frame carries %d bytes of a %d-byte message", h.Type, h.ID, len(rest), total)
 		}
-		pm := &partialMsg{typ: h.Type, total: int(total)}
+		pm := &partialMsg{typ: h.Type, total: int(total), discard: !admitted}
 		if int(total) > s.maxMsg {
 			pm.tooBig = true // discarded as it arrives
-		} else {
+		} else if admitted {
 			pm.buf = append(make([]byte, 0, total), rest...)
 		}
 		pm.got = len(rest)
 		s.partial[h.ID] = pm
+		s.partialN.Store(int32(len(s.partial)))
 	case wire.TypeContinuation:
 		pm := s.partial[h.ID]
 		if pm == nil {
 			return fmt.Errorf("CONTINUATION for id %d, which has no message arriving", h.ID)
 		}
 		if h.Flags&wire.FlagAbort != 0 {
-			delete(s.partial, h.ID)
+			s.donePartial(h.ID)
 			return nil
 		}
 		pm.got += len(p)
 		if pm.got > pm.total {
 			return fmt.Errorf("message id %d: %d bytes received, %d announced", h.ID, pm.got, pm.total)
 		}
-		if !pm.tooBig {
+		if !pm.tooBig && !pm.discard {
 			pm.buf = append(pm.buf, p...)
 		}
 		if h.Flags&wire.FlagEnd != 0 {
 			if pm.got != pm.total {
 				return fmt.Errorf("message id %d ended after %d bytes, %d announced", h.ID, pm.got, pm.total)
 			}
-			delete(s.partial, h.ID)
-			if pm.tooBig {
+			s.donePartial(h.ID)
+			switch {
+			case pm.discard:
+			case pm.tooBig:
 				s.tooLarge(pm.typ, h.ID)
-			} else {
+			default:
 				s.dispatch(pm.typ, h.ID, pm.buf)
 			}
 		}
@@ -721,11 +772,28 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 		if err != nil {
 			return err
 		}
+		if s.minPingGap > 0 {
+			now := nanotime()
+			if s.lastPingRecv != 0 && now-s.lastPingRecv < int64(s.minPingGap) {
+				// Too early: not answered. A peer that keeps it up is
+				// told to go away.
+				if s.pingStrikes++; s.pingStrikes > maxPingStrikes {
+					msg := fmt.Sprintf("pings closer together than %v; the permitted rate is one ping per %v", s.minPingGap, s.minPingGap)
+					s.log.Warn("pulse: too many pings", "remote", s.conn.RemoteAddr(), "permitted", s.minPingGap)
+					go s.goAway(wire.GoAwayTooManyPings, msg, ReasonProtocol, nil, time.Second)
+				}
+				return nil
+			}
+			s.lastPingRecv = now
+			s.pingStrikes = 0
+		}
 		s.queueControl(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePong, data) })
 	case wire.TypePong:
-		if _, err := wire.ParsePing(p); err != nil {
+		data, err := wire.ParsePing(p)
+		if err != nil {
 			return err
 		}
+		s.handlePong(data)
 	case wire.TypeGoAway:
 		g, err := wire.ParseGoAway(p)
 		if err != nil {
@@ -834,20 +902,14 @@ func (s *session) handleCall(notify bool, id uint32, msg []byte) {
 	} else {
 		ctx, cancel = context.WithCancel(s.ctx)
 	}
-	s.mu.Lock()
-	if s.goAwayOut && id > s.lastPeerID {
-		// Above the LastID of the GOAWAY this side sent: the peer knows
-		// the call was not processed and retries it elsewhere.
-		s.mu.Unlock()
-		s.running.Add(-1)
-		cancel()
-		return
+	if s.mon != nil {
+		s.mon.lastActive.Store(nanotime())
 	}
-	s.lastPeerID = max(s.lastPeerID, id)
 	if !notify {
+		s.mu.Lock()
 		s.inflight[id] = cancel
+		s.mu.Unlock()
 	}
-	s.mu.Unlock()
 	go s.serve(ctx, cancel, notify, id, svc, mt, argv)
 }
 
@@ -863,7 +925,7 @@ func (s *session) refuse(notify bool, id uint32, status wire.Status, msg string,
 
 // serve runs one method and sends its reply.
 func (s *session) serve(ctx context.Context, cancel context.CancelFunc, notify bool, id uint32, svc *service, mt *methodType, argv reflect.Value) {
-	defer s.running.Add(-1)
+	defer s.handlerDone()
 	replyv := mt.newReply()
 	err, panicked := s.invoke(ctx, svc, mt, argv, replyv)
 	cancel()
@@ -959,6 +1021,9 @@ func (s *session) handleGoAway(g wire.GoAway) {
 	}
 	s.mu.Unlock()
 	s.log.Debug("pulse: GOAWAY from peer", "remote", s.conn.RemoteAddr(), "code", g.Code, "last_id", g.LastID, "message", g.Message)
+	if s.onGoAway != nil {
+		s.onGoAway(s, g)
+	}
 	ce := &ConnError{Reason: ReasonGoAway, Code: g.Code, Message: g.Message}
 	for _, call := range unprocessed {
 		call.Error = ce

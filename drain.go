@@ -1,0 +1,115 @@
+package pulse
+
+import (
+	"context"
+	"time"
+
+	"github.com/pulse-rpc/pulse/wire"
+)
+
+// admit decides whether a call the peer starts with id is processed. After
+// this side sent GOAWAY, calls above the LastID it named are dropped
+// unanswered: the GOAWAY told the peer they were not processed, and the
+// peer retries them on another connection. The decision is taken on the
+// first frame of a message, so that LastID covers messages still arriving.
+func (s *session) admit(id uint32) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.goAwayOut && id > s.lastPeerID {
+		return false
+	}
+	s.lastPeerID = max(s.lastPeerID, id)
+	return true
+}
+
+// donePartial forgets a message that finished arriving.
+func (s *session) donePartial(id uint32) {
+	delete(s.partial, id)
+	s.partialN.Store(int32(len(s.partial)))
+	s.signalSettled()
+}
+
+// handlerDone ends one handler.
+func (s *session) handlerDone() {
+	s.running.Add(-1)
+	if s.mon != nil {
+		s.mon.lastActive.Store(nanotime())
+	}
+	s.signalSettled()
+}
+
+// signalSettled wakes a drain waiting for handlers and messages to finish.
+func (s *session) signalSettled() {
+	select {
+	case <-s.draining:
+		select {
+		case s.settled <- struct{}{}:
+		default:
+		}
+	default:
+	}
+}
+
+// pendingCount returns the number of calls this side started and still
+// waits for.
+func (s *session) pendingCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending)
+}
+
+// startDrain sends GOAWAY and marks the session draining, once. It reports
+// whether this call started it.
+func (s *session) startDrain(code wire.GoAwayCode, msg string) bool {
+	s.mu.Lock()
+	if s.closed || s.goAwayOut {
+		s.mu.Unlock()
+		return false
+	}
+	s.mu.Unlock()
+	s.sendGoAway(code, msg)
+	close(s.draining)
+	return true
+}
+
+// drain closes the session gracefully: GOAWAY, then let the handlers
+// running and the calls still arriving (up to the GOAWAY's LastID) finish
+// and their replies go out, then close. After grace it closes anyway.
+func (s *session) drain(code wire.GoAwayCode, msg string, grace time.Duration) {
+	if !s.startDrain(code, msg) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	s.waitSettled(ctx.Done())
+	s.flush(time.Second)
+	s.fail(&ConnError{Reason: ReasonShutdown, Code: code, Message: msg})
+}
+
+// waitSettled waits until no handler runs and no admitted message is still
+// arriving, the session closes, or stop fires. It reports whether the
+// session settled.
+func (s *session) waitSettled(stop <-chan struct{}) bool {
+	for s.running.Load() > 0 || s.partialN.Load() > 0 {
+		select {
+		case <-s.settled:
+		case <-s.done:
+			return false
+		case <-stop:
+			return false
+		}
+	}
+	return true
+}
+
+// Draining returns a channel that is closed when the connection of the
+// call being served with ctx starts draining (the server is shutting down,
+// or the connection reached its age or idle limit): the handler should
+// finish soon. It returns nil when ctx is not from a Pulse handler.
+func Draining(ctx interface{ Value(any) any }) <-chan struct{} {
+	p, _ := ctx.Value(peerKey{}).(*Peer)
+	if p == nil {
+		return nil
+	}
+	return p.s.draining
+}

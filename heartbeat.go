@@ -1,0 +1,477 @@
+package pulse
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pulse-rpc/pulse/liveness"
+	"github.com/pulse-rpc/pulse/wire"
+)
+
+// DetectorKind selects how a connection decides that its peer is dead.
+type DetectorKind uint8
+
+const (
+	// DetectorFixed declares the peer dead after Timeout without a byte
+	// from it.
+	DetectorFixed DetectorKind = iota
+	// DetectorPhi also watches the gaps between heartbeat-scale arrivals
+	// and declares the peer dead as soon as the current silence is very
+	// unlikely for that history (phi accrual, Hayashibara et al. 2004):
+	// never before the floor, always by Timeout.
+	DetectorPhi
+)
+
+func (k DetectorKind) String() string {
+	if k == DetectorPhi {
+		return "phi"
+	}
+	return "fixed"
+}
+
+// Heartbeat configures liveness for a Client or a Server. The zero value
+// of a field means its default.
+//
+// Each side makes sure the peer hears from it: after Interval without
+// writing anything it sends a PING, which the peer answers at once with a
+// PONG (that answer counts as the peer's own write). Any byte read counts
+// as a sign of life. A side declares its peer dead when it has read
+// nothing for Timeout, or earlier with DetectorPhi. The guarantee: a peer
+// that vanishes is detected within Timeout of the last byte read from it,
+// plus scheduling slack; a peer whose bytes keep arriving, however slowly,
+// is never declared dead.
+type Heartbeat struct {
+	// Interval is how long a side may go without writing before it sends
+	// a PING (default DefaultInterval). A client proposes it; the server
+	// grants a value within [MinInterval, MaxInterval] and no more than
+	// half of its own Timeout, and both sides use the granted value.
+	// Negative disables this side's pings (the peer's deadline still
+	// applies: a client that never pings is reaped by the server once
+	// idle).
+	Interval time.Duration
+	// Timeout is how long a side waits without reading a byte before it
+	// declares the peer dead (default DefaultTimeout). It must be at least
+	// twice the interval in use. A server states its Timeout in the
+	// handshake as the deadline it enforces. Negative disables detection
+	// on this side.
+	Timeout time.Duration
+	// Detector selects the detector (default DetectorFixed).
+	Detector DetectorKind
+	// PhiThreshold is DetectorPhi's threshold (default 8).
+	PhiThreshold float64
+	// MinInterval and MaxInterval bound the interval a server grants
+	// (defaults DefaultMinInterval, DefaultMaxInterval). Server only.
+	MinInterval, MaxInterval time.Duration
+}
+
+// WithHeartbeat sets the heartbeat and dead-peer detection settings.
+func WithHeartbeat(h Heartbeat) Option {
+	return optionFunc(func(o *options) { o.heartbeat = h })
+}
+
+// withDefaults fills in zero fields.
+func (h Heartbeat) withDefaults() Heartbeat {
+	if h.Interval == 0 {
+		h.Interval = DefaultInterval
+	}
+	if h.Timeout == 0 {
+		h.Timeout = DefaultTimeout
+	}
+	if h.MinInterval == 0 {
+		h.MinInterval = DefaultMinInterval
+	}
+	if h.MaxInterval == 0 {
+		h.MaxInterval = DefaultMaxInterval
+	}
+	if h.PhiThreshold == 0 {
+		h.PhiThreshold = liveness.DefaultThreshold
+	}
+	return h
+}
+
+// validate refuses settings that cannot work, naming the fields.
+func (h Heartbeat) validate() error {
+	if h.Interval > 0 && h.Timeout > 0 && h.Timeout < 2*h.Interval {
+		return fmt.Errorf("pulse: Heartbeat.Timeout (%v) must be at least twice Heartbeat.Interval (%v): a healthy peer may stay silent for a whole interval plus a round trip", h.Timeout, h.Interval)
+	}
+	if h.MinInterval <= 0 || h.MaxInterval < h.MinInterval {
+		return fmt.Errorf("pulse: Heartbeat.MinInterval (%v) must be positive and at most Heartbeat.MaxInterval (%v)", h.MinInterval, h.MaxInterval)
+	}
+	if h.PhiThreshold <= 0 {
+		return fmt.Errorf("pulse: Heartbeat.PhiThreshold (%v) must be positive", h.PhiThreshold)
+	}
+	if h.Detector != DetectorFixed && h.Detector != DetectorPhi {
+		return fmt.Errorf("pulse: Heartbeat.Detector %d is not a DetectorKind", h.Detector)
+	}
+	return nil
+}
+
+// grant returns the interval a server grants for a client's proposal: 0
+// (no client pings) stays 0; otherwise it is clamped to the server's
+// bounds and to half its deadline, so that a client pinging at that
+// interval can never be reaped.
+func (h Heartbeat) grant(proposed time.Duration) time.Duration {
+	if proposed <= 0 {
+		return 0
+	}
+	g := min(max(proposed, h.MinInterval), h.MaxInterval)
+	if h.Timeout > 0 {
+		g = min(g, h.Timeout/2)
+	}
+	return max(g, time.Millisecond)
+}
+
+// ConnLimits make a server close connections that are idle or old, the
+// "short connection" mode. Each ends with GOAWAY, so that clients move to
+// a new connection without failing calls, then a hard close after the
+// grace period. The zero value means no limit.
+type ConnLimits struct {
+	// MaxConnIdle closes a connection that has carried no call for this
+	// long.
+	MaxConnIdle time.Duration
+	// MaxConnAge closes a connection this long after it opened, give or
+	// take 10 % of random jitter so that clients do not all reconnect at
+	// once.
+	MaxConnAge time.Duration
+	// MaxConnAgeGrace is how long calls in flight may take to finish after
+	// the GOAWAY (default DefaultMaxConnAgeGrace).
+	MaxConnAgeGrace time.Duration
+}
+
+// WithConnLimits sets a server's idle and age limits. Server only.
+func WithConnLimits(l ConnLimits) Option {
+	return optionFunc(func(o *options) { o.limits = l })
+}
+
+// monitor keeps one connection alive and judges its peer: it sends PINGs
+// when this side has written nothing for pingAfter, declares the peer dead
+// per its detector, kills a write that makes no progress, and on a server
+// enforces the idle and age limits. It runs on one timer, re-armed for the
+// earliest thing due, so an idle connection costs one timer event per
+// interval and no goroutine.
+type monitor struct {
+	s         *session
+	interval  time.Duration // granted heartbeat interval, 0 if none
+	pingAfter time.Duration // write silence after which this side pings, 0 for never
+	timeout   time.Duration // silence after which the peer is dead, 0 for never
+	det       liveness.Detector
+	minGap    time.Duration // arrivals after at least this gap feed det
+	stall     liveness.StallGuard
+	suspect   time.Duration // silence after which the connection is suspect
+
+	lastWrite  atomic.Int64 // ns, end of the last write
+	writeStart atomic.Int64 // ns, start of the write in progress, 0 if none
+	srtt       atomic.Int64 // smoothed round-trip time, ns
+	phi        atomic.Uint64
+
+	// Server limits.
+	idleLimit  time.Duration
+	ageAt      int64 // ns, 0 for no age limit
+	grace      time.Duration
+	lastActive atomic.Int64 // ns, when the last call ended or started
+
+	mu        sync.Mutex // protects following
+	timer     *time.Timer
+	scheduled int64 // ns, when the timer is due
+	stopped   bool
+	isSuspect bool
+	closing   bool // idle or age GOAWAY sent
+}
+
+// newMonitor sets up liveness for s once the handshake has fixed the
+// interval and deadlines.
+func newMonitor(s *session, hb Heartbeat, interval time.Duration, limits ConnLimits) *monitor {
+	m := &monitor{s: s, interval: interval, stall: liveness.StallGuard{}}
+	if interval > 0 && hb.Interval > 0 {
+		m.pingAfter = interval
+		if !s.dialer {
+			// The dialer's pings normally keep both directions busy; the
+			// acceptor waits a quarter interval more before it pings, so
+			// that its PONG, not a PING of its own, answers the dialer's.
+			m.pingAfter = interval + interval/4
+		}
+	}
+	if hb.Timeout > 0 {
+		m.timeout = hb.Timeout
+		m.det = liveness.Fixed{Timeout: hb.Timeout}
+		if hb.Detector == DetectorPhi && interval > 0 {
+			cfg := liveness.DefaultPhiConfig(interval, hb.Timeout)
+			cfg.Threshold = hb.PhiThreshold
+			if d, err := liveness.NewPhiAccrual(cfg); err == nil {
+				m.det = d
+			} else {
+				s.log.Warn("pulse: phi detector refused its settings; using the fixed detector", "err", err)
+			}
+		}
+		m.minGap = max(interval/2, time.Millisecond)
+		m.suspect = hb.Timeout / 2
+		if interval > 0 {
+			m.suspect = min(m.suspect, 2*interval)
+		}
+	}
+	now := nanotime()
+	m.lastWrite.Store(now)
+	m.lastActive.Store(now)
+	if !s.dialer {
+		m.idleLimit = limits.MaxConnIdle
+		if limits.MaxConnAge > 0 {
+			jitter := time.Duration((rand.Float64()*0.2 - 0.1) * float64(limits.MaxConnAge))
+			m.ageAt = now + int64(limits.MaxConnAge+jitter)
+		}
+		m.grace = limits.MaxConnAgeGrace
+		if m.grace <= 0 {
+			m.grace = DefaultMaxConnAgeGrace
+		}
+	}
+	return m
+}
+
+// start arms the timer.
+func (m *monitor) start() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	next := m.nextLocked(nanotime())
+	if next == 0 {
+		return
+	}
+	m.scheduled = next
+	m.timer = time.AfterFunc(time.Duration(next-nanotime()), m.check)
+}
+
+// stop disarms the timer for good.
+func (m *monitor) stop() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stopped = true
+	if m.timer != nil {
+		m.timer.Stop()
+	}
+}
+
+// observe is called by the reader for every read that returned bytes.
+func (m *monitor) observe(now, prev int64) {
+	if m.det != nil {
+		if gap := time.Duration(now - prev); gap >= m.minGap {
+			m.det.Observe(time.Duration(now), gap)
+		}
+	}
+}
+
+// rtt records a round-trip sample from a PONG.
+func (m *monitor) rtt(sample time.Duration) {
+	if sample <= 0 {
+		return
+	}
+	old := m.srtt.Load()
+	if old == 0 {
+		m.srtt.Store(int64(sample))
+		return
+	}
+	m.srtt.Store(old + (int64(sample)-old)/8)
+}
+
+// nextLocked returns when the timer should next fire (ns), or 0 for never.
+func (m *monitor) nextLocked(now int64) int64 {
+	next := int64(0)
+	at := func(t int64) {
+		if t > 0 && (next == 0 || t < next) {
+			next = t
+		}
+	}
+	if m.pingAfter > 0 {
+		at(m.lastWrite.Load() + int64(m.pingAfter))
+	}
+	if m.det != nil {
+		v := m.det.Check(time.Duration(now), time.Duration(m.s.lastRead.Load()))
+		if v.NextCheck != liveness.Never {
+			at(int64(v.NextCheck))
+		}
+		if !m.isSuspect {
+			at(m.s.lastRead.Load() + int64(m.suspect))
+		} else {
+			at(now + int64(m.interval/2) + int64(time.Millisecond))
+		}
+	}
+	if ws := m.writeStart.Load(); ws != 0 && m.timeout > 0 {
+		at(ws + int64(m.timeout))
+	}
+	if m.idleLimit > 0 && !m.closing {
+		at(m.lastActive.Load() + int64(m.idleLimit))
+	}
+	if m.ageAt > 0 && !m.closing {
+		at(m.ageAt)
+	}
+	if next != 0 && next <= now {
+		next = now + int64(time.Millisecond)
+	}
+	return next
+}
+
+// check runs on the timer: it does what is due and re-arms.
+func (m *monitor) check() {
+	m.mu.Lock()
+	if m.stopped {
+		m.mu.Unlock()
+		return
+	}
+	now := nanotime()
+	late := m.stall.Late(time.Duration(m.scheduled), time.Duration(now))
+	s := m.s
+	lastRead := s.lastRead.Load()
+
+	var (
+		dead      string
+		stalled   bool
+		ping      bool
+		goAway    wire.GoAwayCode
+		goAwayMsg string
+		suspect   = m.isSuspect
+	)
+	if ws := m.writeStart.Load(); ws != 0 && m.timeout > 0 && now-ws >= int64(m.timeout) {
+		if late {
+			m.scheduled = int64(m.stall.Recheck(time.Duration(now)))
+		} else {
+			stalled = true
+		}
+	}
+	if m.det != nil {
+		v := m.det.Check(time.Duration(now), time.Duration(lastRead))
+		if v.Dead {
+			if late {
+				// This process itself was stalled: what the peer sent
+				// meanwhile may sit unread. Look again shortly.
+				m.scheduled = int64(m.stall.Recheck(time.Duration(now)))
+			} else {
+				dead = v.Reason
+			}
+		}
+		if p, ok := m.det.(*liveness.PhiAccrual); ok {
+			m.phi.Store(math.Float64bits(p.Phi(time.Duration(now), time.Duration(lastRead))))
+		}
+		suspect = now-lastRead >= int64(m.suspect)
+	}
+	if m.pingAfter > 0 && now-m.lastWrite.Load() >= int64(m.pingAfter) {
+		ping = true
+		m.lastWrite.Store(now) // the PING is the write; do not send two
+	}
+	if !m.closing {
+		switch {
+		case m.ageAt > 0 && now >= m.ageAt:
+			goAway, goAwayMsg = wire.GoAwayMaxAge, "connection reached its maximum age"
+			m.closing = true
+		case m.idleLimit > 0 && s.running.Load() == 0 && s.pendingCount() == 0 && now-m.lastActive.Load() >= int64(m.idleLimit):
+			goAway, goAwayMsg = wire.GoAwayIdle, fmt.Sprintf("no calls for %v", m.idleLimit)
+			m.closing = true
+		}
+	}
+	suspectChanged := suspect != m.isSuspect
+	m.isSuspect = suspect
+	if dead == "" && !stalled {
+		next := m.nextLocked(now)
+		if late && m.scheduled > now {
+			next = min(next, m.scheduled)
+		}
+		if next != 0 {
+			m.scheduled = next
+			m.timer.Reset(time.Duration(next - now))
+		}
+	}
+	m.mu.Unlock()
+
+	switch {
+	case stalled:
+		s.fail(&ConnError{Reason: ReasonWriteStall, Message: fmt.Sprintf("a write made no progress for %v", m.timeout)})
+		return
+	case dead != "":
+		s.log.Info("pulse: peer declared dead", "remote", s.conn.RemoteAddr(), "why", dead)
+		// Tell a peer that is only silent, not gone, why it is cut off;
+		// do not wait long for a path that may be dead.
+		s.goAway(wire.GoAwayPeerSilent, dead, ReasonSilent, nil, 50*time.Millisecond)
+		return
+	}
+	if ping {
+		s.queueControl(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePing, uint64(now)) })
+	}
+	if suspectChanged && s.onSuspect != nil {
+		s.onSuspect(s, suspect)
+	}
+	if goAway != 0 || goAwayMsg != "" {
+		go s.drain(goAway, goAwayMsg, m.grace)
+	}
+}
+
+// handlePong takes a PONG: it completes a Ping waiting for it, and gives
+// a round-trip sample when it answers a heartbeat of this side's.
+func (s *session) handlePong(data uint64) {
+	now := nanotime()
+	s.mu.Lock()
+	ch := s.pings[data]
+	delete(s.pings, data)
+	s.mu.Unlock()
+	sent := int64(data)
+	if sent <= 0 || sent > now {
+		return // not one of ours
+	}
+	rtt := time.Duration(now - sent)
+	if s.mon != nil {
+		s.mon.rtt(rtt)
+	}
+	if ch != nil {
+		ch <- rtt
+	}
+}
+
+// ping sends a PING and waits for its PONG.
+func (s *session) ping(ctx context.Context) (time.Duration, error) {
+	ch := make(chan time.Duration, 1)
+	s.mu.Lock()
+	if err := s.refuseLocked(); err != nil {
+		s.mu.Unlock()
+		return 0, err
+	}
+	if s.pings == nil {
+		s.pings = make(map[uint64]chan time.Duration)
+	}
+	var token uint64
+	for {
+		token = uint64(nanotime())
+		if s.pings[token] == nil {
+			break
+		}
+	}
+	s.pings[token] = ch
+	s.mu.Unlock()
+	if s.mon != nil {
+		s.mon.lastWrite.Store(nanotime())
+	}
+	s.queueControl(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePing, token) })
+	select {
+	case rtt, ok := <-ch:
+		if !ok {
+			return 0, s.closeErr()
+		}
+		return rtt, nil
+	case <-s.done:
+		return 0, s.closeErr()
+	case <-ctx.Done():
+		s.mu.Lock()
+		delete(s.pings, token)
+		s.mu.Unlock()
+		return 0, ctx.Err()
+	}
+}
+
+// closeErr returns why the session closed.
+func (s *session) closeErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		return nil
+	}
+	return s.err.withSent(true)
+}

@@ -1,0 +1,13 @@
+//go:build !linux
+
+package pulse
+
+import (
+	"net"
+	"time"
+)
+
+// tuneTCP does nothing outside Linux: stuck writes are still caught by the
+// session's own write watchdog, and the writer's one-frame-per-round rule
+// bounds what Pulse itself queues ahead of a heartbeat.
+func tuneTCP(net.Conn, time.Duration) {}
