@@ -232,11 +232,6 @@ func startSession(ctx context.Context, conn net.Conn, dialer bool, o *options, h
 	if !dialer {
 		interval = o.heartbeat.grant(peer.Interval)
 		s.minPingGap = minPingGap(o.heartbeat, interval)
-		if interval == 0 {
-			// The client sends no heartbeats; this side still makes sure
-			// the client hears from it, at its own interval.
-			interval = max(o.heartbeat.Interval, 0)
-		}
 	}
 	s.mon = newMonitor(s, o.heartbeat, interval, o.limits)
 	rd.mon = s.mon

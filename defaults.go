@@ -30,6 +30,9 @@ const (
 	// It holds a whole default-size frame with its header and more, so that
 	// chunks of large messages are read without growing it.
 	readBufferSize = 32 << 10
+	// maxWriteSize is the most one write system call carries: the write
+	// watchdog judges progress per call.
+	maxWriteSize = 64 << 10
 	// maxKeptWriteBuffer is the largest write buffer kept for reuse.
 	maxKeptWriteBuffer = 256 << 10
 )

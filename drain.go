@@ -11,7 +11,9 @@ import (
 // this side sent GOAWAY, calls above the LastID it named are dropped
 // unanswered: the GOAWAY told the peer they were not processed, and the
 // peer retries them on another connection. The decision is taken on the
-// first frame of a message, so that LastID covers messages still arriving.
+// first frame of a message, so that LastID covers messages still arriving,
+// and an admitted call is counted in s.running at once, under the same
+// lock as LastID, so that a drain waits for every call up to LastID.
 func (s *session) admit(id uint32) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -19,17 +21,17 @@ func (s *session) admit(id uint32) bool {
 		return false
 	}
 	s.lastPeerID = max(s.lastPeerID, id)
+	s.running.Add(1)
 	return true
 }
 
 // donePartial forgets a message that finished arriving.
 func (s *session) donePartial(id uint32) {
 	delete(s.partial, id)
-	s.partialN.Store(int32(len(s.partial)))
-	s.signalSettled()
 }
 
-// handlerDone ends one handler.
+// handlerDone ends one admitted call: its handler returned, or it was
+// refused or dropped.
 func (s *session) handlerDone() {
 	s.running.Add(-1)
 	if s.mon != nil {
@@ -82,15 +84,44 @@ func (s *session) drain(code wire.GoAwayCode, msg string, grace time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	s.waitSettled(ctx.Done())
-	s.flush(time.Second)
-	s.fail(&ConnError{Reason: ReasonShutdown, Code: code, Message: msg})
+	s.lingerClose(&ConnError{Reason: ReasonShutdown, Code: code, Message: msg}, time.Second)
+}
+
+// lingerClose ends a drained session without losing what it sent last.
+// Closing a socket that still has unread bytes makes the kernel send a
+// reset, and a reset can destroy the GOAWAY and the replies still waiting
+// in the peer's receive buffer. So it flushes, half-closes (FIN), and
+// keeps reading, discarding calls above the GOAWAY's LastID, until the
+// peer closes its side or d passes; then it closes.
+func (s *session) lingerClose(ce *ConnError, d time.Duration) {
+	s.flush(d)
+	cw, ok := s.conn.(interface{ CloseWrite() error })
+	if ok {
+		s.mu.Lock()
+		s.writeClosed = true
+		writing := s.writing
+		s.mu.Unlock()
+		if writing {
+			ok = false // a writer is stuck: do not wait for it
+		}
+	}
+	if ok && cw.CloseWrite() == nil {
+		t := time.NewTimer(d)
+		select {
+		case <-s.readerDone:
+		case <-s.done:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	s.fail(ce)
 }
 
 // waitSettled waits until no handler runs and no admitted message is still
 // arriving, the session closes, or stop fires. It reports whether the
 // session settled.
 func (s *session) waitSettled(stop <-chan struct{}) bool {
-	for s.running.Load() > 0 || s.partialN.Load() > 0 {
+	for s.running.Load() > 0 {
 		select {
 		case <-s.settled:
 		case <-s.done:

@@ -50,9 +50,12 @@ type Heartbeat struct {
 	// a PING (default DefaultInterval). A client proposes it; the server
 	// grants a value within [MinInterval, MaxInterval] and no more than
 	// half of its own Timeout, and both sides use the granted value.
-	// Negative disables this side's pings (the peer's deadline still
-	// applies: a client that never pings is reaped by the server once
-	// idle).
+	// Negative turns heartbeats off for the connection: this side sends no
+	// PING, a server sends none to such a client either, and a client
+	// without heartbeats does not judge the server's silence. Only calls
+	// then keep the connection alive: the server reaps it after its
+	// Timeout without one (the "every message extends the deadline"
+	// pattern).
 	Interval time.Duration
 	// Timeout is how long a side waits without reading a byte before it
 	// declares the peer dead (default DefaultTimeout). It must be at least
@@ -196,7 +199,7 @@ func newMonitor(s *session, hb Heartbeat, interval time.Duration, limits ConnLim
 			m.pingAfter = interval + interval/4
 		}
 	}
-	if hb.Timeout > 0 {
+	if hb.Timeout > 0 && !(s.dialer && hb.Interval < 0) {
 		m.timeout = hb.Timeout
 		m.det = liveness.Fixed{Timeout: hb.Timeout}
 		if hb.Detector == DetectorPhi && interval > 0 {

@@ -246,8 +246,7 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 			defer wg.Done()
 			s.startDrain(wire.GoAwayShutdown, "server shutting down")
 			if s.waitSettled(ctx.Done()) {
-				s.flush(time.Second)
-				s.fail(&ConnError{Reason: ReasonShutdown, Code: wire.GoAwayShutdown, Message: "server shut down"})
+				s.lingerClose(&ConnError{Reason: ReasonShutdown, Code: wire.GoAwayShutdown, Message: "server shut down"}, time.Second)
 			}
 		}()
 	}

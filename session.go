@@ -58,9 +58,8 @@ type session struct {
 	peerMaxMsg int        // largest message this side sends
 	maxMsg     int        // largest message this side accepts
 
-	running    atomic.Int32  // handlers running
+	running    atomic.Int32  // peer calls admitted and not finished: arriving, running, or being refused
 	lastRead   *atomic.Int64 // monotonic ns of the last read that returned bytes
-	partialN   atomic.Int32  // messages being reassembled (len(partial))
 	draining   chan struct{} // closed when this side starts draining
 	settled    chan struct{} // signalled when a handler ends or a message completes while draining
 	flushed    atomic.Uint64
@@ -73,22 +72,23 @@ type session struct {
 	pingStrikes  int
 	minPingGap   time.Duration // pings closer than this are excess; 0 for no limit
 
-	mu         sync.Mutex // protects following
-	nextID     uint32
-	pending    map[uint32]*Call              // calls this side started
-	inflight   map[uint32]context.CancelFunc // peer calls running here
-	ctrl       *wbuf                         // queued control frames
-	data       *wbuf                         // queued small data frames
-	large      []*outMsg                     // queued messages sent in several frames
-	writing    bool                          // a writeLoop is running
-	idle       chan struct{}                 // closed when the writer goes idle
-	queued     uint64                        // bytes ever appended to data
-	lastPeerID uint32                        // highest call id from the peer accepted here
-	closed     bool
-	err        *ConnError                    // the first cause of the close
-	goAwayIn   *wire.GoAway                  // GOAWAY received from the peer
-	goAwayOut  bool                          // this side sent GOAWAY, naming lastPeerID
-	pings      map[uint64]chan time.Duration // Ping calls waiting for their PONG
+	mu          sync.Mutex // protects following
+	nextID      uint32
+	pending     map[uint32]*Call              // calls this side started
+	inflight    map[uint32]context.CancelFunc // peer calls running here
+	ctrl        *wbuf                         // queued control frames
+	data        *wbuf                         // queued small data frames
+	large       []*outMsg                     // queued messages sent in several frames
+	writing     bool                          // a writeLoop is running
+	idle        chan struct{}                 // closed when the writer goes idle
+	queued      uint64                        // bytes ever appended to data
+	lastPeerID  uint32                        // highest call id from the peer accepted here
+	closed      bool
+	err         *ConnError                    // the first cause of the close
+	goAwayIn    *wire.GoAway                  // GOAWAY received from the peer
+	goAwayOut   bool                          // this side sent GOAWAY, naming lastPeerID
+	writeClosed bool                          // this side half-closed the connection: nothing more is written
+	pings       map[uint64]chan time.Duration // Ping calls waiting for their PONG
 }
 
 // wbuf is a write buffer. The lanes take one from wbufPool when a frame is
@@ -371,7 +371,7 @@ func (s *session) abandon(call *Call, err error) {
 // goroutine becomes the writer: the write happens without a goroutine
 // switch, and frames others queue meanwhile go out in the same loop.
 func (s *session) kickLocked(inline bool) {
-	if s.writing || s.closed {
+	if s.writing || s.closed || s.writeClosed {
 		s.mu.Unlock()
 		return
 	}
@@ -474,22 +474,7 @@ func (s *session) writeLoop(inline bool) {
 		}
 		var n int64
 		var err error
-		mon := s.mon
-		if mon != nil {
-			mon.writeStart.Store(nanotime())
-		}
-		if len(bufs) == 1 {
-			var k int
-			k, err = s.conn.Write(bufs[0])
-			n = int64(k)
-		} else {
-			n, err = bufs.WriteTo(s.conn)
-		}
-
-		if mon != nil {
-			mon.writeStart.Store(0)
-			mon.lastWrite.Store(nanotime())
-		}
+		n, err = s.writeBuffers(bufs)
 		wrote := min(max(n-int64(len(ctrl)), 0), int64(len(data)))
 		s.flushed.Add(uint64(wrote))
 		if done != nil && err == nil {
@@ -508,6 +493,59 @@ func (s *session) writeLoop(inline bool) {
 			return
 		}
 	}
+}
+
+// writeBuffers writes bufs in pieces of at most maxWriteSize bytes, each in
+// one system call where the transport allows it (writev). The pieces let
+// the write watchdog measure progress: a piece that does not go out within
+// the timeout is a stalled write, however slow the link, as long as it
+// carries maxWriteSize bytes per timeout.
+func (s *session) writeBuffers(bufs net.Buffers) (int64, error) {
+	var (
+		total int64
+		part  net.Buffers
+		arr   [8][]byte
+	)
+	mon := s.mon
+	for len(bufs) > 0 {
+		part = arr[:0]
+		n := 0
+		for len(bufs) > 0 && n < maxWriteSize {
+			b := bufs[0]
+			if room := maxWriteSize - n; len(b) > room {
+				part = append(part, b[:room])
+				bufs[0] = b[room:]
+				n += room
+				break
+			}
+			part = append(part, b)
+			n += len(b)
+			bufs = bufs[1:]
+		}
+		if mon != nil {
+			mon.writeStart.Store(nanotime())
+		}
+		var (
+			w   int64
+			err error
+		)
+		if len(part) == 1 {
+			var k int
+			k, err = s.conn.Write(part[0])
+			w = int64(k)
+		} else {
+			w, err = part.WriteTo(s.conn)
+		}
+		if mon != nil {
+			mon.writeStart.Store(0)
+			mon.lastWrite.Store(nanotime())
+		}
+		total += w
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 // stopWritingLocked marks the writer idle and wakes anyone waiting in
@@ -674,6 +712,14 @@ func (s *session) readFailed(err error) {
 		s.log.Warn("pulse: protocol error from peer", "remote", s.conn.RemoteAddr(), "err", err)
 		s.goAway(wire.GoAwayProtocolError, err.Error(), ReasonProtocol, err, time.Second)
 	case errors.Is(err, io.EOF):
+		s.mu.Lock()
+		drained := s.writeClosed
+		s.mu.Unlock()
+		if drained {
+			// The peer closed after this side drained and half-closed.
+			s.fail(&ConnError{Reason: ReasonShutdown, Message: "drained"})
+			return
+		}
 		s.fail(&ConnError{Reason: ReasonPeerClose, Err: err})
 	case errors.Is(err, net.ErrClosed):
 		s.fail(&ConnError{Reason: ReasonShutdown, Err: err})
@@ -727,7 +773,6 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 		}
 		pm.got = len(rest)
 		s.partial[h.ID] = pm
-		s.partialN.Store(int32(len(s.partial)))
 	case wire.TypeContinuation:
 		pm := s.partial[h.ID]
 		if pm == nil {
@@ -735,6 +780,9 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 		}
 		if h.Flags&wire.FlagAbort != 0 {
 			s.donePartial(h.ID)
+			if pm.typ != wire.TypeReply && !pm.discard {
+				s.handlerDone() // the call was counted when admitted
+			}
 			return nil
 		}
 		pm.got += len(p)
@@ -809,6 +857,9 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 // tooLarge answers a message that exceeded this side's limit.
 func (s *session) tooLarge(typ wire.FrameType, id uint32) {
 	msg := fmt.Sprintf("message exceeds the limit of %d bytes", s.maxMsg)
+	if typ != wire.TypeReply {
+		defer s.handlerDone() // the call was counted when admitted
+	}
 	switch typ {
 	case wire.TypeCall:
 		s.replyError(id, wire.StatusTooLarge, msg, false)
@@ -888,8 +939,7 @@ func (s *session) handleCall(notify bool, id uint32, msg []byte) {
 		s.refuse(notify, id, wire.StatusBadArgs, fmt.Sprintf("cannot decode arguments of %s.%s into %v: %v", svc.name, mt.method.Name, mt.argType, err), method)
 		return
 	}
-	if int(s.running.Add(1)) > s.opts.maxConcurrentCalls {
-		s.running.Add(-1)
+	if int(s.running.Load()) > s.opts.maxConcurrentCalls {
 		s.refuse(notify, id, wire.StatusBusy, fmt.Sprintf("%d calls already running on this connection", s.opts.maxConcurrentCalls), method)
 		return
 	}
@@ -916,6 +966,7 @@ func (s *session) handleCall(notify bool, id uint32, msg []byte) {
 // refuse answers a call that will not run. A refused notification is
 // logged, since nobody waits for an answer.
 func (s *session) refuse(notify bool, id uint32, status wire.Status, msg string, method []byte) {
+	defer s.handlerDone() // the call was counted when admitted
 	if notify {
 		s.log.Warn("pulse: dropped notification", "remote", s.conn.RemoteAddr(), "method", string(method), "status", status, "err", msg)
 		return
