@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"math"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -531,47 +530,28 @@ func (c *Client) Peer() *Peer {
 	return c.s.peer
 }
 
-// Stats is a snapshot of a Client's connection.
+// Stats is a snapshot of a Client: its state, its reconnection history,
+// and the health of its latest connection.
 type Stats struct {
 	State ConnState
-	// Addr is the server's address; Codec the negotiated codec.
-	Addr, Codec string
-	// RTT is the smoothed round-trip time measured by heartbeats.
-	RTT time.Duration
-	// Phi is the phi-accrual suspicion level (DetectorPhi only).
-	Phi float64
-	// SinceRead is how long ago the last byte arrived from the server.
-	SinceRead time.Duration
-	// Interval is the granted heartbeat interval; Timeout the silence
-	// after which this client declares the server dead; ServerTimeout the
-	// silence after which the server reaps this client.
-	Interval, Timeout, ServerTimeout time.Duration
+	// Addr is the server's address.
+	Addr string
 	// Dials counts connection attempts, Connects the successful ones.
 	Dials, Connects uint64
-	// Pending is the number of calls waiting for a reply.
-	Pending int
 	// LastErr is why the last connection closed or the last dial failed.
 	LastErr error
+	// ConnStats describes the latest connection.
+	ConnStats
 }
 
-// Stats returns a snapshot of the Client's connection.
+// Stats returns a snapshot of the Client.
 func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	st := Stats{State: c.state, Addr: c.addr, Dials: c.dials, Connects: c.connects, LastErr: c.lastErr}
 	s := c.s
 	c.mu.Unlock()
-	if s == nil {
-		return st
-	}
-	st.Codec = s.codec.Name()
-	st.SinceRead = time.Duration(nanotime() - s.lastRead.Load())
-	st.ServerTimeout = s.hello.Timeout
-	st.Pending = s.pendingCount()
-	if m := s.mon; m != nil {
-		st.RTT = time.Duration(m.srtt.Load())
-		st.Phi = math.Float64frombits(m.phi.Load())
-		st.Interval = m.interval
-		st.Timeout = m.timeout
+	if s != nil {
+		st.ConnStats = s.stats()
 	}
 	return st
 }

@@ -578,12 +578,88 @@ func TestHeartbeatNegotiation(t *testing.T) {
 	}
 	// A granted interval within bounds is adopted.
 	c := dialAddr(t, addr, pulse.WithHeartbeat(pulse.Heartbeat{Interval: 700 * time.Millisecond, Timeout: 3 * time.Second}))
-	if st := c.Stats(); st.Interval != 700*time.Millisecond || st.ServerTimeout != 4*time.Second {
-		t.Errorf("Stats() interval %v, server timeout %v; want 700ms, 4s", st.Interval, st.ServerTimeout)
+	if st := c.Stats(); st.Interval != 700*time.Millisecond || st.PeerTimeout != 4*time.Second {
+		t.Errorf("Stats() interval %v, server timeout %v; want 700ms, 4s", st.Interval, st.PeerTimeout)
 	}
 	// A proposal above half the server's deadline is cut down.
 	c2 := dialAddr(t, addr, pulse.WithHeartbeat(pulse.Heartbeat{Interval: 10 * time.Second, Timeout: 30 * time.Second}))
 	if st := c2.Stats(); st.Interval != 2*time.Second {
 		t.Errorf("Stats().Interval = %v, want 2s (half the server's 4s deadline)", st.Interval)
+	}
+}
+
+// Feed is a push service: subscribers get every published line through
+// their Inbox.Push method, over their own connection.
+type Feed struct {
+	mu   sync.Mutex
+	subs map[*pulse.Peer]bool
+}
+
+func (f *Feed) Subscribe(ctx context.Context, _ int, _ *int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.subs == nil {
+		f.subs = map[*pulse.Peer]bool{}
+	}
+	f.subs[pulse.PeerFromContext(ctx)] = true
+	return nil
+}
+
+func (f *Feed) publish(ctx context.Context, msg string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for p := range f.subs {
+		if p.Notify(ctx, "Inbox.Push", msg) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// TestResubscribeAfterReconnect: the client's handlers survive a lost
+// connection, and its state hook subscribes again on the new one, so
+// pushes resume.
+func TestResubscribeAfterReconnect(t *testing.T) {
+	checkLeaks(t)
+	ts, addr := newTCPServer(t)
+	feed := &Feed{}
+	ts.register(t, feed)
+	p := newProxy(t, addr)
+	inbox := newInbox()
+	var client atomic.Pointer[pulse.Client]
+	ready := make(chan struct{}, 4)
+	hook := func(sc pulse.StateChange) {
+		if c := client.Load(); sc.To == pulse.StateReady && c != nil {
+			if err := c.Call(context.Background(), "Feed.Subscribe", 0, new(int)); err == nil {
+				ready <- struct{}{}
+			}
+		}
+	}
+	c, err := pulse.Dial(testContext(t), p.Addr(), pulse.WithLogger(testLogger(t)), pulse.WithStateHook(hook),
+		pulse.WithBackoff(liveness.Backoff{Base: 5 * time.Millisecond, Factor: 2, Cap: 50 * time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	client.Store(c)
+	if err := c.Register(inbox); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testContext(t)
+	if err := c.Call(ctx, "Feed.Subscribe", 0, new(int)); err != nil {
+		t.Fatal(err)
+	}
+	feed.publish(ctx, "one")
+	if got := recv(t, inbox.got, "the first push"); got != "one" {
+		t.Fatalf("push = %q, want %q", got, "one")
+	}
+	p.CloseConns() // the connection is reset
+	recv(t, ready, "the hook to subscribe again after the reconnect")
+	waitFor(t, "the feed to reach the new connection", func() bool { return feed.publish(ctx, "two") > 0 })
+	for got := recv(t, inbox.got, "a push after the reconnect"); got != "two"; got = recv(t, inbox.got, "a push after the reconnect") {
+	}
+	if st := c.Stats(); st.Connects != 2 {
+		t.Errorf("Connects = %d, want 2", st.Connects)
 	}
 }

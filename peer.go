@@ -2,7 +2,9 @@ package pulse
 
 import (
 	"context"
+	"math"
 	"net"
+	"time"
 
 	"github.com/pulse-rpc/pulse/codec"
 )
@@ -70,6 +72,59 @@ func (p *Peer) Err() error {
 		return nil
 	}
 	return p.s.err
+}
+
+// Stats returns a snapshot of the connection's health.
+func (p *Peer) Stats() ConnStats { return p.s.stats() }
+
+// ConnStats describes the health of one connection.
+type ConnStats struct {
+	// RemoteAddr is the peer's address; Codec the negotiated codec.
+	RemoteAddr, Codec string
+	// RTT is the smoothed round-trip time measured by heartbeats.
+	RTT time.Duration
+	// Phi is the phi-accrual suspicion level (DetectorPhi only).
+	Phi float64
+	// SinceRead is how long ago the last byte arrived from the peer.
+	SinceRead time.Duration
+	// Interval is the granted heartbeat interval, 0 without heartbeats.
+	Interval time.Duration
+	// Timeout is the silence after which this side declares the peer
+	// dead; PeerTimeout the silence after which the peer declares this
+	// side dead (as it stated in the handshake).
+	Timeout, PeerTimeout time.Duration
+	// Pending counts calls this side started and waits for; Running the
+	// peer's calls admitted here and not finished.
+	Pending, Running int
+	// Suspect says the peer has been silent for a while; Draining that
+	// this side sent GOAWAY; Closed that the connection is closed.
+	Suspect, Draining, Closed bool
+}
+
+// stats builds the connection's ConnStats.
+func (s *session) stats() ConnStats {
+	st := ConnStats{
+		RemoteAddr:  s.conn.RemoteAddr().String(),
+		Codec:       s.codec.Name(),
+		SinceRead:   time.Duration(nanotime() - s.lastRead.Load()),
+		PeerTimeout: s.hello.Timeout,
+		Running:     int(s.running.Load()),
+	}
+	s.mu.Lock()
+	st.Pending = len(s.pending)
+	st.Draining = s.goAwayOut
+	st.Closed = s.closed
+	s.mu.Unlock()
+	if m := s.mon; m != nil {
+		st.RTT = time.Duration(m.srtt.Load())
+		st.Phi = math.Float64frombits(m.phi.Load())
+		st.Interval = m.interval
+		st.Timeout = m.timeout
+		m.mu.Lock()
+		st.Suspect = m.isSuspect
+		m.mu.Unlock()
+	}
+	return st
 }
 
 // Close closes the connection to the peer: pending calls on it fail with
