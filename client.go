@@ -169,7 +169,7 @@ func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 			}
 		}
 		tc := tls.Client(conn, cfg)
-		hctx, cancel := context.WithTimeout(ctx, c.opts.handshakeTimeout)
+		hctx, cancel := context.WithTimeout(ctx, c.opts.dialHandshakeTimeout())
 		err := tc.HandshakeContext(hctx)
 		cancel()
 		if err != nil {
@@ -341,7 +341,7 @@ func (c *Client) reconnect() {
 		c.mu.Lock()
 		c.dials++
 		c.mu.Unlock()
-		ctx, cancel := context.WithTimeout(c.ctx, c.opts.handshakeTimeout)
+		ctx, cancel := context.WithTimeout(c.ctx, c.opts.dialHandshakeTimeout())
 		conn, err := c.dial(ctx)
 		if err == nil {
 			err = c.start(ctx, conn)

@@ -48,7 +48,7 @@ func deadlineFor(ctx context.Context, conn net.Conn, timeout time.Duration) (sto
 // clientHandshake runs the dialer's side of the handshake: offer, then read
 // the acceptor's answer. It returns a reader that may hold frames already.
 func clientHandshake(ctx context.Context, conn net.Conn, o *options) (*wire.Reader, codec.Codec, wire.Hello, error) {
-	stop := deadlineFor(ctx, conn, o.handshakeTimeout)
+	stop := deadlineFor(ctx, conn, o.dialHandshakeTimeout())
 	defer stop()
 	h := o.localHello(wire.RoleDialer)
 	h.Codecs = o.codecs
@@ -189,4 +189,15 @@ func minPingGap(hb Heartbeat, granted time.Duration) time.Duration {
 		return granted / 2
 	}
 	return hb.MinInterval / 2
+}
+
+// dialHandshakeTimeout bounds a client's handshakes (TLS and Pulse): the
+// handshake timeout, but no more than the heartbeat Timeout, so that a
+// redial into a path that is still dead gives up within the liveness
+// bound instead of hanging for the whole handshake timeout.
+func (o *options) dialHandshakeTimeout() time.Duration {
+	if t := o.heartbeat.Timeout; t > 0 && t < o.handshakeTimeout {
+		return t
+	}
+	return o.handshakeTimeout
 }

@@ -136,7 +136,8 @@ func WithMaxConcurrentCalls(n int) Option {
 }
 
 // WithHandshakeTimeout bounds the handshake (default
-// DefaultHandshakeTimeout).
+// DefaultHandshakeTimeout). A client bounds its dials and handshakes by
+// its heartbeat Timeout as well, whichever is shorter.
 func WithHandshakeTimeout(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.handshakeTimeout = d })
 }
@@ -149,7 +150,10 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithDialer replaces the function a Client uses to open connections
 // (default a net.Dialer). It is how a client runs over a transport other
-// than TCP, or through a proxy.
+// than TCP, or through a proxy. Pulse sets its TCP options
+// (TCP_NOTSENT_LOWAT, TCP_USER_TIMEOUT) only on a *net.TCPConn or a
+// *tls.Conn over one; a connection wrapped in another type keeps the
+// dialer's settings.
 func WithDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
 	return optionFunc(func(o *options) { o.dial = dial })
 }
