@@ -672,3 +672,148 @@ func TestResubscribeAfterReconnect(t *testing.T) {
 		t.Errorf("Connects = %d, want 2", st.Connects)
 	}
 }
+
+// Sink accepts anything.
+type Sink struct{}
+
+func (Sink) Put(b []byte, n *int) error {
+	*n = len(b)
+	return nil
+}
+
+// TestStuckWrite freezes the client-to-server direction: the proxy stops
+// reading, so the client's writes stop making progress, while the server
+// still pings the client and the client still hears it. The server's
+// deadline is long here, so it is the client's write watchdog (or the
+// kernel's TCP_USER_TIMEOUT, set to the same value) that must end the
+// connection, within the client's timeout. The call, only partly written,
+// was never sent: the client retries it, and fails it when its context
+// ends, since the path stays frozen.
+func TestStuckWrite(t *testing.T) {
+	checkLeaks(t)
+	server := pulse.Heartbeat{Interval: 50 * time.Millisecond, Timeout: 10 * time.Second, MinInterval: 10 * time.Millisecond}
+	client := pulse.Heartbeat{Interval: 50 * time.Millisecond, Timeout: 300 * time.Millisecond}
+	ts, addr := newTCPServer(t, pulse.WithHeartbeat(server), pulse.WithMaxMessageSize(64<<20))
+	ts.register(t, Sink{})
+	p := newProxy(t, addr)
+	rec := newStateRecorder()
+	c := dialAddr(t, p.Addr(), pulse.WithHeartbeat(client), pulse.WithStateHook(rec.hook))
+	p.Freeze(faultproxy.Upstream)
+	frozen := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	call := c.Go(ctx, "Sink.Put", make([]byte, 48<<20), new(int), nil)
+	sc := rec.waitState(t, pulse.StateConnecting)
+	took := time.Since(frozen)
+	var ce *pulse.ConnError
+	if !errors.As(sc.Err, &ce) {
+		t.Fatalf("connection lost with %v, want a *ConnError", sc.Err)
+	}
+	t.Logf("client gave up on the write after %v: %v", took, sc.Err)
+	if ce.Reason != pulse.ReasonWriteStall && ce.Reason != pulse.ReasonIO {
+		t.Errorf("reason = %v, want a stalled write", ce.Reason)
+	}
+	if took > client.Timeout+detectionSlack {
+		t.Errorf("gave up after %v, want within %v + slack", took, client.Timeout)
+	}
+	err := waitCall(t, call)
+	var sent *pulse.ConnError
+	if errors.As(err, &sent) && sent.Sent {
+		t.Errorf("call error %v says the request was sent; it never was whole", err)
+	}
+	if err == nil {
+		t.Errorf("the call succeeded through a frozen path")
+	}
+	p.Heal()
+}
+
+// Drainer waits in its handler until the server starts draining.
+type Drainer struct{ started chan struct{} }
+
+func (d *Drainer) Wait(ctx context.Context, _ int, reply *string) error {
+	d.started <- struct{}{}
+	select {
+	case <-pulse.Draining(ctx):
+		*reply = "drained"
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestDrainingContext: a running handler learns through Draining(ctx)
+// that the server is shutting down, finishes, and its reply still reaches
+// the caller.
+func TestDrainingContext(t *testing.T) {
+	checkLeaks(t)
+	ts, addr := newTCPServer(t)
+	d := &Drainer{started: make(chan struct{}, 1)}
+	ts.register(t, d)
+	c := dialAddr(t, addr)
+	var reply string
+	call := c.Go(testContext(t), "Drainer.Wait", 0, &reply, nil)
+	recv(t, d.started, "the handler to start")
+	if pulse.Draining(context.Background()) != nil {
+		t.Errorf("Draining(a context not from a handler) != nil")
+	}
+	if err := ts.Shutdown(testContext(t)); err != nil {
+		t.Errorf("Shutdown() = %v", err)
+	}
+	if err := waitCall(t, call); err != nil || reply != "drained" {
+		t.Errorf("call during Shutdown = %q, %v; want \"drained\", nil", reply, err)
+	}
+}
+
+// writeCounter counts Write calls.
+type writeCounter struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c writeCounter) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestWritesCoalesce: many goroutines calling at once share write system
+// calls: the client writes fewer times than it sends calls.
+func TestWritesCoalesce(t *testing.T) {
+	checkLeaks(t)
+	ts, addr := newTCPServer(t)
+	ts.register(t, new(Arith))
+	var writes atomic.Int64
+	c := dialAddr(t, addr, pulse.WithDialer(func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return writeCounter{Conn: conn, writes: &writes}, nil
+	}))
+	ctx := testContext(t)
+	const goroutines, calls = 64, 50
+	start := make(chan struct{})
+	before := writes.Load()
+	var wg sync.WaitGroup
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for i := 0; i < calls; i++ {
+				var r Reply
+				if err := c.Call(ctx, "Arith.Add", Args{A: i, B: g}, &r); err != nil || r.C != i+g {
+					t.Errorf("Call() = %v, %v", r.C, err)
+					return
+				}
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	n := writes.Load() - before
+	t.Logf("%d calls took %d writes (%.2f calls per write)", goroutines*calls, n, float64(goroutines*calls)/float64(n))
+	if n >= goroutines*calls {
+		t.Errorf("%d writes for %d calls: concurrent calls were not coalesced", n, goroutines*calls)
+	}
+}
