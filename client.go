@@ -183,12 +183,12 @@ func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 
 // start runs the Pulse handshake on conn and makes its session current.
 func (c *Client) start(ctx context.Context, conn net.Conn) error {
-	s, err := startSession(ctx, conn, true, c.opts, c.handlers, c.lost)
+	s, err := startSession(ctx, conn, true, c.opts, c.handlers, func(s *session) {
+		s.onClose, s.onGoAway, s.onSuspect = c.lost, c.goAway, c.suspect
+	})
 	if err != nil {
 		return err
 	}
-	s.onGoAway = c.goAway
-	s.onSuspect = c.suspect
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -207,8 +207,9 @@ func (c *Client) start(ctx context.Context, conn net.Conn) error {
 }
 
 // startSession runs the handshake for either side, then sets up the
-// session and its heartbeats. The caller starts the reader.
-func startSession(ctx context.Context, conn net.Conn, dialer bool, o *options, handlers *registry, onClose func(*session)) (*session, error) {
+// session and its heartbeats. hooks installs the owner's callbacks before
+// anything can call them. The caller starts the reader.
+func startSession(ctx context.Context, conn net.Conn, dialer bool, o *options, handlers *registry, hooks func(*session)) (*session, error) {
 	rd := new(reads)
 	live := liveConn{Conn: conn, r: rd}
 	var (
@@ -226,7 +227,8 @@ func startSession(ctx context.Context, conn net.Conn, dialer bool, o *options, h
 		conn.Close()
 		return nil, err
 	}
-	s := newSession(conn, fr, c, dialer, o, handlers, peer, rd, onClose)
+	s := newSession(conn, fr, c, dialer, o, handlers, peer, rd, nil)
+	hooks(s)
 	interval := peer.Interval // granted by the server
 	if !dialer {
 		interval = o.heartbeat.grant(peer.Interval)

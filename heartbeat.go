@@ -167,9 +167,11 @@ type monitor struct {
 	stall     liveness.StallGuard
 	suspect   time.Duration // silence after which the connection is suspect
 
-	lastWrite  atomic.Int64 // ns, end of the last write
-	writeStart atomic.Int64 // ns, start of the write in progress, 0 if none
-	srtt       atomic.Int64 // smoothed round-trip time, ns
+	acked      func() (uint64, bool) // bytes the peer acknowledged, nil if unknown
+	lastAcked  uint64                // acked at the last look, protected by mu
+	lastWrite  atomic.Int64          // ns, end of the last write
+	writeStart atomic.Int64          // ns, start of the write in progress, 0 if none
+	srtt       atomic.Int64          // smoothed round-trip time, ns
 	phi        atomic.Uint64
 
 	// Server limits.
@@ -217,6 +219,7 @@ func newMonitor(s *session, hb Heartbeat, interval time.Duration, limits ConnLim
 			m.suspect = min(m.suspect, 2*interval)
 		}
 	}
+	m.acked = ackProgress(s.conn)
 	now := nanotime()
 	m.lastWrite.Store(now)
 	m.lastActive.Store(now)
@@ -263,6 +266,20 @@ func (m *monitor) observe(now, prev int64) {
 			m.det.Observe(time.Duration(now), gap)
 		}
 	}
+}
+
+// ackedMoved reports whether the peer acknowledged bytes since the last
+// look. Called with m.mu held, only when a write has been blocked long.
+func (m *monitor) ackedMoved() bool {
+	if m.acked == nil {
+		return false
+	}
+	n, ok := m.acked()
+	if !ok || n == m.lastAcked {
+		return false
+	}
+	m.lastAcked = n
+	return true
 }
 
 // rtt records a round-trip sample from a PONG.
@@ -336,9 +353,15 @@ func (m *monitor) check() {
 		suspect   = m.isSuspect
 	)
 	if ws := m.writeStart.Load(); ws != 0 && m.timeout > 0 && now-ws >= int64(m.timeout) {
-		if late {
+		switch {
+		case late:
 			m.scheduled = int64(m.stall.Recheck(time.Duration(now)))
-		} else {
+		case m.ackedMoved():
+			// The write is blocked but the peer keeps acknowledging: a
+			// slow link (the receiver may open its window in large steps),
+			// not a stalled one. Judge from now on.
+			m.writeStart.CompareAndSwap(ws, now)
+		default:
 			stalled = true
 		}
 	}

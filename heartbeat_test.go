@@ -702,7 +702,7 @@ func TestStuckWrite(t *testing.T) {
 	frozen := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	call := c.Go(ctx, "Sink.Put", make([]byte, 48<<20), new(int), nil)
+	call := c.Go(ctx, "Sink.Put", make([]byte, 16<<20), new(int), nil)
 	sc := rec.waitState(t, pulse.StateConnecting)
 	took := time.Since(frozen)
 	var ce *pulse.ConnError

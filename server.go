@@ -163,7 +163,7 @@ func (srv *Server) serveConn(conn net.Conn) {
 	srv.mu.Unlock()
 	tuneTCP(conn, srv.opts.heartbeat.Timeout)
 
-	s, err := startSession(context.Background(), conn, false, srv.opts, srv.reg, srv.removeSession)
+	s, err := startSession(context.Background(), conn, false, srv.opts, srv.reg, func(s *session) { s.onClose = srv.removeSession })
 
 	srv.mu.Lock()
 	delete(srv.conns, conn)
