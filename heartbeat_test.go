@@ -23,7 +23,7 @@ import (
 const detectionSlack = 2 * time.Second
 
 // fastHeartbeat is a scaled-down production setting.
-var fastHeartbeat = pulse.Heartbeat{Interval: 50 * time.Millisecond, Timeout: 250 * time.Millisecond, MinInterval: 10 * time.Millisecond}
+var fastHeartbeat = pulse.Heartbeat{Interval: 100 * time.Millisecond, Timeout: 500 * time.Millisecond, MinInterval: 10 * time.Millisecond}
 
 // stateRecorder collects a client's state changes.
 type stateRecorder struct {

@@ -428,11 +428,13 @@ func (Value) Negate(n int, reply *int) error {
 // pattern returns n bytes of printable text that differ along the string,
 // so that misordered chunks are noticed.
 func pattern(n int) string {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = 'a' + byte((i/7+i)%26)
+	// Byte i is 'a'+(i/7+i)%26, which repeats every 182 bytes.
+	const period = 7 * 26
+	var block [period]byte
+	for i := range block {
+		block[i] = 'a' + byte((i/7+i)%26)
 	}
-	return string(b)
+	return strings.Repeat(string(block[:]), n/period+1)[:n]
 }
 
 // Blocker's Wait blocks until the test releases it (all calls at once) or
