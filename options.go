@@ -36,6 +36,7 @@ type options struct {
 	backoff            liveness.Backoff
 	failFast           bool
 	stateHook          func(StateChange)
+	connHook           func(ConnEvent)
 }
 
 func newOptions(opts []Option) (*options, error) {
@@ -190,4 +191,23 @@ func WithFailFast() Option {
 // subscriber uses it to subscribe again after a reconnect. Client only.
 func WithStateHook(f func(StateChange)) Option {
 	return optionFunc(func(o *options) { o.stateHook = f })
+}
+
+// ConnEvent is a connection opening or closing on a Server, as given to
+// the hook set with WithConnHook.
+type ConnEvent struct {
+	Peer *Peer
+	// Open is true when the connection just completed its handshake,
+	// false when it closed.
+	Open bool
+	// Err is why the connection closed (a *ConnError), nil when it opened.
+	Err error
+}
+
+// WithConnHook makes a Server call f when a connection opens (after its
+// handshake) and when it closes, with the reason. f runs on the
+// connection's own goroutines, never with a lock held; it must not block
+// for long. Server only.
+func WithConnHook(f func(ConnEvent)) Option {
+	return optionFunc(func(o *options) { o.connHook = f })
 }

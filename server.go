@@ -182,13 +182,20 @@ func (srv *Server) serveConn(conn net.Conn) {
 		return
 	}
 	srv.opts.logger.Debug("pulse: connection open", "remote", conn.RemoteAddr(), "codec", s.codec.Name())
+	if h := srv.opts.connHook; h != nil {
+		h(ConnEvent{Peer: s.peer, Open: true})
+	}
 	s.readLoop()
 }
 
 func (srv *Server) removeSession(s *session) {
 	srv.mu.Lock()
+	_, known := srv.sessions[s]
 	delete(srv.sessions, s)
 	srv.mu.Unlock()
+	if h := srv.opts.connHook; h != nil && known {
+		h(ConnEvent{Peer: s.peer, Err: s.err})
+	}
 }
 
 // Peers returns the clients connected now.
