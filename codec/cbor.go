@@ -79,13 +79,8 @@ func (cborCodec) Name() string { return CBORName }
 var cborBufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (cborCodec) Append(dst []byte, v any) ([]byte, error) {
-	switch r := v.(type) {
-	case *RawMessage:
-		if r != nil {
-			return append(dst, *r...), nil
-		}
-	case RawMessage:
-		return append(dst, r...), nil
+	if out, ok := appendRaw(dst, v); ok {
+		return out, nil
 	}
 	b := cborBufPool.Get().(*bytes.Buffer)
 	*b = *bytes.NewBuffer(dst) // encode straight onto the end of dst
@@ -100,8 +95,7 @@ func (cborCodec) Append(dst []byte, v any) ([]byte, error) {
 }
 
 func (cborCodec) Unmarshal(data []byte, v any) error {
-	if r, ok := v.(*RawMessage); ok && r != nil {
-		*r = append((*r)[:0], data...)
+	if unmarshalRaw(data, v) {
 		return nil
 	}
 	return cborDec.Unmarshal(data, v)

@@ -24,13 +24,8 @@ func (jsonCodec) Name() string { return JSONName }
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (jsonCodec) Append(dst []byte, v any) ([]byte, error) {
-	switch r := v.(type) {
-	case *RawMessage:
-		if r != nil {
-			return append(dst, *r...), nil
-		}
-	case RawMessage:
-		return append(dst, r...), nil
+	if out, ok := appendRaw(dst, v); ok {
+		return out, nil
 	}
 	b := bufPool.Get().(*bytes.Buffer)
 	b.Reset()
@@ -46,8 +41,7 @@ func (jsonCodec) Append(dst []byte, v any) ([]byte, error) {
 }
 
 func (jsonCodec) Unmarshal(data []byte, v any) error {
-	if r, ok := v.(*RawMessage); ok && r != nil {
-		*r = append((*r)[:0], data...)
+	if unmarshalRaw(data, v) {
 		return nil
 	}
 	return json.Unmarshal(data, v)

@@ -52,3 +52,27 @@ func (rawCodec) Unmarshal(data []byte, v any) error {
 	}
 	return fmt.Errorf("codec: raw codec cannot decode into %T; use *[]byte", v)
 }
+
+// appendRaw appends v to dst when v is an already-encoded RawMessage,
+// which every codec passes through unchanged.
+func appendRaw(dst []byte, v any) ([]byte, bool) {
+	switch r := v.(type) {
+	case *RawMessage:
+		if r != nil {
+			return append(dst, *r...), true
+		}
+	case RawMessage:
+		return append(dst, r...), true
+	}
+	return dst, false
+}
+
+// unmarshalRaw stores a copy of data in v when v is a *RawMessage.
+func unmarshalRaw(data []byte, v any) bool {
+	r, ok := v.(*RawMessage)
+	if !ok || r == nil {
+		return false
+	}
+	*r = append((*r)[:0], data...)
+	return true
+}

@@ -60,13 +60,9 @@ func runChatFrom(stdin io.Reader, args []string, stdout, stderr io.Writer) error
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	addr := DefaultAddr
-	switch fs.NArg() {
-	case 0:
-	case 1:
-		addr = fs.Arg(0)
-	default:
-		return usageError{"want at most one address"}
+	addr, err := optionalAddr(fs)
+	if err != nil {
+		return err
 	}
 	opts, err := tf.options()
 	if err != nil {

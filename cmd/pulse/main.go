@@ -121,3 +121,15 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	}
 	return nil
 }
+
+// optionalAddr returns the one address argument of a command, or
+// DefaultAddr when there is none.
+func optionalAddr(fs *flag.FlagSet) (string, error) {
+	switch fs.NArg() {
+	case 0:
+		return DefaultAddr, nil
+	case 1:
+		return fs.Arg(0), nil
+	}
+	return "", usageError{fmt.Sprintf("want at most one address, got %q", fs.Args())}
+}

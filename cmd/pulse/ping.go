@@ -27,13 +27,9 @@ func runPing(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	addr := DefaultAddr
-	switch fs.NArg() {
-	case 0:
-	case 1:
-		addr = fs.Arg(0)
-	default:
-		return usageError{"want at most one address"}
+	addr, err := optionalAddr(fs)
+	if err != nil {
+		return err
 	}
 	if *count < 0 || *interval < 10*time.Millisecond || *wait <= 0 {
 		return usageError{"-c must be >= 0, -i at least 10ms, -W positive"}
