@@ -82,6 +82,7 @@ type session struct {
 	writing     bool                          // a writeLoop is running
 	idle        chan struct{}                 // closed when the writer goes idle
 	queued      uint64                        // bytes ever appended to data
+	handed      uint64                        // bytes of data given to a write: written, or possibly on their way
 	lastPeerID  uint32                        // highest call id from the peer accepted here
 	closed      bool
 	err         *ConnError                    // the first cause of the close
@@ -123,6 +124,7 @@ type outMsg struct {
 	buf     *[]byte // pooled buffer holding body
 	off     int     // bytes of body already handed to the writer
 	aborted bool    // abandoned by the caller; protected by session.mu
+	failed  bool    // the write of its last frame failed; protected by session.mu
 	sent    atomic.Bool
 }
 
@@ -167,6 +169,10 @@ func (c liveConn) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// readBufPool holds the read buffers of connections that are receiving;
+// an idle connection gives its buffer back (wire.Reader.SetBufferPool).
+var readBufPool = sync.Pool{New: func() any { b := make([]byte, readBufferSize); return &b }}
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
@@ -216,6 +222,7 @@ func newSession(conn net.Conn, fr *wire.Reader, c codec.Codec, dialer bool, o *o
 	s.ctx, s.cancel = context.WithCancelCause(context.WithValue(context.Background(), peerKey{}, s.peer))
 	s.lastRead.Store(nanotime())
 	fr.SetMaxPayload(o.maxFrameSize)
+	fr.SetBufferPool(&readBufPool)
 	return s
 }
 
@@ -464,6 +471,9 @@ func (s *session) writeLoop(inline bool) {
 			return
 		}
 		s.ctrl, s.data = nil, nil
+		// Until the write returns, the peer may get any of these bytes:
+		// a call among them counts as sent if the connection fails now.
+		s.handed = s.queued
 		s.mu.Unlock()
 
 		bufs = bufs[:0]
@@ -486,6 +496,13 @@ func (s *session) writeLoop(inline bool) {
 			putBuf(done.buf)
 		}
 		if err != nil {
+			// The write is over: what went out is known.
+			s.mu.Lock()
+			s.handed = s.flushed.Load()
+			if done != nil {
+				done.failed = true
+			}
+			s.mu.Unlock()
 			s.fail(&ConnError{Reason: writeReason(err), Err: err})
 			s.mu.Lock()
 			s.stopWritingLocked()
@@ -621,6 +638,10 @@ func (s *session) fail(ce *ConnError) {
 	s.err = ce
 	pending := s.pending
 	s.pending = nil
+	sent := make(map[uint32]bool, len(pending))
+	for id, call := range pending {
+		sent[id] = call.sent()
+	}
 	s.large = nil
 	for _, ch := range s.pings {
 		close(ch)
@@ -637,8 +658,8 @@ func (s *session) fail(ce *ConnError) {
 		// Before the calls fail, so that a retry finds this session gone.
 		s.onClose(s)
 	}
-	for _, call := range pending {
-		call.Error = ce.withSent(call.sent())
+	for id, call := range pending {
+		call.Error = ce.withSent(sent[id])
 		call.done()
 	}
 	close(s.done)

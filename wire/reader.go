@@ -3,7 +3,13 @@ package wire
 import (
 	"errors"
 	"io"
+	"sync"
 )
+
+// smallBufSize is the inline buffer a Reader in idle-release mode reads
+// into while it holds no pooled buffer: a heartbeat or a small call fits,
+// so an idle connection's next frame costs no buffer from the pool.
+const smallBufSize = 512
 
 // Reader reads frames from a byte stream. It buffers reads so that a burst
 // of small frames costs one read system call, and it checks every header's
@@ -16,6 +22,11 @@ type Reader struct {
 	r, w int // buf[r:w] is buffered and unread
 	size int // buffer size to allocate when buf is nil
 	max  uint32
+
+	// With pool set (SetBufferPool), the Reader holds a buffer from pool
+	// only while it has unread bytes; otherwise it reads into small.
+	pool  *sync.Pool
+	small [smallBufSize]byte
 }
 
 // NewReader returns a Reader with a buffer of bufSize bytes (at least
@@ -31,16 +42,51 @@ func NewReader(rd io.Reader, bufSize int) *Reader {
 // SetMaxPayload sets the largest payload ReadFrame accepts.
 func (fr *Reader) SetMaxPayload(n uint32) { fr.max = n }
 
+// SetBufferPool makes the Reader take its buffers from pool, which must
+// hold *[]byte values of the Reader's buffer size (or make them), and give
+// them back whenever it has no unread bytes. Between bursts it reads into
+// a small inline array, so that many idle connections share a few buffers
+// instead of holding one each.
+func (fr *Reader) SetBufferPool(pool *sync.Pool) { fr.pool = pool }
+
 // Buffered returns the number of bytes read from the stream but not yet
 // returned as frames.
 func (fr *Reader) Buffered() int { return fr.w - fr.r }
 
 // Release drops the buffer if it holds no unread bytes, so an idle
-// connection keeps no buffer. The next ReadFrame allocates a new one.
+// connection keeps no buffer. The next ReadFrame gets a new one.
 func (fr *Reader) Release() {
 	if fr.r == fr.w {
-		fr.buf, fr.r, fr.w = nil, 0, 0
+		fr.dropBuf()
+		fr.r, fr.w = 0, 0
 	}
+}
+
+// dropBuf lets go of buf, giving a pooled buffer back.
+func (fr *Reader) dropBuf() {
+	if fr.pool != nil && len(fr.buf) == fr.size && !fr.isSmall() {
+		b := fr.buf
+		fr.pool.Put(&b)
+	}
+	fr.buf = nil
+}
+
+func (fr *Reader) isSmall() bool {
+	return len(fr.buf) > 0 && &fr.buf[0] == &fr.small[0]
+}
+
+// newBuf returns a buffer of at least n bytes: the inline array when the
+// Reader pools and n fits it, else one from the pool or a new one.
+func (fr *Reader) newBuf(n int) []byte {
+	if n > fr.size {
+		return make([]byte, n)
+	}
+	if fr.pool != nil {
+		if p, ok := fr.pool.Get().(*[]byte); ok && len(*p) == fr.size {
+			return *p
+		}
+	}
+	return make([]byte, fr.size)
 }
 
 // fill makes at least n bytes available in buf[r:w], growing buf when n
@@ -52,14 +98,19 @@ func (fr *Reader) fill(n int) error {
 		return nil
 	}
 	if fr.buf == nil {
-		fr.buf = make([]byte, max(fr.size, n))
+		if fr.pool != nil && n <= smallBufSize {
+			fr.buf = fr.small[:]
+		} else {
+			fr.buf = fr.newBuf(n)
+		}
 	}
 	if len(fr.buf)-fr.r < n {
 		// Not enough room after r: move the unread bytes to the front,
 		// into a larger buffer when even the whole one is too small.
 		if len(fr.buf) < n {
-			nb := make([]byte, n)
+			nb := fr.newBuf(n)
 			fr.w = copy(nb, fr.buf[fr.r:fr.w])
+			fr.dropBuf()
 			fr.buf = nb
 		} else {
 			fr.w = copy(fr.buf, fr.buf[fr.r:fr.w])
@@ -67,6 +118,14 @@ func (fr *Reader) fill(n int) error {
 		fr.r = 0
 	}
 	for fr.w-fr.r < n {
+		if fr.isSmall() && fr.w > 0 {
+			// Bytes are flowing: read the rest into a full-size buffer,
+			// so that a burst costs few system calls.
+			nb := fr.newBuf(n)
+			fr.w = copy(nb, fr.buf[fr.r:fr.w])
+			fr.r = 0
+			fr.buf = nb
+		}
 		m, err := fr.rd.Read(fr.buf[fr.w:])
 		fr.w += m
 		if err != nil {
@@ -87,6 +146,11 @@ func (fr *Reader) fill(n int) error {
 // end of stream between frames it returns io.EOF; a stream that ends inside
 // a frame gives io.ErrUnexpectedEOF.
 func (fr *Reader) ReadFrame() (Header, []byte, error) {
+	if fr.pool != nil && fr.r == fr.w && fr.buf != nil {
+		// Nothing unread: do not hold a pooled buffer while waiting.
+		fr.dropBuf()
+		fr.r, fr.w = 0, 0
+	}
 	if err := fr.fill(HeaderSize); err != nil {
 		return Header{}, nil, err
 	}

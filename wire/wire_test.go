@@ -9,6 +9,7 @@ import (
 	"math"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -1403,5 +1404,44 @@ func TestMessageLen(t *testing.T) {
 	}
 	if _, _, err := ParseMessageLen([]byte{0, 0, 1}); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("ParseMessageLen(3 bytes) error = %v, want ErrMalformed", err)
+	}
+}
+
+// TestReaderBufferPool reads the same stream of frames of many sizes with
+// and without a buffer pool, through readers that return a few bytes at a
+// time: the frames must be identical, and the pooled reader must hold no
+// pooled buffer between frames when it has nothing unread.
+func TestReaderBufferPool(t *testing.T) {
+	var stream []byte
+	var want [][]byte
+	for i, n := range []int{0, 1, 8, 100, 499, 500, 501, 1000, 4000, 5000, 20, 0, 9000, 3} {
+		p := bytes.Repeat([]byte{byte(i)}, n)
+		want = append(want, p)
+		stream = AppendFrame(stream, TypeCall, FlagEnd, uint32(2*i+1), p)
+	}
+	const size = 4096
+	pool := &sync.Pool{New: func() any { b := make([]byte, size); return &b }}
+	for name, wrap := range map[string]func(io.Reader) io.Reader{
+		"whole":    func(r io.Reader) io.Reader { return r },
+		"onebyte":  iotest.OneByteReader,
+		"halfread": iotest.HalfReader,
+	} {
+		t.Run(name, func(t *testing.T) {
+			fr := NewReader(wrap(bytes.NewReader(stream)), size)
+			fr.SetBufferPool(pool)
+			fr.SetMaxPayload(1 << 20)
+			for i, w := range want {
+				h, p, err := fr.ReadFrame()
+				if err != nil || h.ID != uint32(2*i+1) || !bytes.Equal(p, w) {
+					t.Fatalf("frame %d: ReadFrame() = %v, %d bytes, %v; want id %d, %d bytes", i, h, len(p), err, 2*i+1, len(w))
+				}
+			}
+			if _, _, err := fr.ReadFrame(); err != io.EOF {
+				t.Fatalf("ReadFrame() at the end = %v, want io.EOF", err)
+			}
+			if fr.buf != nil && !fr.isSmall() {
+				t.Errorf("the reader holds a %d-byte buffer at the end of the stream, want none or its inline one", len(fr.buf))
+			}
+		})
 	}
 }
