@@ -3,6 +3,7 @@ package pulse
 import (
 	"context"
 	"log/slog"
+	"sync"
 )
 
 // Call represents an active call, as in net/rpc. Go returns it; when the
@@ -40,14 +41,15 @@ func (call *Call) done() {
 	}
 }
 
-// sent reports whether the whole request reached the connection, so that
-// the peer may have run it. Called with s.mu held or after the session
-// closed.
+// sent reports whether the whole request may have reached the peer, so
+// that the peer may have run it: it was written, or it was given whole to
+// a write that has not returned yet (whose bytes may be out already).
+// Called with s.mu held.
 func (call *Call) sent() bool {
-	if call.out != nil {
-		return call.out.sent.Load()
+	if m := call.out; m != nil {
+		return m.sent.Load() || m.off == len(m.body) && !m.failed
 	}
-	return call.s.flushed.Load() >= call.seq
+	return call.s.handed >= call.seq
 }
 
 // newCall makes a Call with a Done channel, checking the channel as
@@ -59,6 +61,23 @@ func newCall(method string, args, reply any, done chan *Call) *Call {
 		panic("pulse: done channel is unbuffered")
 	}
 	return &Call{ServiceMethod: method, Args: args, Reply: reply, Done: done}
+}
+
+// callPool recycles the Calls of blocking calls (Client.Call, Peer.Call):
+// once wait returns, nothing refers to the Call any more (it was taken out
+// of the call table before it was sent on Done), so it and its channel
+// can serve the next call.
+var callPool = sync.Pool{New: func() any { return &Call{Done: make(chan *Call, 1)} }}
+
+func getCall(method string, args, reply any) *Call {
+	call := callPool.Get().(*Call)
+	call.ServiceMethod, call.Args, call.Reply = method, args, reply
+	return call
+}
+
+func putCall(call *Call) {
+	*call = Call{Done: call.Done}
+	callPool.Put(call)
 }
 
 // wait blocks until call completes or ctx ends. When ctx ends first the

@@ -442,9 +442,10 @@ func (c *Client) Call(ctx context.Context, serviceMethod string, args, reply any
 			}
 			return err
 		}
-		call := newCall(serviceMethod, args, reply, nil)
+		call := getCall(serviceMethod, args, reply)
 		s.send(ctx, call, false, false)
 		err = call.wait(ctx)
+		putCall(call)
 		if err == nil || !c.retryable(ctx, err) {
 			return err
 		}

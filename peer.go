@@ -32,9 +32,11 @@ func PeerFromContext(ctx context.Context) *Peer {
 // Call calls the peer's method and waits for it to complete, for ctx to
 // end, or for the connection to fail.
 func (p *Peer) Call(ctx context.Context, serviceMethod string, args, reply any) error {
-	call := newCall(serviceMethod, args, reply, nil)
+	call := getCall(serviceMethod, args, reply)
 	p.s.send(ctx, call, false, false)
-	return call.wait(ctx)
+	err := call.wait(ctx)
+	putCall(call)
+	return err
 }
 
 // Go calls the peer's method asynchronously, as Client.Go.

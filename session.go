@@ -66,6 +66,12 @@ type session struct {
 	done       chan struct{} // closed when the session is closed
 	readerDone chan struct{} // closed when readLoop returns
 
+	// iov is the writev list and hdr the frame header of a large message's
+	// next frame, reused by whichever goroutine is the writer (there is one
+	// at a time: mu's writing flag).
+	iov net.Buffers
+	hdr [wire.HeaderSize + wire.MessageLenSize]byte
+
 	// Owned by the reader goroutine.
 	partial      map[uint32]*partialMsg
 	lastPingRecv int64 // ns, for the ping rate limit
@@ -397,10 +403,8 @@ func (s *session) kickLocked(inline bool) {
 // control frames, then all queued small frames, then one frame of the
 // first large message.
 func (s *session) writeLoop(inline bool) {
-	var (
-		bufs net.Buffers
-		hdr  [wire.HeaderSize + wire.MessageLenSize]byte
-	)
+	var arr [4][]byte
+	hdr := &s.hdr
 	for {
 		s.mu.Lock()
 		if s.closed {
@@ -476,7 +480,7 @@ func (s *session) writeLoop(inline bool) {
 		s.handed = s.queued
 		s.mu.Unlock()
 
-		bufs = bufs[:0]
+		bufs := arr[:0]
 		for _, b := range [...][]byte{ctrl, data, head, chunk} {
 			if len(b) > 0 {
 				bufs = append(bufs, b)
@@ -485,6 +489,7 @@ func (s *session) writeLoop(inline bool) {
 		var n int64
 		var err error
 		n, err = s.writeBuffers(bufs)
+		clear(arr[:]) // do not keep the written buffers alive
 		wrote := min(max(n-int64(len(ctrl)), 0), int64(len(data)))
 		s.flushed.Add(uint64(wrote))
 		if done != nil && err == nil {
@@ -517,25 +522,22 @@ func (s *session) writeLoop(inline bool) {
 // the write watchdog measure progress: a piece that does not go out within
 // the timeout is a stalled write, however slow the link, as long as it
 // carries maxWriteSize bytes per timeout.
-func (s *session) writeBuffers(bufs net.Buffers) (int64, error) {
-	var (
-		total int64
-		part  net.Buffers
-		arr   [8][]byte
-	)
+func (s *session) writeBuffers(bufs [][]byte) (int64, error) {
+	var total int64
 	mon := s.mon
 	for len(bufs) > 0 {
-		part = arr[:0]
+		// Take up to maxWriteSize bytes into s.iov.
+		iov := s.iov[:0]
 		n := 0
 		for len(bufs) > 0 && n < maxWriteSize {
 			b := bufs[0]
 			if room := maxWriteSize - n; len(b) > room {
-				part = append(part, b[:room])
+				iov = append(iov, b[:room])
 				bufs[0] = b[room:]
 				n += room
 				break
 			}
-			part = append(part, b)
+			iov = append(iov, b)
 			n += len(b)
 			bufs = bufs[1:]
 		}
@@ -546,13 +548,16 @@ func (s *session) writeBuffers(bufs net.Buffers) (int64, error) {
 			w   int64
 			err error
 		)
-		if len(part) == 1 {
+		if len(iov) == 1 {
 			var k int
-			k, err = s.conn.Write(part[0])
+			k, err = s.conn.Write(iov[0])
 			w = int64(k)
 		} else {
-			w, err = part.WriteTo(s.conn)
+			s.iov = iov
+			w, err = s.iov.WriteTo(s.conn) // writev; consumes s.iov
 		}
+		s.iov = iov[:0]
+		clear(iov[:cap(iov)])
 		if mon != nil {
 			mon.writeStart.Store(0)
 			mon.lastWrite.Store(nanotime())
