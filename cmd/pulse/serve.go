@@ -99,12 +99,14 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if tlsConfig != nil {
 		l = tls.NewListener(l, tlsConfig)
 	}
-	logger.Info("listening", "addr", l.Addr().String(), "tls", tlsConfig != nil,
-		"interval", heartbeat.Interval, "timeout", heartbeat.Timeout, "detector", hb.detector)
-
+	// Catch the signals before saying "listening": whoever waits for that
+	// line and then sends SIGINT or SIGTERM must get a drain, not the
+	// default action (killed).
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	logger.Info("listening", "addr", l.Addr().String(), "tls", tlsConfig != nil,
+		"interval", heartbeat.Interval, "timeout", heartbeat.Timeout, "detector", hb.detector)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	select {
