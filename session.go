@@ -636,8 +636,13 @@ func (s *session) fail(ce *ConnError) {
 		return
 	}
 	if g := s.goAwayIn; g != nil && (ce.Reason == ReasonPeerClose || ce.Reason == ReasonIO) {
-		// The peer said why before it closed: that is the first cause.
-		ce = &ConnError{Reason: ReasonGoAway, Code: g.Code, Message: g.Message, Err: ce.Err}
+		if g.Code == wire.GoAwayNormal {
+			// A clean close by the peer: GOAWAY, then the end of stream.
+			ce = &ConnError{Reason: ReasonPeerClose, Message: "the peer closed the connection"}
+		} else {
+			// The peer said why before it closed: that is the first cause.
+			ce = &ConnError{Reason: ReasonGoAway, Code: g.Code, Message: g.Message, Err: ce.Err}
+		}
 	}
 	s.closed = true
 	s.err = ce
