@@ -414,3 +414,44 @@ func TestErrorsAreNetErrors(t *testing.T) {
 			ce.Timeout(), errors.Is(ce, context.DeadlineExceeded), errors.Is(ce, context.Canceled))
 	}
 }
+
+// TestSentWhileWriterLate: the request was written whole and its handler
+// runs, but the writing goroutine has not come back from its write when
+// the connection is lost. The call may have run, so it must fail with
+// Sent true, and must not be sent again on a new connection.
+func TestSentWhileWriterLate(t *testing.T) {
+	testConnTypes(t, func(t *testing.T, tr transport) {
+		ts := newTestServer(t, tr)
+		b := newBlocker(t)
+		ts.register(t, b)
+		hook := newConnHook(t)
+		// No heartbeats: the held write must be the call's.
+		c := ts.dialWrapped(t, hook.wrap, pulse.WithHeartbeat(pulse.Heartbeat{Interval: -1}))
+
+		hook.holdAfterNextWrite()
+		done := make(chan *pulse.Call, 1)
+		// Go writes the call itself, and is held after the write.
+		go c.Go(context.Background(), "Blocker.Wait", 1, new(int), done)
+		b.waitStarted(t, 1)
+		recv(t, hook.reached, "the write to be held")
+		waitFor(t, "the server to list the client", func() bool { return len(ts.Peers()) == 1 })
+		ts.Peers()[0].Close() // GOAWAY naming the call as processed, then close
+
+		var call *pulse.Call
+		select {
+		case call = <-done:
+		case n := <-b.started:
+			t.Fatalf("call %d ran a second time: it was resent on a new connection", n)
+		case <-time.After(defaultTestTimeout):
+			t.Fatalf("the call did not complete after its connection was lost")
+		}
+		var ce *pulse.ConnError
+		if !errors.As(call.Error, &ce) || !ce.Sent {
+			t.Errorf("call whose handler ran, connection lost = %v, want a *ConnError with Sent true", call.Error)
+		}
+		if n := b.calls.Load(); n != 1 {
+			t.Errorf("handler ran %d times, want 1", n)
+		}
+		hook.unblock()
+	})
+}

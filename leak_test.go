@@ -142,6 +142,7 @@ func TestNoLeakAfterAbruptClose(t *testing.T) {
 		for i := 0; i < 4; i++ {
 			calls = append(calls, goCall(c, "Arith.Make", 1<<20, new(string)))
 		}
+		p := c.Peer() // the client may reconnect: keep the broken connection's Peer
 		hook.closeNow()
 		for i, call := range calls {
 			// The large calls may have completed before the break.
@@ -149,6 +150,6 @@ func TestNoLeakAfterAbruptClose(t *testing.T) {
 				t.Errorf("Blocker.Wait after the connection broke = nil error, want an error")
 			}
 		}
-		recv(t, c.Peer().Done(), "the client's connection to close")
+		recv(t, p.Done(), "the client's connection to close")
 	})
 }

@@ -518,9 +518,10 @@ type connHook struct {
 	mu   sync.Mutex
 	conn net.Conn // the wrapped conn, once dialed
 
-	armed   atomic.Bool
-	limit   atomic.Int64 // block writes once written reaches this
-	written atomic.Int64 // bytes written since blockAfter
+	armed    atomic.Bool
+	limit    atomic.Int64 // block writes once written reaches this
+	written  atomic.Int64 // bytes written since blockAfter
+	holdNext atomic.Bool  // hold the next write after it went out
 
 	reached     chan struct{} // closed when a write is blocked
 	release     chan struct{} // closed to let writes go on
@@ -556,6 +557,11 @@ func (h *connHook) blockAfter(n int64) {
 	h.armed.Store(true)
 }
 
+// holdAfterNextWrite makes the next write go out whole and then not
+// return until unblock, even if the connection is closed meanwhile: the
+// writer looks stalled after its write system call.
+func (h *connHook) holdAfterNextWrite() { h.holdNext.Store(true) }
+
 func (h *connHook) unblock() { h.releaseOnce.Do(func() { close(h.release) }) }
 
 // closeNow closes the underlying connection, as a network failure would.
@@ -576,6 +582,12 @@ type hookedConn struct {
 
 func (c *hookedConn) Write(p []byte) (int, error) {
 	h := c.h
+	if h.holdNext.CompareAndSwap(true, false) {
+		n, err := c.Conn.Write(p)
+		h.reachedOnce.Do(func() { close(h.reached) })
+		<-h.release
+		return n, err
+	}
 	if h.armed.Load() && h.written.Load() >= h.limit.Load() {
 		h.reachedOnce.Do(func() { close(h.reached) })
 		select {

@@ -62,7 +62,9 @@ func TestServerCloseWithClients(t *testing.T) {
 	testConnTypes(t, func(t *testing.T, tr transport) {
 		ts := newTestServer(t, tr, pulse.WithHandshakeTimeout(time.Minute))
 		ts.register(t, new(Arith))
-		clients := []*pulse.Client{ts.dial(t), ts.dial(t)}
+		// Fail fast: with the server gone, a call must not wait for a
+		// reconnect that cannot happen.
+		clients := []*pulse.Client{ts.dial(t, pulse.WithFailFast()), ts.dial(t, pulse.WithFailFast())}
 		if tr != transportPipe {
 			dialRaw(t, ts.addr) // says nothing: stuck in the handshake
 		}
@@ -75,8 +77,10 @@ func TestServerCloseWithClients(t *testing.T) {
 		}
 		for i, c := range clients {
 			recv(t, c.Peer().Done(), "the client to see the close")
-			if err := c.Call(testContext(t), "Arith.Add", Args{}, new(Reply)); err == nil {
-				t.Errorf("client %d: Call() after Server.Close = nil, want an error", i)
+			err := c.Call(testContext(t), "Arith.Add", Args{}, new(Reply))
+			var ce *pulse.ConnError
+			if !errors.As(err, &ce) || ce.Sent {
+				t.Errorf("client %d: Call() after Server.Close = %v, want a *ConnError with Sent false", i, err)
 			}
 		}
 		if n := len(ts.Peers()); n != 0 {
