@@ -72,9 +72,15 @@ const (
 	// StateClosed: Close was called, or the connection was lost and cannot
 	// be dialed again (NewClient).
 	StateClosed
+	// StateIdle: no connection, and none is dialed until a call is made.
+	// A client enters it when the server closed its connection for
+	// carrying no calls (ConnLimits.MaxConnIdle), or reaped it as silent
+	// while the client has heartbeats off: dialing again at once would
+	// only hold an idle connection the server is going to close.
+	StateIdle
 )
 
-var stateNames = [...]string{"connecting", "ready", "suspect", "draining", "closed"}
+var stateNames = [...]string{"connecting", "ready", "suspect", "draining", "closed", "idle"}
 
 func (st ConnState) String() string {
 	if int(st) < len(stateNames) {
@@ -248,16 +254,19 @@ func (c *Client) lost(s *session) {
 	if c.s != s || c.closed {
 		return
 	}
-	c.lastErr = s.err
 	if c.ready == nil || isClosed(c.ready) {
 		c.ready = make(chan struct{})
 	}
+	if c.state == StateIdle || c.connecting {
+		return // the connection closing after its GOAWAY changes nothing
+	}
+	c.lastErr = s.err
 	if !c.redial {
 		c.setStateLocked(StateClosed, s.err)
 		return
 	}
 	c.setStateLocked(StateConnecting, s.err)
-	c.reconnectLocked()
+	c.reconnectLocked(false)
 }
 
 // goAway is called when the server sends GOAWAY on s: new calls go to a
@@ -273,12 +282,15 @@ func (c *Client) goAway(s *session, g wire.GoAway) {
 	}
 	err := &ConnError{Reason: ReasonGoAway, Code: g.Code, Message: g.Message}
 	c.lastErr = err
-	if !c.redial {
+	switch {
+	case !c.redial:
 		c.setStateLocked(StateClosed, err)
-		return
+	case g.Code == wire.GoAwayIdle || g.Code == wire.GoAwayPeerSilent && c.opts.heartbeat.Interval < 0:
+		c.setStateLocked(StateIdle, err)
+	default:
+		c.setStateLocked(StateDraining, err)
+		c.reconnectLocked(false)
 	}
-	c.setStateLocked(StateDraining, err)
-	c.reconnectLocked()
 }
 
 // suspect is called when s's peer turns silent or speaks again.
@@ -316,29 +328,36 @@ func (c *Client) setStateLocked(to ConnState, err error) {
 	c.hooks.push(ev)
 }
 
-// reconnectLocked starts the reconnecting goroutine unless it runs.
-func (c *Client) reconnectLocked() {
+// reconnectLocked starts the reconnecting goroutine unless it runs. now
+// skips the wait before the first attempt: a call is waiting.
+func (c *Client) reconnectLocked(now bool) {
 	if c.connecting || c.closed || !c.redial {
 		return
 	}
+	if c.state == StateIdle {
+		c.setStateLocked(StateConnecting, nil)
+		now = true
+	}
 	c.connecting = true
 	c.wg.Add(1)
-	go c.reconnect()
+	go c.reconnect(now)
 }
 
 // reconnect dials until a connection is ready or the Client closes,
 // waiting between attempts with exponential backoff and full jitter (also
 // before the first attempt, so that clients cut off at once by a server
 // restart come back spread out).
-func (c *Client) reconnect() {
+func (c *Client) reconnect(now bool) {
 	defer c.wg.Done()
 	for attempt := 0; ; attempt++ {
-		t := time.NewTimer(c.opts.backoff.Delay(attempt, rand.Float64))
-		select {
-		case <-t.C:
-		case <-c.ctx.Done():
-			t.Stop()
-			return
+		if attempt > 0 || !now {
+			t := time.NewTimer(c.opts.backoff.Delay(attempt, rand.Float64))
+			select {
+			case <-t.C:
+			case <-c.ctx.Done():
+				t.Stop()
+				return
+			}
 		}
 		c.mu.Lock()
 		c.dials++
@@ -384,7 +403,7 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 			c.mu.Unlock()
 			return nil, notReady(lastErr)
 		}
-		c.reconnectLocked()
+		c.reconnectLocked(false)
 		ready := c.ready
 		c.mu.Unlock()
 		if c.opts.failFast {

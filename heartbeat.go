@@ -3,7 +3,6 @@ package pulse
 import (
 	"context"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -172,7 +171,6 @@ type monitor struct {
 	lastWrite  atomic.Int64          // ns, end of the last write
 	writeStart atomic.Int64          // ns, start of the write in progress, 0 if none
 	srtt       atomic.Int64          // smoothed round-trip time, ns
-	phi        atomic.Uint64
 
 	// Server limits.
 	idleLimit  time.Duration
@@ -375,9 +373,6 @@ func (m *monitor) check() {
 			} else {
 				dead = v.Reason
 			}
-		}
-		if p, ok := m.det.(*liveness.PhiAccrual); ok {
-			m.phi.Store(math.Float64bits(p.Phi(time.Duration(now), time.Duration(lastRead))))
 		}
 		suspect = now-lastRead >= int64(m.suspect)
 	}

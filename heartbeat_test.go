@@ -178,7 +178,7 @@ func TestSeedScenario(t *testing.T) {
 	}
 	// The pause: no calls, no heartbeats. The server reaps the client
 	// after its deadline and tells it why with GOAWAY.
-	sc := silentRec.waitState(t, pulse.StateDraining)
+	sc := silentRec.waitState(t, pulse.StateIdle)
 	reaped := time.Since(pause)
 	t.Logf("silent client reaped %v into the pause (deadline %v): %v", reaped, deadline, sc.Err)
 	var ce *pulse.ConnError
@@ -252,10 +252,15 @@ func TestMaxConnIdle(t *testing.T) {
 	if err := c.Call(ctx, "Arith.Add", Args{A: 1, B: 1}, &r); err != nil {
 		t.Fatal(err)
 	}
-	sc := rec.waitState(t, pulse.StateDraining)
+	sc := rec.waitState(t, pulse.StateIdle)
 	var ce *pulse.ConnError
 	if !errors.As(sc.Err, &ce) || ce.Code != wire.GoAwayIdle {
-		t.Errorf("draining because of %v, want GOAWAY %v", sc.Err, wire.GoAwayIdle)
+		t.Errorf("idle because of %v, want GOAWAY %v", sc.Err, wire.GoAwayIdle)
+	}
+	// Idle: no connection is dialed until a call needs one.
+	time.Sleep(100 * time.Millisecond)
+	if st := c.Stats(); st.State != pulse.StateIdle || st.Dials != 1 {
+		t.Errorf("after the idle GOAWAY: state %v, %d dials; want idle, 1 (no dial before a call)", st.State, st.Dials)
 	}
 	if err := c.Call(ctx, "Arith.Add", Args{A: 1, B: 1}, &r); err != nil {
 		t.Errorf("Call() after the idle GOAWAY = %v", err)
@@ -824,5 +829,57 @@ func TestWritesCoalesce(t *testing.T) {
 	t.Logf("%d calls took %d writes (%.2f calls per write)", goroutines*calls, n, float64(goroutines*calls)/float64(n))
 	if n >= goroutines*calls {
 		t.Errorf("%d writes for %d calls: concurrent calls were not coalesced", n, goroutines*calls)
+	}
+}
+
+// Recorder records the order of the notifications it receives.
+type Recorder struct {
+	mu  sync.Mutex
+	got []int
+	all chan struct{}
+	n   int
+}
+
+func (r *Recorder) Note(i int, _ *struct{}) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, i)
+	if len(r.got) == r.n {
+		close(r.all)
+	}
+	return nil
+}
+
+// TestNotificationsInOrder: the notifications one peer sends run one at a
+// time, in the order sent (a chat's lines, a feed's updates), while calls
+// on the same connection run concurrently.
+func TestNotificationsInOrder(t *testing.T) {
+	checkLeaks(t)
+	ts, addr := newTCPServer(t)
+	ts.register(t, new(Arith))
+	const n = 500
+	rec := &Recorder{all: make(chan struct{}), n: n}
+	c := dialAddr(t, addr)
+	if err := c.Register(rec); err != nil {
+		t.Fatal(err)
+	}
+	// The client must have a peer on the server.
+	if err := c.Call(testContext(t), "Arith.Add", Args{A: 1, B: 1}, new(Reply)); err != nil {
+		t.Fatal(err)
+	}
+	peer := ts.Peers()[0]
+	ctx := testContext(t)
+	for i := 0; i < n; i++ {
+		if err := peer.Notify(ctx, "Recorder.Note", i); err != nil {
+			t.Fatalf("Notify(%d) = %v", i, err)
+		}
+	}
+	recv(t, rec.all, "every notification")
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for i, got := range rec.got {
+		if got != i {
+			t.Fatalf("notification %d ran as the %d-th: %v...", got, i, rec.got[:min(len(rec.got), i+5)])
+		}
 	}
 }

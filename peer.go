@@ -2,11 +2,11 @@ package pulse
 
 import (
 	"context"
-	"math"
 	"net"
 	"time"
 
 	"github.com/pulse-rpc/pulse/codec"
+	"github.com/pulse-rpc/pulse/liveness"
 )
 
 // Peer is the other end of one connection, as seen from this side. A
@@ -119,7 +119,9 @@ func (s *session) stats() ConnStats {
 	s.mu.Unlock()
 	if m := s.mon; m != nil {
 		st.RTT = time.Duration(m.srtt.Load())
-		st.Phi = math.Float64frombits(m.phi.Load())
+		if p, ok := m.det.(*liveness.PhiAccrual); ok {
+			st.Phi = p.Phi(time.Duration(nanotime()), time.Duration(s.lastRead.Load()))
+		}
 		st.Interval = m.interval
 		st.Timeout = m.timeout
 		m.mu.Lock()

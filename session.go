@@ -96,6 +96,8 @@ type session struct {
 	goAwayOut   bool                          // this side sent GOAWAY, naming lastPeerID
 	writeClosed bool                          // this side half-closed the connection: nothing more is written
 	pings       map[uint64]chan time.Duration // Ping calls waiting for their PONG
+	notifyQ     []pendingNotify               // notifications waiting for their turn
+	notifying   bool                          // a goroutine runs notifyQ
 }
 
 // wbuf is a write buffer. The lanes take one from wbufPool when a frame is
@@ -991,6 +993,10 @@ func (s *session) handleCall(notify bool, id uint32, msg []byte) {
 		s.inflight[id] = cancel
 		s.mu.Unlock()
 	}
+	if notify {
+		s.queueNotification(pendingNotify{ctx, cancel, id, svc, mt, argv})
+		return
+	}
 	go s.serve(ctx, cancel, notify, id, svc, mt, argv)
 }
 
@@ -1110,5 +1116,50 @@ func (s *session) handleGoAway(g wire.GoAway) {
 	for _, call := range unprocessed {
 		call.Error = ce
 		call.done()
+	}
+}
+
+// pendingNotify is a notification waiting to run.
+type pendingNotify struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	id     uint32
+	svc    *service
+	mt     *methodType
+	argv   reflect.Value
+}
+
+// queueNotification runs a notification after those before it. The
+// notifications of one connection run one at a time, in the order the peer
+// sent them, so that pushes (chat lines, updates) arrive in order; calls
+// run concurrently. The goroutine that runs them exists only while some
+// are queued. The queue is bounded by the concurrent-call limit: every
+// queued notification counts as admitted (s.running).
+func (s *session) queueNotification(n pendingNotify) {
+	s.mu.Lock()
+	s.notifyQ = append(s.notifyQ, n)
+	if s.notifying {
+		s.mu.Unlock()
+		return
+	}
+	s.notifying = true
+	s.mu.Unlock()
+	go s.runNotifications()
+}
+
+func (s *session) runNotifications() {
+	for {
+		s.mu.Lock()
+		if len(s.notifyQ) == 0 {
+			s.notifying = false
+			s.notifyQ = nil
+			s.mu.Unlock()
+			return
+		}
+		n := s.notifyQ[0]
+		s.notifyQ[0] = pendingNotify{}
+		s.notifyQ = s.notifyQ[1:]
+		s.mu.Unlock()
+		s.serve(n.ctx, n.cancel, true, n.id, n.svc, n.mt, n.argv)
 	}
 }
