@@ -6,8 +6,14 @@
 //
 // The commands are:
 //
-//	demo    run a server and a client in this process and show them talking
+//	bench   load a server and report calls/s and latency percentiles
+//	call    call a method with JSON arguments and print the JSON reply
+//	chat    join the chat room of a pulse serve
+//	demo    the liveness scenario in one process: heartbeats, a dead peer
+//	        detected within the bound, reconnects, pushes (about 8 s)
 //	help    show help for a command
+//	ping    heartbeat a server like ping(8)
+//	serve   run a server with demo services
 //
 // Run "pulse help <command>" for a command's flags.
 package main
