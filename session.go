@@ -976,22 +976,28 @@ func (s *session) handleCall(notify bool, id uint32, msg []byte) {
 		s.refuse(notify, id, wire.StatusBusy, fmt.Sprintf("%d calls already running on this connection", s.opts.maxConcurrentCalls), method)
 		return
 	}
+	// A method that takes a context gets one that carries the caller's
+	// deadline and ends when the caller cancels (CANCEL, via inflight) or
+	// the connection dies. A method without one cannot see cancellation,
+	// so it costs no context, no timer and no inflight entry.
 	var (
 		ctx    context.Context
 		cancel context.CancelFunc
 	)
-	if timeout > 0 {
-		ctx, cancel = context.WithTimeout(s.ctx, timeout)
-	} else {
-		ctx, cancel = context.WithCancel(s.ctx)
+	if mt.withCtx {
+		if timeout > 0 {
+			ctx, cancel = context.WithTimeout(s.ctx, timeout)
+		} else {
+			ctx, cancel = context.WithCancel(s.ctx)
+		}
+		if !notify {
+			s.mu.Lock()
+			s.inflight[id] = cancel
+			s.mu.Unlock()
+		}
 	}
 	if s.mon != nil {
 		s.mon.lastActive.Store(nanotime())
-	}
-	if !notify {
-		s.mu.Lock()
-		s.inflight[id] = cancel
-		s.mu.Unlock()
 	}
 	if notify {
 		s.queueNotification(pendingNotify{ctx, cancel, id, svc, mt, argv})
@@ -1016,16 +1022,20 @@ func (s *session) serve(ctx context.Context, cancel context.CancelFunc, notify b
 	defer s.handlerDone()
 	replyv := mt.newReply()
 	err, panicked := s.invoke(ctx, svc, mt, argv, replyv)
-	cancel()
+	if cancel != nil {
+		cancel()
+		if !notify {
+			s.mu.Lock()
+			delete(s.inflight, id)
+			s.mu.Unlock()
+		}
+	}
 	if notify {
 		if err != nil {
 			s.log.Debug("pulse: notification handler failed", "method", svc.name+"."+mt.method.Name, "err", err)
 		}
 		return
 	}
-	s.mu.Lock()
-	delete(s.inflight, id)
-	s.mu.Unlock()
 	switch {
 	case panicked:
 		s.replyError(id, wire.StatusPanic, err.Error(), true)
