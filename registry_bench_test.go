@@ -12,7 +12,10 @@ type DispatchService struct{}
 // DispatchArgs are its arguments.
 type DispatchArgs struct{ A, B int }
 
-func (DispatchService) Add(args *DispatchArgs, reply *int) error { *reply = args.A + args.B; return nil }
+func (DispatchService) Add(args *DispatchArgs, reply *int) error {
+	*reply = args.A + args.B
+	return nil
+}
 
 // BenchmarkDispatch measures what the reader does for each incoming call
 // before the handler runs, and the handler's own invocation: the method
