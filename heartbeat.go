@@ -168,6 +168,10 @@ type monitor struct {
 
 	acked      func() (uint64, bool) // bytes the peer acknowledged, nil if unknown
 	lastAcked  uint64                // acked at the last look, protected by mu
+	ooo        func() (uint64, bool) // packets the kernel received out of order, nil if unknown
+	oooSeen    uint64                // ooo at the last look, protected by mu
+	oooAt      int64                 // ns, time of the last look at ooo, 0 while not looking; protected by mu
+	heard      int64                 // ns, when a look last found out-of-order data; protected by mu
 	lastWrite  atomic.Int64          // ns, end of the last write
 	writeStart atomic.Int64          // ns, start of the write in progress, 0 if none
 	srtt       atomic.Int64          // smoothed round-trip time, ns
@@ -218,6 +222,7 @@ func newMonitor(s *session, hb Heartbeat, interval time.Duration, limits ConnLim
 		}
 	}
 	m.acked = ackProgress(s.conn)
+	m.ooo = oooProgress(s.conn)
 	now := nanotime()
 	m.lastWrite.Store(now)
 	m.lastActive.Store(now)
@@ -280,6 +285,58 @@ func (m *monitor) ackedMoved() bool {
 	return true
 }
 
+// lookKernel looks, once nothing has been read for the suspect time, for
+// signs of life that the kernel sees and the reader does not:
+//
+//   - data from the peer received out of order: after a lost segment TCP
+//     holds back everything that follows until the retransmission arrives,
+//     which behind a deep queue takes as long as the queue, so the reader
+//     sees silence while the peer sends;
+//   - the peer acknowledging this side's data while this side is blocked
+//     writing: behind a deep queue, the peer's own small writes (its
+//     heartbeats) can be held back for seconds by its TCP's backoff while
+//     its kernel keeps acknowledging the bulk this side sends (the fault
+//     suite's slow-link trap).
+//
+// heard is set to now when either count moved since the previous look (at
+// most half an interval ago). Acknowledgements count only while a write is
+// blocked: a TCP-terminating proxy in front of a dead peer acknowledges
+// small writes (heartbeats) forever, and must not hide the death; it stops
+// acknowledging a bulk transfer once its buffers fill, as does the kernel
+// of a frozen peer process. Called with m.mu held.
+func (m *monitor) lookKernel(now, lastRead int64) {
+	if m.ooo == nil && m.acked == nil {
+		return
+	}
+	if now-lastRead < int64(m.suspect) {
+		m.oooAt = 0
+		return
+	}
+	if m.oooAt != 0 && now-m.oooAt < int64(max(m.interval/2, 10*time.Millisecond)) {
+		return
+	}
+	moved := m.ackedMoved() && m.writeStart.Load() != 0
+	if m.ooo != nil {
+		if n, ok := m.ooo(); ok {
+			moved = moved || n != m.oooSeen
+			m.oooSeen = n
+		}
+	}
+	if m.oooAt != 0 && moved {
+		m.heard = now
+	}
+	m.oooAt = now
+}
+
+// lastSign returns when the peer last showed life: lastRead, or a later
+// look that found the kernel hearing from it. Called with m.mu held.
+func (m *monitor) lastSign(lastRead int64) int64 {
+	if m.heard != 0 && m.heard > lastRead {
+		return m.heard
+	}
+	return lastRead
+}
+
 // rtt records a round-trip sample from a PONG.
 func (m *monitor) rtt(sample time.Duration) {
 	if sample <= 0 {
@@ -305,7 +362,7 @@ func (m *monitor) nextLocked(now int64) int64 {
 		at(m.lastWrite.Load() + int64(m.pingAfter))
 	}
 	if m.det != nil {
-		v := m.det.Check(time.Duration(now), time.Duration(m.s.lastRead.Load()))
+		v := m.det.Check(time.Duration(now), time.Duration(m.lastSign(m.s.lastRead.Load())))
 		if v.NextCheck != liveness.Never {
 			at(int64(v.NextCheck))
 		}
@@ -364,7 +421,8 @@ func (m *monitor) check() {
 		}
 	}
 	if m.det != nil {
-		v := m.det.Check(time.Duration(now), time.Duration(lastRead))
+		m.lookKernel(now, lastRead)
+		v := m.det.Check(time.Duration(now), time.Duration(m.lastSign(lastRead)))
 		if v.Dead {
 			if late {
 				// This process itself was stalled: what the peer sent

@@ -693,11 +693,10 @@ func (Sink) Put(b []byte, n *int) error {
 // TestStuckWrite freezes the client-to-server direction: the proxy stops
 // reading, so the client's writes stop making progress, while the server
 // still pings the client and the client still hears it. The server's
-// deadline is long here, so it is the client's write watchdog (or the
-// kernel's TCP_USER_TIMEOUT, set to the same value) that must end the
-// connection, within the client's timeout. The call, only partly written,
-// was never sent: the client retries it, and fails it when its context
-// ends, since the path stays frozen.
+// deadline is long here, so it is the client's write watchdog that must
+// end the connection, within the client's timeout. The call, only partly
+// written, was never sent: the client retries it, and fails it when its
+// context ends, since the path stays frozen.
 func TestStuckWrite(t *testing.T) {
 	checkLeaks(t)
 	server := pulse.Heartbeat{Interval: 50 * time.Millisecond, Timeout: 10 * time.Second, MinInterval: 10 * time.Millisecond}

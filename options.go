@@ -152,7 +152,7 @@ func WithLogger(l *slog.Logger) Option {
 // WithDialer replaces the function a Client uses to open connections
 // (default a net.Dialer). It is how a client runs over a transport other
 // than TCP, or through a proxy. Pulse sets its TCP options
-// (TCP_NOTSENT_LOWAT, TCP_USER_TIMEOUT) only on a *net.TCPConn or a
+// (TCP_NOTSENT_LOWAT) only on a *net.TCPConn or a
 // *tls.Conn over one; a connection wrapped in another type keeps the
 // dialer's settings.
 func WithDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {

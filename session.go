@@ -74,7 +74,8 @@ type session struct {
 
 	// Owned by the reader goroutine.
 	partial      map[uint32]*partialMsg
-	lastPingRecv int64 // ns, for the ping rate limit
+	lastPingRecv int64   // ns, for the ping rate limit
+	pingTokens   float64 // pings the peer may send now (a token bucket)
 	pingStrikes  int
 	minPingGap   time.Duration // pings closer than this are excess; 0 for no limit
 
@@ -853,21 +854,17 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 		if err != nil {
 			return err
 		}
-		if s.minPingGap > 0 {
-			now := nanotime()
-			if s.lastPingRecv != 0 && now-s.lastPingRecv < int64(s.minPingGap) {
-				// Too early: not answered. A peer that keeps it up is
-				// told to go away.
-				if s.pingStrikes++; s.pingStrikes > maxPingStrikes {
-					msg := fmt.Sprintf("pings closer together than %v; the permitted rate is one ping per %v", s.minPingGap, s.minPingGap)
-					s.log.Warn("pulse: too many pings", "remote", s.conn.RemoteAddr(), "permitted", s.minPingGap)
-					go s.goAway(wire.GoAwayTooManyPings, msg, ReasonProtocol, nil, time.Second)
-				}
-				return nil
+		if s.minPingGap > 0 && !s.allowPing() {
+			// Over the rate: not answered. A peer that keeps it up is told
+			// to go away.
+			if s.pingStrikes++; s.pingStrikes > maxPingStrikes {
+				msg := fmt.Sprintf("pings closer together than %v; the permitted rate is one ping per %v", s.minPingGap, s.minPingGap)
+				s.log.Warn("pulse: too many pings", "remote", s.conn.RemoteAddr(), "permitted", s.minPingGap)
+				go s.goAway(wire.GoAwayTooManyPings, msg, ReasonProtocol, nil, time.Second)
 			}
-			s.lastPingRecv = now
-			s.pingStrikes = 0
+			return nil
 		}
+		s.pingStrikes = 0
 		s.queueControl(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePong, data) })
 	case wire.TypePong:
 		data, err := wire.ParsePing(p)
@@ -1172,4 +1169,29 @@ func (s *session) runNotifications() {
 		s.mu.Unlock()
 		s.serve(n.ctx, n.cancel, true, n.id, n.svc, n.mt, n.argv)
 	}
+}
+
+// allowPing takes a token for a ping from the peer. Tokens come at one per
+// minPingGap; the bucket holds as many as the pings a healthy peer can have
+// sent within this side's deadline, since TCP may hold pings back (a lost
+// segment, a deep queue, its backoff) and deliver them in one burst, and a
+// peer silent for longer than the deadline would have been reaped anyway.
+// A flood empties the bucket within that many pings. Reader only.
+func (s *session) allowPing() bool {
+	now := nanotime()
+	burst := 4.0
+	if s.mon != nil && s.mon.timeout > 0 {
+		burst = max(burst, float64(s.mon.timeout)/float64(s.minPingGap)+2)
+	}
+	if s.lastPingRecv == 0 {
+		s.pingTokens = burst
+	} else {
+		s.pingTokens = min(burst, s.pingTokens+float64(now-s.lastPingRecv)/float64(s.minPingGap))
+	}
+	s.lastPingRecv = now
+	if s.pingTokens < 1 {
+		return false
+	}
+	s.pingTokens--
+	return true
 }

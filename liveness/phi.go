@@ -48,15 +48,16 @@ type PhiConfig struct {
 // DefaultPhiConfig returns the configuration a session uses for heartbeat
 // interval and timeout: DefaultThreshold, DefaultWindow, MinStdDev
 // interval/10, Ceiling timeout, FirstGap interval, and a Floor of two
-// intervals or halfway from interval to timeout, whichever is less. With a
-// 1s interval and a 3s timeout, a steady link convicts after 2s of silence
-// and a jittery one after up to 3s.
+// intervals or halfway from interval to timeout, whichever is more (but
+// short of the timeout). With a 1s interval and a 3s timeout, a steady
+// link convicts after 2s of silence and a jittery one after up to 3s; with
+// 200ms and 1s, never before 600ms.
 func DefaultPhiConfig(interval, timeout time.Duration) PhiConfig {
 	return PhiConfig{
 		Threshold: DefaultThreshold,
 		Window:    DefaultWindow,
 		MinStdDev: interval / 10,
-		Floor:     min(2*interval, interval+(timeout-interval)/2),
+		Floor:     floorFor(interval, timeout),
 		Ceiling:   timeout,
 		FirstGap:  interval,
 	}
@@ -364,4 +365,18 @@ func (a uint128) mul64(m uint64) uint128 {
 
 func (a uint128) float64() float64 {
 	return float64(a.hi)*0x1p64 + float64(a.lo)
+}
+
+// floorFor is DefaultPhiConfig's floor: two intervals, or halfway from the
+// interval to the timeout when that is later, but always short of the
+// timeout. On a lossy link one retransmission (200 ms at least) plus
+// jitter can silence a healthy peer for two short intervals; halfway to
+// the timeout leaves room for that (the fault suite's 200 ms / 1 s runs
+// under 5 % loss convicted at a floor of 400 ms).
+func floorFor(interval, timeout time.Duration) time.Duration {
+	f := max(2*interval, interval+(timeout-interval)/2)
+	if f >= timeout {
+		f = interval + (timeout-interval)/2
+	}
+	return f
 }
