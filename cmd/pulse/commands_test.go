@@ -65,6 +65,14 @@ func TestPing(t *testing.T) {
 			t.Errorf("ping output lacks %q:\n%s", want, r.stdout)
 		}
 	}
+	r = runPulse(t, "ping", "-json", "-c", "2", "-i", "100ms", s.addr)
+	var st struct {
+		Transmitted, Received int
+		RTT                   *struct{ Min, Avg, Max float64 } `json:"rtt_ms"`
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil || st.Transmitted != 2 || st.Received != 2 || st.RTT == nil || st.RTT.Min > st.RTT.Max {
+		t.Errorf("ping -json = exit %d, stdout %q; want one JSON object for 2 pongs", r.code, r.stdout)
+	}
 	r = runPulse(t, "ping", "-c", "1", "127.0.0.1:1")
 	if r.code != 1 {
 		t.Errorf("ping of an unreachable server = exit %d, want 1", r.code)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ func runPing(args []string, stdout, stderr io.Writer) error {
 	count := fs.Int("c", 0, "stop after this many pings (0: until interrupted)")
 	interval := fs.Duration("i", time.Second, "wait this long between pings")
 	wait := fs.Duration("W", 2*time.Second, "wait this long for each PONG")
+	asJSON := fs.Bool("json", false, "print one JSON object with the statistics instead of text")
 	var tf tlsClientFlags
 	tf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -53,7 +55,11 @@ func runPing(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer c.Close()
-	fmt.Fprintf(stdout, "PING %s (%s, heartbeat interval %v)\n", addr, c.Peer().RemoteAddr(), c.Stats().Interval)
+	out := stdout
+	if *asJSON {
+		out = io.Discard
+	}
+	fmt.Fprintf(out, "PING %s (%s, heartbeat interval %v)\n", addr, c.Peer().RemoteAddr(), c.Stats().Interval)
 
 	var (
 		sent, received int
@@ -78,21 +84,22 @@ func runPing(args []string, stdout, stderr io.Writer) error {
 		case err == nil:
 			received++
 			rtts = append(rtts, rtt)
-			fmt.Fprintf(stdout, "pong from %s: seq=%d time=%.3f ms\n", addr, seq, ms(rtt))
+			fmt.Fprintf(out, "pong from %s: seq=%d time=%.3f ms\n", addr, seq, ms(rtt))
 		case errors.Is(err, context.DeadlineExceeded):
-			fmt.Fprintf(stdout, "no pong from %s: seq=%d timeout after %v\n", addr, seq, *wait)
+			fmt.Fprintf(out, "no pong from %s: seq=%d timeout after %v\n", addr, seq, *wait)
 		case ctx.Err() != nil:
 			sent--
 		default:
-			fmt.Fprintf(stdout, "no pong from %s: seq=%d: %v\n", addr, seq, err)
+			fmt.Fprintf(out, "no pong from %s: seq=%d: %v\n", addr, seq, err)
 		}
 	}
-	fmt.Fprintf(stdout, "\n--- %s pulse ping statistics ---\n", addr)
+	fmt.Fprintf(out, "\n--- %s pulse ping statistics ---\n", addr)
 	loss := 0.0
 	if sent > 0 {
 		loss = 100 * float64(sent-received) / float64(sent)
 	}
-	fmt.Fprintf(stdout, "%d pings transmitted, %d received, %.1f%% loss, time %v\n", sent, received, loss, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(out, "%d pings transmitted, %d received, %.1f%% loss, time %v\n", sent, received, loss, time.Since(start).Round(time.Millisecond))
+	stats := pingStats{Addr: addr, Transmitted: sent, Received: received, LossPercent: loss, Seconds: time.Since(start).Seconds()}
 	if received > 0 {
 		lo, hi, sum := rtts[0], rtts[0], time.Duration(0)
 		for _, r := range rtts {
@@ -104,7 +111,13 @@ func runPing(args []string, stdout, stderr io.Writer) error {
 			variance += (float64(r) - mean) * (float64(r) - mean)
 		}
 		sd := time.Duration(math.Sqrt(variance / float64(len(rtts))))
-		fmt.Fprintf(stdout, "rtt min/avg/max/stddev = %.3f/%.3f/%.3f/%.3f ms\n", ms(lo), mean/1e6, ms(hi), ms(sd))
+		fmt.Fprintf(out, "rtt min/avg/max/stddev = %.3f/%.3f/%.3f/%.3f ms\n", ms(lo), mean/1e6, ms(hi), ms(sd))
+		stats.RTTms = &rttStats{Min: ms(lo), Avg: mean / 1e6, Max: ms(hi), Stddev: ms(sd)}
+	}
+	if *asJSON {
+		if err := json.NewEncoder(stdout).Encode(stats); err != nil {
+			return err
+		}
 	}
 	if received == 0 {
 		return fmt.Errorf("no pong from %s", addr)
@@ -113,3 +126,20 @@ func runPing(args []string, stdout, stderr io.Writer) error {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// pingStats is the JSON output of "pulse ping -json".
+type pingStats struct {
+	Addr        string    `json:"addr"`
+	Transmitted int       `json:"transmitted"`
+	Received    int       `json:"received"`
+	LossPercent float64   `json:"loss_percent"`
+	Seconds     float64   `json:"seconds"`
+	RTTms       *rttStats `json:"rtt_ms,omitempty"`
+}
+
+type rttStats struct {
+	Min    float64 `json:"min"`
+	Avg    float64 `json:"avg"`
+	Max    float64 `json:"max"`
+	Stddev float64 `json:"stddev"`
+}
