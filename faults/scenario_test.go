@@ -214,10 +214,10 @@ func newScenario(t *testing.T, id, title string, hb hbSetting, detector string) 
 }
 
 // knownFailures are the scenario runs that fail for a reason understood
-// but not yet fixed in the library. They still run and record their
-// numbers (as failures, in docs/faults.md); their first failed check ends
-// the test as skipped, with the reason, instead of failing the suite.
-// Every other failure fails it. Remove an entry once its cause is fixed.
+// but not yet fixed in the library. They run every check and record their
+// numbers and problems (as failures, in docs/faults.md), and their failed
+// checks are logged as KNOWN FAILURE instead of failing the suite. Every
+// other failure fails it. Remove an entry once its cause is fixed.
 var knownFailures = map[string]string{
 	"TestDeepQueue/200ms-1s": "a 3 s queue is longer than the 1 s Timeout: behind it neither the peer's bytes nor its " +
 		"acknowledgements can arrive within the Timeout, and the peer or its write is declared dead",
@@ -233,8 +233,8 @@ func (s *scenario) fail(format string, args ...any) {
 	s.res.Problems = append(s.res.Problems, msg)
 	if why, ok := knownFailures[s.t.Name()]; ok {
 		s.known = true
-		s.t.Log(msg)
-		s.t.Skipf("known failure, not yet fixed: %s", why)
+		s.t.Logf("KNOWN FAILURE (%s): %s", why, msg)
+		return
 	}
 	s.t.Error(msg)
 }
