@@ -369,7 +369,10 @@ func (m *monitor) nextLocked(now int64) int64 {
 		if !m.isSuspect {
 			at(m.s.lastRead.Load() + int64(m.suspect))
 		} else {
-			at(now + int64(m.interval/2) + int64(time.Millisecond))
+			// Look again soon to see the peer recover; without a
+			// heartbeat interval (a client that sends none), at a
+			// fraction of the suspect time, not every millisecond.
+			at(now + int64(max(m.interval/2, m.suspect/4)) + int64(time.Millisecond))
 		}
 	}
 	if ws := m.writeStart.Load(); ws != 0 && m.timeout > 0 {

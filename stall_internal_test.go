@@ -74,3 +74,30 @@ func TestMonitorLocalStall(t *testing.T) {
 		t.Errorf("close reason = %v, want ErrPeerSilent", err)
 	}
 }
+
+// TestMonitorSuspectRecheck: a connection whose peer sends no heartbeats
+// (granted interval 0) is re-checked while suspect at a fraction of the
+// suspect time, not every millisecond: a server may hold thousands.
+func TestMonitorSuspectRecheck(t *testing.T) {
+	c1, c2 := net.Pipe()
+	defer c1.Close()
+	defer c2.Close()
+	o, err := newOptions([]Option{WithLogger(slog.New(slog.DiscardHandler))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := new(reads)
+	peer := wire.Hello{MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: DefaultMaxMessageSize}
+	s := newSession(c1, wire.NewReader(c1, readBufferSize), codec.JSON, false, o, newRegistry(), peer, rd, nil)
+	hb := Heartbeat{Timeout: 8 * time.Second}.withDefaults()
+	m := newMonitor(s, hb, 0, ConnLimits{})
+	now := nanotime()
+	rd.last.Store(now - int64(5*time.Second)) // silent past the suspect time (4s)
+	m.mu.Lock()
+	m.isSuspect = true
+	next := m.nextLocked(now)
+	m.mu.Unlock()
+	if gap := time.Duration(next - now); gap < m.suspect/4 {
+		t.Errorf("a suspect connection without heartbeats is re-checked after %v, want at least %v", gap, m.suspect/4)
+	}
+}
