@@ -1,6 +1,8 @@
 package codec_test
 
 import (
+	"github.com/fxamacker/cbor/v2"
+
 	"bytes"
 	"encoding/binary"
 	"fmt"
@@ -493,6 +495,8 @@ func FuzzUnmarshal(f *testing.F) {
 	f.Add([]byte{0xc1, 0xfb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0}) // tag 1 (epoch time) with NaN
 	f.Add([]byte(`{"A":1e400,"S":"\ud800"}`))
 	f.Add([]byte("\xc1\x1b\x00\x04\x00\x00\x00\x00\x00\x00")) // epoch time in year 35 million
+	// Tag 6 around a tag-0 time in year 144394342 (found by fuzzing).
+	f.Add([]byte("\xc6\xc0\x78\x19144394342-01-01T12:53:04Z"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, c := range structCodecs {
 			for _, v := range targets() {
@@ -522,6 +526,10 @@ func hasTimeBeyondRFC3339(v any) bool {
 	switch v := v.(type) {
 	case time.Time:
 		return v.Year() < 0 || v.Year() > 9999
+	case cbor.Tag:
+		return hasTimeBeyondRFC3339(v.Content)
+	case *cbor.Tag:
+		return v != nil && hasTimeBeyondRFC3339(v.Content)
 	case []any:
 		return slices.ContainsFunc(v, hasTimeBeyondRFC3339)
 	case map[string]any:
