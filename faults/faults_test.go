@@ -139,7 +139,9 @@ func TestFrozenClient(t *testing.T) {
 			// The client's detection is measured from its resumption: it
 			// could not run before.
 			cd := cli.mustWait(T+Slack+5*time.Second, "client noticing after SIGCONT", lossOf(0, cont))
+			s.resumed = true
 			s.checkDetection("client", cd, cont, true)
+			s.resumed = false
 			r := cli.mustWait(30*time.Second, "reconnection", readyOf(0, cont))
 			s.res.ReconnectMS = ptr(ms(time.Unix(0, r.At).Sub(cont)))
 			s.expect(stop, time.Unix(0, r.At))

@@ -184,6 +184,7 @@ type scenario struct {
 	expected [][2]time.Time
 	stopped  time.Time // when the scenario started stopping its agents
 	known    bool      // a check failed and the failure is a known one
+	resumed  bool      // checkDetection judges a side that was frozen, from its resumption
 }
 
 // newScenario builds the network for one scenario and records its result
@@ -419,6 +420,9 @@ func (s *scenario) checkDetection(side string, e event.Event, fault time.Time, f
 		s.fail("%s detected %.0f ms after the fault, over Timeout %v + slack %v", side, v, s.hb.Timeout, Slack)
 	}
 	switch {
+	case s.resumed:
+		// The side was stopped (SIGSTOP): its last read came before it
+		// froze, so only the time from its resumption says anything.
 	case sinceRead != nil && *sinceRead > ms(s.bound()):
 		s.fail("%s detected %.0f ms after the last byte it read, over Timeout %v + slack %v", side, *sinceRead, s.hb.Timeout, Slack)
 	case sinceRead == nil && !fromFault:
