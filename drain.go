@@ -25,11 +25,6 @@ func (s *session) admit(id uint32) bool {
 	return true
 }
 
-// donePartial forgets a message that finished arriving.
-func (s *session) donePartial(id uint32) {
-	delete(s.partial, id)
-}
-
 // handlerDone ends one admitted call: its handler returned, or it was
 // refused or dropped.
 func (s *session) handlerDone() {

@@ -813,7 +813,7 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 			return fmt.Errorf("CONTINUATION for id %d, which has no message arriving", h.ID)
 		}
 		if h.Flags&wire.FlagAbort != 0 {
-			s.donePartial(h.ID)
+			delete(s.partial, h.ID)
 			if pm.typ != wire.TypeReply && !pm.discard {
 				s.handlerDone() // the call was counted when admitted
 			}
@@ -830,7 +830,7 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 			if pm.got != pm.total {
 				return fmt.Errorf("message id %d ended after %d bytes, %d announced", h.ID, pm.got, pm.total)
 			}
-			s.donePartial(h.ID)
+			delete(s.partial, h.ID)
 			switch {
 			case pm.discard:
 			case pm.tooBig:
