@@ -166,15 +166,15 @@ type monitor struct {
 	stall     liveness.StallGuard
 	suspect   time.Duration // silence after which the connection is suspect
 
-	acked      func() (uint64, bool) // bytes the peer acknowledged, nil if unknown
-	lastAcked  uint64                // acked at the last look, protected by mu
-	ooo        func() (uint64, bool) // packets the kernel received out of order, nil if unknown
-	oooSeen    uint64                // ooo at the last look, protected by mu
-	oooAt      int64                 // ns, time of the last look at ooo, 0 while not looking; protected by mu
-	heard      int64                 // ns, when a look last found out-of-order data; protected by mu
-	lastWrite  atomic.Int64          // ns, end of the last write
-	writeStart atomic.Int64          // ns, start of the write in progress, 0 if none
-	srtt       atomic.Int64          // smoothed round-trip time, ns
+	acked      func() (tcpAcks, bool) // the peer's acknowledgements as TCP sees them, nil if unknown
+	lastAcks   tcpAcks                // at the last look, protected by mu
+	ooo        func() (uint64, bool)  // packets the kernel received out of order, nil if unknown
+	oooSeen    uint64                 // ooo at the last look, protected by mu
+	oooAt      int64                  // ns, time of the last look at ooo, 0 while not looking; protected by mu
+	heard      int64                  // ns, when a look last found out-of-order data; protected by mu
+	lastWrite  atomic.Int64           // ns, end of the last write
+	writeStart atomic.Int64           // ns, start of the write in progress, 0 if none
+	srtt       atomic.Int64           // smoothed round-trip time, ns
 
 	// Server limits.
 	idleLimit  time.Duration
@@ -271,19 +271,37 @@ func (m *monitor) observe(now, prev int64) {
 	}
 }
 
-// ackedMoved reports whether the peer acknowledged bytes since the last
-// look. Called with m.mu held, only when a write has been blocked long.
+// tcpAcks is what TCP knows of the peer's acknowledgements of this
+// side's data.
+type tcpAcks struct {
+	// progress grows whenever the peer acknowledges data: the bytes
+	// cumulatively acknowledged plus the packets delivered. After a loss
+	// the cumulative acknowledgement waits for the retransmission, which
+	// behind a deep queue takes as long as the queue, while the selective
+	// acknowledgements of what follows keep arriving.
+	progress uint64
+	unacked  uint32        // packets sent and not yet acknowledged
+	rtt      time.Duration // TCP's smoothed round-trip time
+}
+
+// ackedMoved reports whether the peer acknowledged data since the last
+// look, and records what it saw in m.lastAcks. Called with m.mu held.
 func (m *monitor) ackedMoved() bool {
 	if m.acked == nil {
 		return false
 	}
-	n, ok := m.acked()
-	if !ok || n == m.lastAcked {
+	a, ok := m.acked()
+	if !ok {
 		return false
 	}
-	m.lastAcked = n
-	return true
+	moved := a.progress != m.lastAcks.progress
+	m.lastAcks = a
+	return moved
 }
+
+// bulkInFlight is how many unacknowledged packets make a bulk transfer
+// for lookKernel: far more than heartbeats and small calls keep in flight.
+const bulkInFlight = 16
 
 // lookKernel looks, once nothing has been read for the suspect time, for
 // signs of life that the kernel sees and the reader does not:
@@ -292,16 +310,18 @@ func (m *monitor) ackedMoved() bool {
 //     holds back everything that follows until the retransmission arrives,
 //     which behind a deep queue takes as long as the queue, so the reader
 //     sees silence while the peer sends;
-//   - the peer acknowledging this side's data while this side is blocked
-//     writing: behind a deep queue, the peer's own small writes (its
-//     heartbeats) can be held back for seconds by its TCP's backoff while
-//     its kernel keeps acknowledging the bulk this side sends (the fault
-//     suite's slow-link trap).
+//   - the peer acknowledging a bulk transfer of this side's: behind a deep
+//     queue, the peer's own small writes (its heartbeats) can be held back
+//     for seconds by its TCP, which waits for acknowledgements that are
+//     queued behind this side's data, while its kernel keeps acknowledging
+//     that data (the fault suite's slow-link trap). This lasts as long as
+//     the queue, also after this side's last write has returned.
 //
 // heard is set to now when either count moved since the previous look (at
 // most half an interval ago). Acknowledgements count only while a write is
-// blocked: a TCP-terminating proxy in front of a dead peer acknowledges
-// small writes (heartbeats) forever, and must not hide the death; it stops
+// blocked or a bulk of data (bulkInFlight packets) is in flight: a
+// TCP-terminating proxy in front of a dead peer acknowledges small writes
+// (heartbeats) forever, at once, and must not hide the death; it stops
 // acknowledging a bulk transfer once its buffers fill, as does the kernel
 // of a frozen peer process. Called with m.mu held.
 func (m *monitor) lookKernel(now, lastRead int64) {
@@ -315,7 +335,7 @@ func (m *monitor) lookKernel(now, lastRead int64) {
 	if m.oooAt != 0 && now-m.oooAt < int64(max(m.interval/2, 10*time.Millisecond)) {
 		return
 	}
-	moved := m.ackedMoved() && m.writeStart.Load() != 0
+	moved := m.ackedMoved() && (m.writeStart.Load() != 0 || m.lastAcks.unacked >= bulkInFlight)
 	if m.ooo != nil {
 		if n, ok := m.ooo(); ok {
 			moved = moved || n != m.oooSeen
@@ -337,17 +357,34 @@ func (m *monitor) lastSign(lastRead int64) int64 {
 	return lastRead
 }
 
+// stallAfterLocked is how long a write may go without progress before it
+// is declared stuck: the Timeout, or two round trips when that is longer
+// (the larger of the PONGs' and TCP's smoothed round trips; TCP's, read at
+// the last look, follows a growing queue more closely). An acknowledgement
+// takes a round trip to come back, and behind a deep queue (seconds of
+// data in a slow link's buffer) a round trip can be longer than the
+// Timeout while the link delivers steadily; TCP's own retransmission timer
+// waits longer still. A dead peer is not found later for it: that is the
+// detector's work, from the silence of reads. Called with m.mu held.
+func (m *monitor) stallAfterLocked() time.Duration {
+	return max(m.timeout, 2*time.Duration(m.srtt.Load()), 2*m.lastAcks.rtt)
+}
+
 // rtt records a round-trip sample from a PONG.
 func (m *monitor) rtt(sample time.Duration) {
 	if sample <= 0 {
 		return
 	}
-	old := m.srtt.Load()
-	if old == 0 {
-		m.srtt.Store(int64(sample))
-		return
+	srtt := int64(sample)
+	if old := m.srtt.Load(); old != 0 {
+		srtt = old + (srtt-old)/8
 	}
-	m.srtt.Store(old + (int64(sample)-old)/8)
+	m.srtt.Store(srtt)
+	if p, ok := m.det.(*liveness.PhiAccrual); ok {
+		// A lost packet silences the peer for a retransmission timeout:
+		// at least the minimum, plus a round trip.
+		p.SetPause(liveness.RetransmitPause + time.Duration(srtt))
+	}
 }
 
 // nextLocked returns when the timer should next fire (ns), or 0 for never.
@@ -376,7 +413,7 @@ func (m *monitor) nextLocked(now int64) int64 {
 		}
 	}
 	if ws := m.writeStart.Load(); ws != 0 && m.timeout > 0 {
-		at(ws + int64(m.timeout))
+		at(ws + int64(m.stallAfterLocked()))
 	}
 	if m.idleLimit > 0 && !m.closing {
 		at(m.lastActive.Load() + int64(m.idleLimit))
@@ -410,6 +447,7 @@ func (m *monitor) check() {
 		goAwayMsg string
 		suspect   = m.isSuspect
 	)
+	var stallAfter time.Duration
 	if ws := m.writeStart.Load(); ws != 0 && m.timeout > 0 && now-ws >= int64(m.timeout) {
 		switch {
 		case late:
@@ -420,7 +458,8 @@ func (m *monitor) check() {
 			// not a stalled one. Judge from now on.
 			m.writeStart.CompareAndSwap(ws, now)
 		default:
-			stalled = true
+			stallAfter = m.stallAfterLocked()
+			stalled = now-ws >= int64(stallAfter) // else nextLocked looks again then
 		}
 	}
 	if m.det != nil {
@@ -467,7 +506,7 @@ func (m *monitor) check() {
 
 	switch {
 	case stalled:
-		s.fail(&ConnError{Reason: ReasonWriteStall, Message: fmt.Sprintf("a write made no progress for %v", m.timeout)})
+		s.fail(&ConnError{Reason: ReasonWriteStall, Message: fmt.Sprintf("a write made no progress for %v", stallAfter)})
 		return
 	case dead != "":
 		s.log.Info("pulse: peer declared dead", "remote", s.conn.RemoteAddr(), "why", dead)

@@ -119,14 +119,17 @@ func (s *session) stats() ConnStats {
 	s.mu.Unlock()
 	if m := s.mon; m != nil {
 		st.RTT = time.Duration(m.srtt.Load())
-		if p, ok := m.det.(*liveness.PhiAccrual); ok {
-			st.Phi = p.Phi(time.Duration(nanotime()), time.Duration(s.lastRead.Load()))
-		}
 		st.Interval = m.interval
 		st.Timeout = m.timeout
 		m.mu.Lock()
 		st.Suspect = m.isSuspect
+		lastSign := m.lastSign(s.lastRead.Load())
 		m.mu.Unlock()
+		if p, ok := m.det.(*liveness.PhiAccrual); ok {
+			// Judged as the detector judges it: from the last sign of
+			// life, which may be the kernel's (see monitor.lookKernel).
+			st.Phi = p.Phi(time.Duration(nanotime()), time.Duration(lastSign))
+		}
 	}
 	return st
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,5 +100,109 @@ func TestMonitorSuspectRecheck(t *testing.T) {
 	m.mu.Unlock()
 	if gap := time.Duration(next - now); gap < m.suspect/4 {
 		t.Errorf("a suspect connection without heartbeats is re-checked after %v, want at least %v", gap, m.suspect/4)
+	}
+}
+
+// newHandMonitor returns a client session over a pipe whose monitor is
+// driven by hand, with TCP's view of acknowledgements replaced by acks.
+func newHandMonitor(t *testing.T, hb Heartbeat, acks *tcpAcks) (*session, *monitor, *reads) {
+	t.Helper()
+	c1, c2 := net.Pipe()
+	t.Cleanup(func() { c2.Close() })
+	go io.Copy(io.Discard, c2)
+	o, err := newOptions([]Option{WithLogger(slog.New(slog.DiscardHandler))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := new(reads)
+	peer := wire.Hello{MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: DefaultMaxMessageSize}
+	s := newSession(c1, wire.NewReader(c1, readBufferSize), codec.JSON, true, o, newRegistry(), peer, rd, nil)
+	hb = hb.withDefaults()
+	m := newMonitor(s, hb, hb.Interval, ConnLimits{})
+	m.acked = func() (tcpAcks, bool) { return *acks, true }
+	s.mon = m
+	m.timer = time.AfterFunc(time.Hour, func() {}) // checks are made by hand
+	t.Cleanup(m.stop)
+	return s, m, rd
+}
+
+// checkNow runs one on-time check.
+func checkNow(m *monitor) {
+	m.mu.Lock()
+	m.scheduled = nanotime()
+	m.mu.Unlock()
+	m.check()
+}
+
+// TestMonitorAcksOfBulk: behind a deep queue, the peer's own bytes can be
+// held back for longer than the Timeout while its kernel acknowledges this
+// side's bulk data, also after this side's last write returned. Those
+// acknowledgements are signs of life; a trickle of them, as a
+// TCP-terminating proxy in front of a dead peer gives for heartbeats, is
+// not.
+func TestMonitorAcksOfBulk(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		unacked uint32
+		alive   bool
+	}{
+		{"bulk in flight", 4 * bulkInFlight, true},
+		{"heartbeats only", 1, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			acks := &tcpAcks{unacked: tt.unacked}
+			s, m, rd := newHandMonitor(t, Heartbeat{Interval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond}, acks)
+			start := nanotime()
+			rd.last.Store(start - int64(150*time.Millisecond)) // suspect (100ms), not yet dead
+			// The peer acknowledges between looks (at least half an
+			// interval apart), until the silence is twice the Timeout.
+			for nanotime()-start < int64(250*time.Millisecond) {
+				acks.progress += 10
+				checkNow(m)
+				time.Sleep(30 * time.Millisecond)
+			}
+			err := s.closeErr()
+			if tt.alive && err != nil {
+				t.Fatalf("acknowledgements of a bulk in flight did not count as life: %v", err)
+			}
+			if !tt.alive && !errors.Is(err, ErrPeerSilent) {
+				t.Fatalf("close reason = %v, want ErrPeerSilent: a trickle of acknowledgements hid a silent peer", err)
+			}
+		})
+	}
+}
+
+// TestMonitorStallAfterRTT: a blocked write is judged stuck after the
+// Timeout, or after two round trips when the path's round trip is longer
+// (an acknowledgement cannot come back sooner).
+func TestMonitorStallAfterRTT(t *testing.T) {
+	acks := &tcpAcks{unacked: 100, rtt: 400 * time.Millisecond}
+	s, m, rd := newHandMonitor(t, Heartbeat{Interval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond}, acks)
+	m.rtt(300 * time.Millisecond)
+
+	rd.last.Store(nanotime()) // the peer's bytes keep coming
+	m.writeStart.Store(nanotime() - int64(500*time.Millisecond))
+	checkNow(m)
+	if err := s.closeErr(); err != nil {
+		t.Fatalf("a write blocked for 500ms, less than two TCP round trips (800ms), was declared stuck: %v", err)
+	}
+	m.mu.Lock()
+	after := m.stallAfterLocked()
+	m.mu.Unlock()
+	if after != 800*time.Millisecond {
+		t.Errorf("a write is judged stuck after %v without progress, want 800ms", after)
+	}
+
+	m.writeStart.Store(nanotime() - int64(900*time.Millisecond))
+	rd.last.Store(nanotime())
+	checkNow(m)
+	select {
+	case <-s.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a write without progress for 900ms was not declared stuck")
+	}
+	var ce *ConnError
+	if err := s.closeErr(); !errors.As(err, &ce) || ce.Reason != ReasonWriteStall || !strings.Contains(ce.Message, "800ms") {
+		t.Errorf("close reason = %v, want a write stall after 800ms", err)
 	}
 }

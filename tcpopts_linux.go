@@ -46,16 +46,34 @@ func tuneTCP(conn net.Conn, _ time.Duration) {
 
 // Offsets in struct tcp_info.
 const (
-	tcpInfoBytesAcked = 120 // tcpi_bytes_acked, u64, Linux 4.1 and later
+	tcpInfoUnacked    = 24  // tcpi_unacked, u32: packets sent and not yet acknowledged
+	tcpInfoRTT        = 68  // tcpi_rtt, u32, µs: smoothed round-trip time
+	tcpInfoBytesAcked = 120 // tcpi_bytes_acked, u64, Linux 4.1 and later: bytes cumulatively acknowledged
+	tcpInfoDelivered  = 192 // tcpi_delivered, u32, Linux 4.18 and later: packets delivered, selectively acknowledged ones included
 	tcpInfoRcvOoopack = 224 // tcpi_rcv_ooopack, u32, Linux 5.4 and later: packets received out of order
 )
 
-// ackProgress returns a function that reports how many bytes the peer
-// has acknowledged on conn, for the write watchdog: a write blocked for a
-// long time on a slow link is still making progress as long as this
-// grows. It returns nil when conn is not TCP or the kernel does not say.
-func ackProgress(conn net.Conn) func() (uint64, bool) {
-	return tcpInfoCounter(conn, tcpInfoBytesAcked, 8)
+// ackProgress returns a function that reports on the peer's
+// acknowledgements of conn's data, for the write watchdog and the
+// dead-peer detector, or nil when conn is not TCP or the kernel does not
+// say. See tcpAcks.
+func ackProgress(conn net.Conn) func() (tcpAcks, bool) {
+	read := tcpInfoReader(conn, tcpInfoDelivered+4)
+	if read == nil {
+		return nil
+	}
+	return func() (tcpAcks, bool) {
+		var buf [tcpInfoLen]byte
+		if !read(&buf) {
+			return tcpAcks{}, false
+		}
+		return tcpAcks{
+			progress: binary.NativeEndian.Uint64(buf[tcpInfoBytesAcked:]) +
+				uint64(binary.NativeEndian.Uint32(buf[tcpInfoDelivered:])),
+			unacked: binary.NativeEndian.Uint32(buf[tcpInfoUnacked:]),
+			rtt:     time.Duration(binary.NativeEndian.Uint32(buf[tcpInfoRTT:])) * time.Microsecond,
+		}, true
+	}
 }
 
 // oooProgress returns a function that reports how many packets the kernel
@@ -64,13 +82,26 @@ func ackProgress(conn net.Conn) func() (uint64, bool) {
 // arrives but cannot be read. It returns nil when conn is not TCP or the
 // kernel does not say.
 func oooProgress(conn net.Conn) func() (uint64, bool) {
-	return tcpInfoCounter(conn, tcpInfoRcvOoopack, 4)
+	read := tcpInfoReader(conn, tcpInfoRcvOoopack+4)
+	if read == nil {
+		return nil
+	}
+	return func() (uint64, bool) {
+		var buf [tcpInfoLen]byte
+		if !read(&buf) {
+			return 0, false
+		}
+		return uint64(binary.NativeEndian.Uint32(buf[tcpInfoRcvOoopack:])), true
+	}
 }
 
-// tcpInfoCounter returns a function that reads the size-byte counter at
-// offset in conn's struct tcp_info, or nil when conn is not TCP or the
-// kernel's tcp_info is too short to hold it.
-func tcpInfoCounter(conn net.Conn, offset, size int) func() (uint64, bool) {
+// tcpInfoLen is more than the struct tcp_info of any kernel so far.
+const tcpInfoLen = 256
+
+// tcpInfoReader returns a function that reads conn's struct tcp_info into
+// a buffer and reports whether the kernel filled at least need bytes, or
+// nil when conn is not TCP or the kernel's tcp_info is shorter than need.
+func tcpInfoReader(conn net.Conn, need int) func(*[tcpInfoLen]byte) bool {
 	if t, ok := conn.(*tls.Conn); ok {
 		conn = t.NetConn()
 	}
@@ -82,26 +113,18 @@ func tcpInfoCounter(conn net.Conn, offset, size int) func() (uint64, bool) {
 	if err != nil {
 		return nil
 	}
-	read := func() (uint64, bool) {
-		var (
-			buf [256]byte
-			got bool
-		)
+	read := func(buf *[tcpInfoLen]byte) bool {
+		var got bool
 		raw.Control(func(fd uintptr) {
 			n := uint32(len(buf))
 			_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
 				uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
-			got = errno == 0 && int(n) >= offset+size
+			got = errno == 0 && int(n) >= need
 		})
-		if !got {
-			return 0, false
-		}
-		if size == 4 {
-			return uint64(binary.NativeEndian.Uint32(buf[offset:])), true
-		}
-		return binary.NativeEndian.Uint64(buf[offset:]), true
+		return got
 	}
-	if _, ok := read(); !ok {
+	var buf [tcpInfoLen]byte
+	if !read(&buf) {
 		return nil
 	}
 	return read

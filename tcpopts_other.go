@@ -14,7 +14,7 @@ func tuneTCP(net.Conn, time.Duration) {}
 
 // ackProgress is not available outside Linux: the write watchdog then
 // judges each write call by its duration.
-func ackProgress(net.Conn) func() (uint64, bool) { return nil }
+func ackProgress(net.Conn) func() (tcpAcks, bool) { return nil }
 
 // oooProgress is not available outside Linux: only bytes read count as
 // signs of life.

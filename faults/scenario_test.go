@@ -219,12 +219,7 @@ func newScenario(t *testing.T, id, title string, hb hbSetting, detector string) 
 // numbers and problems (as failures, in docs/faults.md), and their failed
 // checks are logged as KNOWN FAILURE instead of failing the suite. Every
 // other failure fails it. Remove an entry once its cause is fixed.
-var knownFailures = map[string]string{
-	"TestDeepQueue/200ms-1s": "a 3 s queue is longer than the 1 s Timeout: behind it neither the peer's bytes nor its " +
-		"acknowledgements can arrive within the Timeout, and the peer or its write is declared dead",
-	"TestDelayJitterLoss/200ms-1s": "phi peaks above its threshold under 5 % loss at a 200 ms interval; the floor " +
-		"(600 ms) now prevents a false conviction, but the phi model of such a link still over-suspects",
-}
+var knownFailures = map[string]string{}
 
 // fail records a failed check and fails the test, or, for a known
 // failure, ends it as skipped.

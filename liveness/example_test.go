@@ -23,7 +23,7 @@ func ExampleFixed() {
 
 func ExamplePhiAccrual() {
 	cfg := liveness.DefaultPhiConfig(time.Second, 3*time.Second)
-	fmt.Printf("floor %v, ceiling %v\n", cfg.Floor, cfg.Ceiling)
+	fmt.Printf("floor %v, ceiling %v, pause %v\n", cfg.Floor, cfg.Ceiling, cfg.Pause)
 
 	det, err := liveness.NewPhiAccrual(cfg)
 	if err != nil {
@@ -37,23 +37,23 @@ func ExamplePhiAccrual() {
 		det.Observe(now, gap)
 	}
 	mean, sd, _ := det.Estimate()
-	fmt.Printf("mean %v, stddev %v (MinStdDev)\n", mean, sd)
+	fmt.Printf("mean %v (pause included), stddev %v (MinStdDev)\n", mean, sd)
 
 	last := now
-	for _, silence := range []time.Duration{1100 * time.Millisecond, 1700 * time.Millisecond} {
+	for _, silence := range []time.Duration{1100 * time.Millisecond, 1900 * time.Millisecond} {
 		fmt.Printf("phi after %v: %.1f\n", silence, det.Phi(last+silence, last))
 	}
-	v := det.Check(last+1700*time.Millisecond, last)
+	v := det.Check(last+1900*time.Millisecond, last)
 	fmt.Println(v.Dead, v.NextCheck-last) // phi is past 8, but the floor holds
 	v = det.Check(v.NextCheck, last)
 	fmt.Println(v.Dead, v.Reason)
 	// Output:
-	// floor 2s, ceiling 3s
-	// mean 999.8ms, stddev 100ms (MinStdDev)
-	// phi after 1.1s: 0.8
-	// phi after 1.7s: 11.9
+	// floor 2s, ceiling 3s, pause 200ms
+	// mean 1.1998s (pause included), stddev 100ms (MinStdDev)
+	// phi after 1.1s: 0.1
+	// phi after 1.9s: 11.9
 	// false 2s
-	// true phi 23.1 >= threshold 8 after 2s of silence
+	// true phi 15.2 >= threshold 8 after 2s of silence
 }
 
 func ExampleStallGuard() {

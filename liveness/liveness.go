@@ -14,6 +14,11 @@ const (
 	DefaultThreshold = 8.0
 	// DefaultWindow is how many gaps PhiAccrual's estimate covers.
 	DefaultWindow = 100
+	// RetransmitPause is the least silence a lost packet adds on a TCP
+	// connection: Linux's minimum retransmission timeout (TCP_RTO_MIN).
+	// DefaultPhiConfig uses it as the Pause; a session adds its round
+	// trip once measured.
+	RetransmitPause = 200 * time.Millisecond
 	// DefaultStallSlack is how late a check may run before StallGuard
 	// blames this process rather than the peer. A healthy Go process runs
 	// timers within a few milliseconds; a quarter of a second late means

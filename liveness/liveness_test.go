@@ -158,6 +158,7 @@ func TestDetectorsUnderSynctest(t *testing.T) {
 	phi := func(t *testing.T) liveness.Detector {
 		cfg := liveness.DefaultPhiConfig(interval, timeout)
 		cfg.Floor = interval + interval/2
+		cfg.Pause = 0 // the plain model
 		p, err := liveness.NewPhiAccrual(cfg)
 		if err != nil {
 			t.Fatalf("NewPhiAccrual() failed: %v", err)

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/bits"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,6 +30,14 @@ type PhiConfig struct {
 	// very regular link (loopback, a quiet LAN) does not convict at its
 	// first delay of a few milliseconds. Zero means FirstGap/10.
 	MinStdDev time.Duration
+	// Pause is silence a healthy link adds now and then beyond the gaps
+	// the window has seen, which a normal model of those gaps would take
+	// for a wild outlier: over TCP, a lost packet holds back everything
+	// behind it for a retransmission timeout. Phi is computed as if the
+	// mean gap were Pause longer (Akka's acceptable heartbeat pause).
+	// Zero means none; SetPause changes it as the round trip becomes
+	// known.
+	Pause time.Duration
 	// Floor is the silence before which the detector never convicts,
 	// however high phi is. Zero means no floor. Less than Ceiling.
 	Floor time.Duration
@@ -47,7 +56,8 @@ type PhiConfig struct {
 
 // DefaultPhiConfig returns the configuration a session uses for heartbeat
 // interval and timeout: DefaultThreshold, DefaultWindow, MinStdDev
-// interval/10, Ceiling timeout, FirstGap interval, and a Floor of two
+// interval/10, Pause RetransmitPause (a session adds the round trip once
+// it knows it), Ceiling timeout, FirstGap interval, and a Floor of two
 // intervals or halfway from interval to timeout, whichever is more (but
 // short of the timeout). With a 1s interval and a 3s timeout, a steady
 // link convicts after 2s of silence and a jittery one after up to 3s; with
@@ -57,6 +67,7 @@ func DefaultPhiConfig(interval, timeout time.Duration) PhiConfig {
 		Threshold: DefaultThreshold,
 		Window:    DefaultWindow,
 		MinStdDev: interval / 10,
+		Pause:     RetransmitPause,
 		Floor:     floorFor(interval, timeout),
 		Ceiling:   timeout,
 		FirstGap:  interval,
@@ -100,6 +111,9 @@ func (c PhiConfig) resolve() (PhiConfig, error) {
 	if c.MinStdDev < 0 {
 		bad("MinStdDev (%v) must not be negative", c.MinStdDev)
 	}
+	if c.Pause < 0 {
+		bad("Pause (%v) must not be negative", c.Pause)
+	}
 	if c.Ceiling > 0 {
 		if c.Floor >= c.Ceiling {
 			bad("Floor (%v) must be less than Ceiling (%v)", c.Floor, c.Ceiling)
@@ -123,8 +137,8 @@ func (c PhiConfig) resolve() (PhiConfig, error) {
 // Cassandra, fenced by a fixed floor and ceiling.
 //
 // It models the gaps it is given as a normal distribution whose mean and
-// standard deviation are those of the last Window gaps (the deviation raised
-// to MinStdDev), and judges a silence t by
+// standard deviation are those of the last Window gaps (the mean lengthened
+// by Pause, the deviation raised to MinStdDev), and judges a silence t by
 //
 //	phi(t) = -log10(1 - F(t))
 //
@@ -146,6 +160,8 @@ type PhiAccrual struct {
 	// zThreshold is the z-score (silence-mean)/stddev at which phi reaches
 	// cfg.Threshold. It depends on Threshold alone, so it is found once.
 	zThreshold float64
+
+	pause atomic.Int64 // ns, the Pause in use; see SetPause
 
 	mu    sync.Mutex      // protects following
 	ring  []time.Duration // the last len(ring) gaps, oldest at next once full
@@ -169,6 +185,7 @@ func NewPhiAccrual(cfg PhiConfig) (*PhiAccrual, error) {
 		zThreshold: zForPhi(cfg.Threshold),
 		ring:       make([]time.Duration, cfg.Window),
 	}
+	p.pause.Store(int64(cfg.Pause))
 	// Two made-up gaps whose mean is FirstGap and whose (population)
 	// standard deviation is FirstGap/4 (unless FirstGap is so close to
 	// Ceiling that the second is capped like any gap). Real gaps push them
@@ -179,8 +196,18 @@ func NewPhiAccrual(cfg PhiConfig) (*PhiAccrual, error) {
 	return p, nil
 }
 
-// Config returns the configuration in use, defaults filled in.
-func (p *PhiAccrual) Config() PhiConfig { return p.cfg }
+// Config returns the configuration in use, defaults filled in, with the
+// Pause in use.
+func (p *PhiAccrual) Config() PhiConfig {
+	c := p.cfg
+	c.Pause = time.Duration(p.pause.Load())
+	return c
+}
+
+// SetPause changes the Pause in use (negative counts as zero). A session
+// calls it as its round-trip estimate changes: a retransmission takes a
+// round trip more than the minimum retransmission timeout.
+func (p *PhiAccrual) SetPause(d time.Duration) { p.pause.Store(int64(max(d, 0))) }
 
 // Observe records a gap of silence that ended with an arrival at now.
 // Gaps that are not positive are ignored; now is not used.
@@ -213,7 +240,8 @@ func (p *PhiAccrual) addLocked(gap time.Duration) {
 }
 
 // estimateLocked returns the model's mean and standard deviation in
-// nanoseconds, the deviation raised to MinStdDev.
+// nanoseconds, the mean lengthened by the pause, the deviation raised to
+// MinStdDev.
 func (p *PhiAccrual) estimateLocked() (mean, stddev float64) {
 	n := uint64(p.n)
 	mean = float64(p.sum) / float64(n)
@@ -224,12 +252,13 @@ func (p *PhiAccrual) estimateLocked() (mean, stddev float64) {
 	// window slides; only the final conversion rounds.
 	m2 := p.sumSq.mul64(n).sub(square(p.sum))
 	variance := m2.float64() / (float64(n) * float64(n))
+	mean += float64(p.pause.Load())
 	return mean, max(math.Sqrt(variance), float64(p.cfg.MinStdDev))
 }
 
-// Estimate returns the model's current mean gap and the standard deviation
-// it uses (at least MinStdDev), and how many gaps, made-up ones included,
-// the estimate is made of.
+// Estimate returns the model's current mean gap (Pause included) and the
+// standard deviation it uses (at least MinStdDev), and how many gaps,
+// made-up ones included, the estimate is made of.
 func (p *PhiAccrual) Estimate() (mean, stddev time.Duration, samples int) {
 	p.mu.Lock()
 	m, sd := p.estimateLocked()

@@ -61,9 +61,10 @@ func crossing(p *PhiAccrual, th float64, limit time.Duration) time.Duration {
 
 func TestPhiSteadyLink(t *testing.T) {
 	cfg := DefaultPhiConfig(s, 3*s)
-	if cfg.Floor != 2*s || cfg.MinStdDev != 100*ms {
-		t.Fatalf("DefaultPhiConfig(1s, 3s) = %+v, want Floor 2s and MinStdDev 100ms", cfg)
+	if cfg.Floor != 2*s || cfg.MinStdDev != 100*ms || cfg.Pause != RetransmitPause {
+		t.Fatalf("DefaultPhiConfig(1s, 3s) = %+v, want Floor 2s, MinStdDev 100ms, Pause %v", cfg, RetransmitPause)
 	}
+	cfg.Pause = 0 // the plain model; TestPhiPause covers the pause
 	p := newPhi(t, cfg)
 	last := feed(p, 200, steady(rand.New(rand.NewPCG(1, 2))))
 
@@ -520,4 +521,58 @@ func TestPhiConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestPhiPause models the fault suite's lossy link at a 200ms interval: reads
+// every 100-200ms, and now and then (a lost packet) a silence one
+// retransmission timeout longer. Without a pause, phi takes the first such
+// silence for a dead peer; with the pause a session sets (the minimum
+// retransmission timeout plus the round trip), phi stays low, and a peer
+// that is really gone is still convicted by the ceiling.
+func TestPhiPause(t *testing.T) {
+	const rtt = 200 * ms
+	gaps := func(r *rand.Rand) func() time.Duration {
+		return func() time.Duration { return 100*ms + time.Duration(r.Int64N(int64(100*ms))) }
+	}
+	// The longest gap, then a retransmission timeout, and half the round
+	// trip for the retransmitted packet to arrive.
+	lossSilence := 200*ms + RetransmitPause + rtt/2
+
+	cfg := DefaultPhiConfig(200*ms, s)
+	cfg.Pause = 0
+	plain := newPhi(t, cfg)
+	feed(plain, 200, gaps(rand.New(rand.NewPCG(3, 4))))
+	if phi := plain.Phi(lossSilence, 0); phi < DefaultThreshold {
+		t.Fatalf("without a pause, phi after %v = %.1f, want >= %v (else this test shows nothing)", lossSilence, phi, DefaultThreshold)
+	}
+
+	p := newPhi(t, DefaultPhiConfig(200*ms, s))
+	p.SetPause(RetransmitPause + rtt)
+	if got := p.Config().Pause; got != RetransmitPause+rtt {
+		t.Errorf("Config().Pause = %v after SetPause(%v)", got, RetransmitPause+rtt)
+	}
+	feed(p, 200, gaps(rand.New(rand.NewPCG(3, 4))))
+	mean, _, _ := p.Estimate()
+	if mean < RetransmitPause+rtt+100*ms {
+		t.Errorf("Estimate() mean = %v, want the pause included", mean)
+	}
+	if phi := p.Phi(lossSilence, 0); phi >= 1 {
+		t.Errorf("with the pause, phi after %v = %.2f, want < 1", lossSilence, phi)
+	}
+	if late := lossSilence + 150*ms; p.Phi(late, 0) >= DefaultThreshold {
+		t.Errorf("with the pause, phi after %v = %.2f, want < %v", late, p.Phi(late, 0), DefaultThreshold)
+	}
+	if v := p.Check(lossSilence, 0); v.Dead {
+		t.Errorf("Check after %v: dead (%s)", lossSilence, v.Reason)
+	}
+	if v := p.Check(s, 0); !v.Dead {
+		t.Errorf("Check after the 1s ceiling: alive, want dead")
+	}
+	p.SetPause(-ms)
+	if got := p.Config().Pause; got != 0 {
+		t.Errorf("SetPause(-1ms): Pause = %v, want 0", got)
+	}
+	if err := (PhiConfig{Ceiling: s, FirstGap: 200 * ms, Pause: -ms}).Validate(); err == nil || !strings.Contains(err.Error(), "Pause") {
+		t.Errorf("Validate() with a negative Pause = %v, want an error naming Pause", err)
+	}
 }
