@@ -1,0 +1,77 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestEndToEnd runs the driver as a user would, shrunk: one cell with
+// every system and a 20-connection idle test, each in its own server and
+// client processes (this test binary, re-executed).
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	// Race-enabled children would each sleep a second at exit, waiting
+	// for late reports; a race still makes a child exit with status 66,
+	// which the driver reports as a failed run.
+	t.Setenv("GORACE", "atexit_sleep_ms=0")
+	done := checkLeaks(t)
+	defer done()
+	dir := t.TempDir()
+	jsonPath := filepath.Join(dir, "results.json")
+	code := driverMain([]string{"-quick", "-cells", "64B/32x1", "-warmup", "50ms", "-duration", "150ms",
+		"-idle-conns", "20", "-idle-hold", "300ms", "-idle-settle", "100ms", "-out", dir, "-json", jsonPath})
+	if code != 0 {
+		t.Fatalf("driver exited with %d", code)
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r results
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Complete || len(r.Cells) != 1 || r.Cells[0].Name != "64B/32x1" {
+		t.Fatalf("results: complete %v, %d cells", r.Complete, len(r.Cells))
+	}
+	for _, s := range r.Cells[0].Systems {
+		if len(s.Runs) != 1 {
+			t.Fatalf("%s: %d runs", s.System, len(s.Runs))
+		}
+		lr := s.Runs[0]
+		if lr.Calls == 0 || lr.Errors != 0 || lr.FirstError != "" {
+			t.Errorf("%s: %d calls, %d errors, %q", s.System, lr.Calls, lr.Errors, lr.FirstError)
+		}
+		if lr.P50Ns <= 0 || lr.P99Ns < lr.P50Ns || lr.ServerCPUNs <= 0 || lr.ClientCPUNs <= 0 || lr.ServerSyscalls == 0 {
+			t.Errorf("%s: implausible measurements %+v", s.System, lr)
+		}
+	}
+	if len(r.Idle) != 3 {
+		t.Fatalf("%d idle results, want pulse, netrpc and grpc", len(r.Idle))
+	}
+	for _, ir := range r.Idle {
+		if ir.Error != "" || ir.Dial.OK != 20 || ir.Check.OK != 20 {
+			t.Errorf("idle %s: error %q, dialed %d, alive %d", ir.System, ir.Error, ir.Dial.OK, ir.Check.OK)
+		}
+		if ir.ServerGoroutinesPerConn <= 0 || ir.ClientGoroutinesPerConn <= 0 {
+			t.Errorf("idle %s: goroutines per connection %v / %v", ir.System, ir.ServerGoroutinesPerConn, ir.ClientGoroutinesPerConn)
+		}
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "benchmarks.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(md), "### 64B/32x1") || !strings.Contains(string(md), "Quick run") {
+		t.Error("the page lacks the cell or the quick-run label")
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, "benchmarks.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkXML(t, svg)
+}

@@ -1,0 +1,539 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// summary is one system in one cell over its runs: medians, and the
+// spread of calls/s.
+type summary struct {
+	Runs       int // runs with calls
+	Failed     int // runs without calls
+	Errors     uint64
+	FirstError string
+	Capped     bool
+
+	CPS, CPSMin, CPSMax float64
+	P50, P99, P999      float64 // ns
+	Allocs              float64
+	SrvCPU, CliCPU      float64 // µs per call
+	SrvSys, CliSys      float64 // per call
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func summarize(runs []loadResult) summary {
+	var s summary
+	var cps, p50, p99, p999, allocs, srv, cli, srvSys, cliSys []float64
+	for _, r := range runs {
+		s.Errors += r.Errors
+		if r.FirstError != "" && s.FirstError == "" {
+			s.FirstError = r.FirstError
+		}
+		if r.Calls == 0 {
+			s.Failed++
+			continue
+		}
+		s.Capped = s.Capped || r.Capped
+		s.Runs++
+		cps = append(cps, r.CallsPerSec)
+		p50 = append(p50, float64(r.P50Ns))
+		p99 = append(p99, float64(r.P99Ns))
+		p999 = append(p999, float64(r.P999Ns))
+		allocs = append(allocs, r.AllocsPerCall)
+		srv = append(srv, r.ServerCPUPerCall)
+		cli = append(cli, r.ClientCPUPerCall)
+		srvSys = append(srvSys, r.ServerSysPerCall)
+		cliSys = append(cliSys, r.ClientSysPerCall)
+	}
+	s.CPS, s.P50, s.P99, s.P999 = median(cps), median(p50), median(p99), median(p999)
+	s.Allocs, s.SrvCPU, s.CliCPU, s.SrvSys, s.CliSys = median(allocs), median(srv), median(cli), median(srvSys), median(cliSys)
+	s.CPSMin, s.CPSMax = math.NaN(), math.NaN()
+	if len(cps) > 0 {
+		s.CPSMin, s.CPSMax = slices.Min(cps), slices.Max(cps)
+	}
+	return s
+}
+
+func (c *cellResult) summary(sys string) (summary, bool) {
+	for _, s := range c.Systems {
+		if s.System == sys {
+			sm := summarize(s.Runs)
+			return sm, sm.Runs > 0
+		}
+	}
+	return summary{}, false
+}
+
+func (r *results) cell(name string) *cellResult {
+	for i := range r.Cells {
+		if r.Cells[i].Name == name {
+			return &r.Cells[i]
+		}
+	}
+	return nil
+}
+
+func (r *results) idle(sys string) *idleResult {
+	for i := range r.Idle {
+		if r.Idle[i].System == sys {
+			return &r.Idle[i]
+		}
+	}
+	return nil
+}
+
+// ---- formatting ----
+
+func fmtDur(ns int64) string { return fmtDurF(float64(ns)) }
+
+func fmtDurF(ns float64) string {
+	switch {
+	case math.IsNaN(ns):
+		return "–"
+	case ns < 1e3:
+		return fmt.Sprintf("%.0fns", ns)
+	case ns < 1e4:
+		return fmt.Sprintf("%.2fµs", ns/1e3)
+	case ns < 1e5:
+		return fmt.Sprintf("%.1fµs", ns/1e3)
+	case ns < 1e6:
+		return fmt.Sprintf("%.0fµs", ns/1e3)
+	case ns < 1e7:
+		return fmt.Sprintf("%.2fms", ns/1e6)
+	case ns < 1e8:
+		return fmt.Sprintf("%.1fms", ns/1e6)
+	case ns < 1e9:
+		return fmt.Sprintf("%.0fms", ns/1e6)
+	}
+	return fmt.Sprintf("%.2fs", ns/1e9)
+}
+
+func fmtBytes(b float64) string {
+	switch {
+	case math.IsNaN(b):
+		return "–"
+	case math.Abs(b) < 1024:
+		return fmt.Sprintf("%.0f B", b)
+	case math.Abs(b) < 1<<20:
+		return fmt.Sprintf("%.1f KiB", b/1024)
+	case math.Abs(b) < 1<<30:
+		return fmt.Sprintf("%.1f MiB", b/(1<<20))
+	}
+	return fmt.Sprintf("%.1f GiB", b/(1<<30))
+}
+
+// fmtRate formats calls/s with thousands separators.
+func fmtRate(v float64) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	s := fmt.Sprintf("%.0f", v)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func fmtNum(v float64, prec int) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	return fmt.Sprintf("%.*f", prec, v)
+}
+
+func fmtRatio(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "–"
+	}
+	if v >= 10 {
+		return fmt.Sprintf("%.1f×", v)
+	}
+	return fmt.Sprintf("%.2f×", v)
+}
+
+var displayName = map[string]string{"pulse": "Pulse", "netrpc": "net/rpc", "grpc": "grpc-go", "raw": "raw TCP"}
+
+func sysLabel(s string) string {
+	if n, ok := displayName[s]; ok {
+		return n
+	}
+	return s
+}
+
+func cellTitle(c cellSpec) string {
+	g := "goroutines"
+	if c.G == 1 {
+		g = "goroutine"
+	}
+	conn := "connections"
+	if c.C == 1 {
+		conn = "connection"
+	}
+	return fmt.Sprintf("%s payload, %d %s over %d %s", sizeName(c.Payload), c.G, g, c.C, conn)
+}
+
+// ---- targets ----
+
+type targetRow struct {
+	Target   string
+	Where    string
+	Measured string
+	Met      string // "met", "missed", or "not measured"
+}
+
+func metStr(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
+const notMeasured = "not measured"
+
+func (r *results) targets() []targetRow {
+	var rows []targetRow
+	ratio := func(cellName, other string, need float64, label string) {
+		row := targetRow{Target: label, Where: cellName, Met: notMeasured, Measured: "–"}
+		if c := r.cell(cellName); c != nil {
+			p, okP := c.summary("pulse")
+			o, okO := c.summary(other)
+			if okP && okO {
+				v := p.CPS / o.CPS
+				row.Measured = fmt.Sprintf("%s (%s vs %s calls/s)", fmtRatio(v), fmtRate(p.CPS), fmtRate(o.CPS))
+				row.Met = metStr(v >= need)
+			}
+		}
+		rows = append(rows, row)
+	}
+	for _, cn := range []string{"64B/32x1", "64B/256x1"} {
+		ratio(cn, "netrpc", 3, "calls/s: Pulse ≥ 3× net/rpc")
+	}
+	for _, cn := range []string{"64B/32x1", "64B/256x1"} {
+		ratio(cn, "grpc", 8, "calls/s: Pulse ≥ 8× grpc-go")
+	}
+	ratio("64B/1x1", "netrpc", 1.5, "calls/s: Pulse ≥ 1.5× net/rpc")
+	for _, cn := range []string{"64B/32x1", "64B/256x1"} {
+		ratio(cn, "raw", 0.5, "calls/s: Pulse ≥ 0.5× raw TCP")
+	}
+
+	for i := range r.Cells {
+		c := &r.Cells[i]
+		row := targetRow{Target: "p99: Pulse below net/rpc and grpc-go", Where: c.Name, Met: notMeasured, Measured: "–"}
+		p, okP := c.summary("pulse")
+		n, okN := c.summary("netrpc")
+		g, okG := c.summary("grpc")
+		if okP && okN && okG {
+			row.Measured = fmt.Sprintf("%s vs %s, %s", fmtDurF(p.P99), fmtDurF(n.P99), fmtDurF(g.P99))
+			row.Met = metStr(p.P99 < n.P99 && p.P99 < g.P99)
+		}
+		rows = append(rows, row)
+	}
+
+	{
+		row := targetRow{Target: "client allocations per 64 B call ≤ 2", Where: "64B cells", Met: notMeasured, Measured: "–"}
+		worst, where := math.NaN(), ""
+		for i := range r.Cells {
+			c := &r.Cells[i]
+			if c.Payload != 64 {
+				continue
+			}
+			if p, ok := c.summary("pulse"); ok && (math.IsNaN(worst) || p.Allocs > worst) {
+				worst, where = p.Allocs, c.Name
+			}
+		}
+		if !math.IsNaN(worst) {
+			row.Measured = fmt.Sprintf("%.2f at most (%s)", worst, where)
+			row.Met = metStr(worst <= 2)
+		}
+		rows = append(rows, row)
+	}
+
+	ir := r.idle("pulse")
+	okIdle := ir != nil && ir.Error == "" && ir.Dial.OK > 0
+	where := "idle"
+	if ir != nil {
+		where = fmt.Sprintf("idle, %d conns", ir.Conns)
+	}
+	for _, side := range []string{"server", "client"} {
+		row := targetRow{Target: fmt.Sprintf("%s RSS per idle connection ≤ 8 KiB (heartbeats on)", side), Where: where, Met: notMeasured, Measured: "–"}
+		if okIdle {
+			v := ir.ServerRSSPerConn
+			if side == "client" {
+				v = ir.ClientRSSPerConn
+			}
+			row.Measured = fmtBytes(v)
+			row.Met = metStr(v <= 8*1024)
+		}
+		rows = append(rows, row)
+	}
+	{
+		row := targetRow{Target: "server heartbeat CPU ≤ 10 % of a core for 10,000 conns at 1 s", Where: where, Met: notMeasured, Measured: "–"}
+		if okIdle {
+			v := ir.ServerCPUPercent
+			if ir.Dial.OK != 10000 {
+				scaled := v * 10000 / float64(ir.Dial.OK)
+				row.Measured = fmt.Sprintf("%.2f %% at %d conns, %.2f %% scaled linearly to 10,000", v, ir.Dial.OK, scaled)
+				v = scaled
+			} else {
+				row.Measured = fmt.Sprintf("%.2f %%", v)
+			}
+			row.Met = metStr(v <= 10)
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// ---- the page ----
+
+const (
+	notesBegin = "<!-- notes -->"
+	notesEnd   = "<!-- /notes -->"
+)
+
+const defaultNotes = `
+_Hand-written notes go here: explanations of missed targets, with profiles.
+The generator keeps everything between the two markers when it rewrites this
+page._
+`
+
+// existingNotes returns the hand-written section of a page, or "".
+func existingNotes(page string) string {
+	i := strings.Index(page, notesBegin)
+	j := strings.Index(page, notesEnd)
+	if i < 0 || j < i {
+		return ""
+	}
+	return page[i+len(notesBegin) : j]
+}
+
+// writeReport writes benchmarks.md and benchmarks.svg into dir, keeping
+// the notes section of an existing benchmarks.md.
+func writeReport(r *results, dir string) error {
+	mdPath := filepath.Join(dir, "benchmarks.md")
+	notes := ""
+	if b, err := os.ReadFile(mdPath); err == nil {
+		notes = existingNotes(string(b))
+	}
+	md := renderMarkdown(r, notes)
+	if err := writeFileAtomic(mdPath, []byte(md)); err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, "benchmarks.svg"), renderSVG(r))
+}
+
+func renderMarkdown(r *results, notes string) string {
+	if strings.TrimSpace(notes) == "" {
+		notes = defaultNotes
+	}
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+
+	w("# Benchmarks: Pulse, net/rpc, grpc-go and raw TCP\n\n")
+	w("<!-- Generated by pulse-bench (bench/report.go) from a real run. Everything outside the notes markers is rewritten on each run; edit only between them. -->\n\n")
+	if r.Config.Quick {
+		w("> **Quick run** (`-quick`): %d run(s) of %s per system and cell, idle test with %d connections held %s. Numbers from such a run are noisy, all the more on a shared machine; they show that every system and measurement works. Run the full benchmark for numbers to quote.\n\n",
+			r.Config.Runs, secs(r.Config.DurationSec), r.Config.IdleConns, secs(r.Config.IdleHoldSec))
+	}
+	if !r.Complete {
+		w("> **Incomplete run**: the run stopped before the end; only the cells below were measured.\n\n")
+	}
+	gen := r.Generated
+	if t, err := time.Parse(time.RFC3339, r.Generated); err == nil {
+		gen = t.UTC().Format("2006-01-02 15:04 UTC")
+	}
+	w("Generated %s by `%s`, in %s.\n\n", gen, r.Command, (time.Duration(r.WallSec) * time.Second).String())
+
+	w("## Regenerating\n\n")
+	w("From the repository root:\n\n")
+	w("```sh\n")
+	w("go -C bench run .                # full run (~6 min on 2 cores): this page, benchmarks.svg, bench/results/latest.json\n")
+	w("go -C bench run . -quick         # ~1 min smoke run, written to a temporary directory\n")
+	w("go -C bench run . -report results/latest.json   # redraw this page and the chart from saved results\n")
+	w("go -C bench test ./...           # the harness's own tests\n")
+	w("```\n\n")
+	w("`-runs`, `-duration`, `-warmup`, `-systems`, `-cells`, `-idle-conns`, `-idle-hold`, `-out` and `-json` change what is run and where it goes (`go -C bench run . -h`). See [bench/README.md](../bench/README.md) for a 100,000-connection idle run.\n\n")
+
+	w("## Machine and versions\n\n")
+	w("| | |\n|---|---|\n")
+	w("| CPU | %s, %d cores |\n", orDash(r.Machine.CPU), r.Machine.Cores)
+	w("| memory | %s |\n", fmtBytes(float64(r.Machine.MemTotalKiB)*1024))
+	w("| kernel | Linux %s (%s/%s) |\n", orDash(r.Machine.Kernel), r.Machine.GOOS, r.Machine.GOARCH)
+	w("| Go | %s |\n", orDash(r.Versions.Go))
+	w("| grpc-go | %s |\n", orDash(r.Versions.GRPC))
+	pulseV := "this repository"
+	if r.Versions.PulseCommit != "" {
+		pulseV = "the working tree at commit `" + r.Versions.PulseCommit + "` (uncommitted changes, if any, included)"
+	}
+	w("| Pulse | %s |\n", pulseV)
+	w("| settings | %d run(s) per system per cell, interleaved; warm-up %s; window %s; idle: %d connections held %s |\n\n",
+		r.Config.Runs, secs(r.Config.WarmupSec), secs(r.Config.DurationSec), r.Config.IdleConns, secs(r.Config.IdleHoldSec))
+
+	w("## What is measured\n\n")
+	w("- **Systems.** Pulse with the `raw` codec (`[]byte` in, `*[]byte` out, reply buffer reused) and default heartbeats; net/rpc with gob; grpc-go unary calls with a raw-bytes `encoding.CodecV2` and a hand-written `ServiceDesc`, keepalive on; **raw TCP**, a minimal framed echo (length, id, payload) whose client multiplexes callers on one connection and coalesces writes, and whose server flushes replies only when no further request is buffered. It is the reference for what the machine can do.\n")
+	w("- **Processes.** Every run starts a fresh server process and a fresh client process (the benchmark binary re-executed), talking over 127.0.0.1. Within a cell the systems take turns (Pulse, net/rpc, grpc-go, raw, Pulse, ...). Each run warms up, then measures a window; G goroutines spread over C connections call Echo synchronously in a loop bounded by time and by a call count.\n")
+	w("- **Columns.** calls/s: median over runs [min–max]. Latency: p50/p99/p99.9 of calls started and finished inside the window, from per-goroutine log-linear histograms (≤ 3.1 %% bucket width), medians over runs. Allocations: the client's `runtime.MemStats.Mallocs` over the window ÷ calls (the harness allocates nothing inside it). CPU: on-CPU time of all threads of each process over the window from `/proc/PID/task/*/schedstat` (nanoseconds; `/proc/PID/stat` ticks as a fallback) ÷ calls, server + client. System calls: `syscr + syscw` from `/proc/PID/io` ÷ calls, server + client: read-like and write-like calls (read, readv, write, writev, ... including those that return EAGAIN), not epoll_wait, futex or nanosleep.\n")
+	w("- **Ratios.** Pulse's median divided by the other system's median from the same invocation: above 1 is better for calls/s, below 1 is better for p99.\n")
+	w("- **Idle.** One client process dials N connections to one server process from several loopback source addresses, makes one call on each, and holds them idle. During the hold: CPU of each process as %% of one core and `syscr + syscw` per second. After it: RSS per connection, `VmRSS` minus `VmRSS` before dialing, ÷ N, each process having run `runtime.GC()` at both points (nothing is handed back to the kernel forcibly); the Go runtime's own view, `HeapInuse + StackInuse`, the same way; goroutines per connection from `runtime.NumGoroutine`. Then every connection makes one more call (\"alive after hold\").\n\n")
+
+	w("## Targets\n\n")
+	w("| target | where | measured | |\n|---|---|---|---|\n")
+	for _, t := range r.targets() {
+		w("| %s | %s | %s | %s |\n", t.Target, t.Where, t.Measured, t.Met)
+	}
+	w("\n")
+
+	w("## Throughput and latency\n\n")
+	if len(r.Cells) > 0 {
+		w("![calls/s and p99 latency per cell](benchmarks.svg)\n\n")
+	} else {
+		w("No cells were run.\n\n")
+	}
+	for i := range r.Cells {
+		c := &r.Cells[i]
+		w("### %s: %s\n\n", c.Name, cellTitle(c.cellSpec))
+		w("| system | calls/s median [min–max] | p50 | p99 | p99.9 | allocs/call (client) | CPU µs/call server + client | syscalls/call server + client | runs |\n")
+		w("|---|---|---|---|---|---|---|---|---|\n")
+		var problems []string
+		for _, s := range r.Systems {
+			sm, ok := c.summary(s)
+			name := sysLabel(s)
+			if s == "pulse" {
+				name = "**" + name + "**"
+			}
+			if !ok {
+				w("| %s | no result | | | | | | | %d failed |\n", name, sm.Failed)
+			} else {
+				runs := fmt.Sprintf("%d", sm.Runs)
+				if sm.Failed > 0 {
+					runs += fmt.Sprintf(" (+%d failed)", sm.Failed)
+				}
+				w("| %s | %s [%s–%s] | %s | %s | %s | %s | %s + %s | %s + %s | %s |\n", name,
+					fmtRate(sm.CPS), fmtRate(sm.CPSMin), fmtRate(sm.CPSMax),
+					fmtDurF(sm.P50), fmtDurF(sm.P99), fmtDurF(sm.P999), fmtNum(sm.Allocs, 2),
+					fmtNum(sm.SrvCPU, 1), fmtNum(sm.CliCPU, 1), fmtNum(sm.SrvSys, 2), fmtNum(sm.CliSys, 2), runs)
+			}
+			if sm.Errors > 0 || sm.FirstError != "" {
+				problems = append(problems, fmt.Sprintf("%s: %d error(s), first: `%s`", sysLabel(s), sm.Errors, oneLine(sm.FirstError)))
+			}
+			if sm.Capped {
+				problems = append(problems, fmt.Sprintf("%s: a run reached the call cap before its window ended", sysLabel(s)))
+			}
+		}
+		w("\n")
+		if p, ok := c.summary("pulse"); ok {
+			var parts []string
+			for _, s := range r.Systems {
+				if s == "pulse" {
+					continue
+				}
+				if o, ok := c.summary(s); ok {
+					parts = append(parts, fmt.Sprintf("Pulse ÷ %s: calls/s %s, p99 %s", sysLabel(s), fmtRatio(p.CPS/o.CPS), fmtRatio(p.P99/o.P99)))
+				}
+			}
+			if len(parts) > 0 {
+				w("%s.\n\n", strings.Join(parts, "; "))
+			}
+		}
+		for _, p := range problems {
+			w("- %s\n", p)
+		}
+		if len(problems) > 0 {
+			w("\n")
+		}
+	}
+
+	w("## Idle connections\n\n")
+	if len(r.Idle) == 0 {
+		w("The idle test was not run.\n\n")
+	} else {
+		w("| system | keepalive | conns dialed | alive after hold | RSS/conn server | RSS/conn client | Go heap+stacks/conn server | Go heap+stacks/conn client | goroutines/conn server | goroutines/conn client | CPU server, %% of a core | syscalls/s server | CPU client, %% of a core | syscalls/s client |\n")
+		w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		var problems []string
+		for _, ir := range r.Idle {
+			name := sysLabel(ir.System)
+			if ir.System == "pulse" {
+				name = "**" + name + "**"
+			}
+			w("| %s | %s | %d/%d | %d | %s | %s | %s | %s | %.2f | %.2f | %.2f | %s | %.2f | %s |\n", name, ir.Heartbeats,
+				ir.Dial.OK, ir.Conns, ir.Check.OK, fmtBytes(ir.ServerRSSPerConn), fmtBytes(ir.ClientRSSPerConn),
+				fmtBytes(ir.ServerGoMemPerConn), fmtBytes(ir.ClientGoMemPerConn),
+				ir.ServerGoroutinesPerConn, ir.ClientGoroutinesPerConn, ir.ServerCPUPercent, fmtRate(ir.ServerSyscallsPerSec),
+				ir.ClientCPUPercent, fmtRate(ir.ClientSyscallsPerSec))
+			if ir.Error != "" {
+				problems = append(problems, fmt.Sprintf("%s: `%s`", sysLabel(ir.System), oneLine(ir.Error)))
+			}
+			if ir.Dial.FirstError != "" {
+				problems = append(problems, fmt.Sprintf("%s: %d dial(s) failed, first: `%s`", sysLabel(ir.System), ir.Dial.Errors, oneLine(ir.Dial.FirstError)))
+			}
+			if ir.Check.FirstError != "" {
+				problems = append(problems, fmt.Sprintf("%s: %d call(s) failed after the hold, first: `%s`", sysLabel(ir.System), ir.Check.Errors, oneLine(ir.Check.FirstError)))
+			}
+		}
+		w("\n")
+		w("Memory is measured after the hold, after a `runtime.GC()`. RSS includes memory the Go runtime freed but has not yet handed back to the kernel (it does so gradually); Go heap+stacks is what the runtime has in use, and can exceed RSS when in-use spans include pages never touched. Right after dialing and a %s settle period, RSS per connection (server / client) was: ", secs(r.Config.IdleSettleSec))
+		var settled []string
+		for _, ir := range r.Idle {
+			settled = append(settled, fmt.Sprintf("%s %s / %s", sysLabel(ir.System), fmtBytes(ir.ServerRSSPerConnSettled), fmtBytes(ir.ClientRSSPerConnSettled)))
+		}
+		w("%s. Dialing took ", strings.Join(settled, "; "))
+		var dials []string
+		for _, ir := range r.Idle {
+			dials = append(dials, fmt.Sprintf("%s %.1f s", sysLabel(ir.System), ir.Dial.Seconds))
+		}
+		w("%s (64 dials in parallel, one call each).\n\n", strings.Join(dials, ", "))
+		for _, p := range problems {
+			w("- %s\n", p)
+		}
+		if len(problems) > 0 {
+			w("\n")
+		}
+	}
+
+	w("## Notes\n\n")
+	w("%s%s%s\n", notesBegin, notes, notesEnd)
+	return b.String()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return s
+}
+
+func secs(s float64) string {
+	return (time.Duration(s * float64(time.Second))).String()
+}
+
+// oneLine makes an error message safe inside a table cell or code span.
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	s = strings.ReplaceAll(s, "`", "'")
+	s = strings.ReplaceAll(s, "|", "/")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}

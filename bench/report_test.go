@@ -1,0 +1,308 @@
+package main
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fixedResults is a made-up result set: Pulse meets some targets and
+// misses others, net/rpc has an error in one cell, raw did not run in the
+// 1 MiB cell.
+func fixedResults() *results {
+	run := func(sys string, cps float64, p99 int64, allocs float64) loadResult {
+		return loadResult{System: sys, Calls: uint64(cps * 2), WindowSec: 2, CallsPerSec: cps,
+			P50Ns: p99 / 3, P99Ns: p99, P999Ns: p99 * 2, AllocsPerCall: allocs,
+			ServerCPUPerCall: 5, ClientCPUPerCall: 4, ServerSysPerCall: 0.5, ClientSysPerCall: 0.7}
+	}
+	cell := func(spec cellSpec, pulseCPS, netCPS, grpcCPS, rawCPS float64) cellResult {
+		c := cellResult{cellSpec: spec}
+		for _, s := range []struct {
+			name string
+			cps  float64
+			p99  int64
+			a    float64
+		}{{"pulse", pulseCPS, 400_000, 0.5}, {"netrpc", netCPS, 900_000, 6}, {"grpc", grpcCPS, 2_000_000, 80}, {"raw", rawCPS, 200_000, 0}} {
+			sr := systemRuns{System: s.name}
+			if s.cps > 0 {
+				// Three runs around the median.
+				sr.Runs = []loadResult{run(s.name, s.cps*0.9, s.p99, s.a), run(s.name, s.cps, s.p99, s.a), run(s.name, s.cps*1.05, s.p99+1000, s.a)}
+			}
+			c.Systems = append(c.Systems, sr)
+		}
+		return c
+	}
+	r := &results{
+		Generated: "2026-01-02T03:04:05Z",
+		Command:   "go -C bench run .",
+		Config:    runConfig{Runs: 3, WarmupSec: 0.3, DurationSec: 2, IdleConns: 10000, IdleHoldSec: 20},
+		Machine:   machineInfo{CPU: "Test CPU <&> \"quoted\"", Cores: 2, Kernel: "6.1.0", MemTotalKiB: 8 << 20, GOOS: "linux", GOARCH: "amd64"},
+		Versions:  versionInfo{Go: "go1.26.0", GRPC: "v1.99.0", PulseCommit: "0123456789abcdef0123456789abcdef01234567"},
+		Systems:   []string{"pulse", "netrpc", "grpc", "raw"},
+		Complete:  true,
+	}
+	r.Cells = []cellResult{
+		cell(newCell(64, 1, 1), 20000, 10000, 4000, 30000),     // 2× net/rpc: the 1.5× target is met
+		cell(newCell(64, 32, 1), 100000, 40000, 10000, 250000), // 2.5× net/rpc: missed; 10× grpc: met; 0.4× raw: missed
+		cell(newCell(64, 256, 1), 150000, 40000, 15000, 280000),
+		cell(newCell(1<<20, 1, 1), 300, 350, 250, 0),
+	}
+	r.Cells[1].Systems[1].Runs[0].Errors = 2
+	r.Cells[1].Systems[1].Runs[0].FirstError = "connection reset | by `peer`"
+	r.Idle = []idleResult{
+		{System: "pulse", Conns: 10000, Dial: idleOpResult{OK: 10000}, Check: idleOpResult{OK: 10000}, Heartbeats: idleHeartbeatDesc("pulse"),
+			ServerRSSPerConn: 6000, ClientRSSPerConn: 9000, ServerGoroutinesPerConn: 1, ClientGoroutinesPerConn: 1, ServerCPUPercent: 4.5, ServerSyscallsPerSec: 30000},
+		{System: "grpc", Conns: 10000, Dial: idleOpResult{OK: 9990, Errors: 10, FirstError: "dial: too many open files"}, Check: idleOpResult{OK: 9990},
+			Heartbeats: idleHeartbeatDesc("grpc"), ServerRSSPerConn: 60000, ClientRSSPerConn: 90000, ServerGoroutinesPerConn: 3, ClientGoroutinesPerConn: 6},
+	}
+	return r
+}
+
+func targetByWhere(rows []targetRow, target, where string) (targetRow, bool) {
+	for _, r := range rows {
+		if strings.HasPrefix(r.Target, target) && r.Where == where {
+			return r, true
+		}
+	}
+	return targetRow{}, false
+}
+
+func TestTargets(t *testing.T) {
+	rows := fixedResults().targets()
+	for _, c := range []struct{ target, where, met string }{
+		{"calls/s: Pulse ≥ 1.5× net/rpc", "64B/1x1", "met"},
+		{"calls/s: Pulse ≥ 3× net/rpc", "64B/32x1", "**missed**"},
+		{"calls/s: Pulse ≥ 3× net/rpc", "64B/256x1", "met"},
+		{"calls/s: Pulse ≥ 8× grpc-go", "64B/32x1", "met"},
+		{"calls/s: Pulse ≥ 0.5× raw TCP", "64B/32x1", "**missed**"},
+		{"calls/s: Pulse ≥ 0.5× raw TCP", "64B/256x1", "met"},
+		{"p99: Pulse below", "64B/1x1", "met"},
+		{"p99: Pulse below", "1MiB/1x1", "met"},
+		{"client allocations", "64B cells", "met"},
+		{"server RSS", "idle, 10000 conns", "met"},
+		{"client RSS", "idle, 10000 conns", "**missed**"},
+		{"server heartbeat CPU", "idle, 10000 conns", "met"},
+	} {
+		row, ok := targetByWhere(rows, c.target, c.where)
+		if !ok {
+			t.Errorf("no target row %q at %q", c.target, c.where)
+			continue
+		}
+		if row.Met != c.met {
+			t.Errorf("%s at %s: %q (%s), want %q", c.target, c.where, row.Met, row.Measured, c.met)
+		}
+	}
+	// With the idle test and the grpc results missing, those rows say so.
+	r := fixedResults()
+	r.Idle = nil
+	for i := range r.Cells {
+		r.Cells[i].Systems[2].Runs = nil
+	}
+	rows = r.targets()
+	for _, c := range []struct{ target, where string }{
+		{"calls/s: Pulse ≥ 8× grpc-go", "64B/32x1"},
+		{"p99: Pulse below", "64B/1x1"},
+		{"server RSS", "idle"},
+	} {
+		if row, _ := targetByWhere(rows, c.target, c.where); row.Met != notMeasured {
+			t.Errorf("%s at %s: %q, want %q", c.target, c.where, row.Met, notMeasured)
+		}
+	}
+}
+
+func TestSummaryMedians(t *testing.T) {
+	s := summarize([]loadResult{
+		{Calls: 10, CallsPerSec: 300, P99Ns: 30},
+		{Calls: 10, CallsPerSec: 100, P99Ns: 10},
+		{Calls: 0, FirstError: "server: boom"},
+		{Calls: 10, CallsPerSec: 200, P99Ns: 20},
+	})
+	if s.Runs != 3 || s.Failed != 1 || s.CPS != 200 || s.CPSMin != 100 || s.CPSMax != 300 || s.P99 != 20 || s.FirstError != "server: boom" {
+		t.Errorf("summary = %+v", s)
+	}
+	if got := median([]float64{4, 1, 3, 2}); got != 2.5 {
+		t.Errorf("median of an even count = %v, want 2.5", got)
+	}
+}
+
+func TestReportFiles(t *testing.T) {
+	dir := t.TempDir()
+	r := fixedResults()
+	if err := writeReport(r, dir); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "benchmarks.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := string(md)
+	for _, want := range []string{
+		"go -C bench run .",
+		"Test CPU <&> \"quoted\", 2 cores",
+		"v1.99.0",
+		"0123456789abcdef0123456789abcdef01234567",
+		"### 64B/32x1: 64B payload, 32 goroutines over 1 connection",
+		"| **Pulse** | 100,000 [90,000–105,000] | 133µs | 400µs | 800µs | 0.50 | 5.0 + 4.0 | 0.50 + 0.70 | 3 |",
+		"Pulse ÷ net/rpc: calls/s 2.50×, p99 0.44×",
+		"Pulse ÷ raw TCP: calls/s 0.40×",
+		"net/rpc: 2 error(s), first: `connection reset / by 'peer'`",
+		"| raw TCP | no result |",
+		"grpc-go: 10 dial(s) failed",
+		"![calls/s and p99 latency per cell](benchmarks.svg)",
+		notesBegin, notesEnd,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "Quick run") {
+		t.Error("a full run is labelled quick")
+	}
+
+	// The notes survive a regeneration; the rest is rewritten.
+	edited := strings.Replace(page, notesBegin+defaultNotes+notesEnd, notesBegin+"\nA hand-written explanation.\n"+notesEnd, 1)
+	if edited == page {
+		t.Fatal("could not find the default notes to replace")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "benchmarks.md"), []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.Config.Quick = true
+	if err := writeReport(r, dir); err != nil {
+		t.Fatal(err)
+	}
+	md, _ = os.ReadFile(filepath.Join(dir, "benchmarks.md"))
+	if !strings.Contains(string(md), notesBegin+"\nA hand-written explanation.\n"+notesEnd) {
+		t.Error("the hand-written notes were not kept")
+	}
+	if !strings.Contains(string(md), "Quick run") {
+		t.Error("a quick run is not labelled")
+	}
+
+	svg, err := os.ReadFile(filepath.Join(dir, "benchmarks.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkXML(t, svg)
+	for _, want := range []string{"<svg", "Pulse", "64B/256x1", "1MiB/1x1", "calls/s", "p99"} {
+		if !strings.Contains(string(svg), want) {
+			t.Errorf("svg lacks %q", want)
+		}
+	}
+}
+
+// checkXML decodes the whole document and checks its root element.
+func checkXML(t *testing.T, doc []byte) {
+	t.Helper()
+	d := xml.NewDecoder(strings.NewReader(string(doc)))
+	var root string
+	depth := 0
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("not well-formed XML: %v", err)
+		}
+		switch e := tok.(type) {
+		case xml.StartElement:
+			if depth == 0 {
+				if root != "" {
+					t.Fatalf("second root element %q", e.Name.Local)
+				}
+				root = e.Name.Local
+			}
+			depth++
+		case xml.EndElement:
+			depth--
+		}
+	}
+	if root != "svg" || depth != 0 {
+		t.Fatalf("root %q, depth at end %d", root, depth)
+	}
+}
+
+func TestReportEmptyResults(t *testing.T) {
+	r := &results{Systems: []string{"pulse"}, Config: runConfig{Quick: true}}
+	md := renderMarkdown(r, "")
+	if !strings.Contains(md, "No cells were run.") || !strings.Contains(md, "The idle test was not run.") {
+		t.Errorf("empty page:\n%s", md)
+	}
+	checkXML(t, renderSVG(r))
+}
+
+func TestResultsJSONRoundTrip(t *testing.T) {
+	r := fixedResults()
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back results
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if renderMarkdown(&back, "") != renderMarkdown(r, "") {
+		t.Error("the page from decoded results differs")
+	}
+}
+
+func TestFilterCells(t *testing.T) {
+	names := func(cs []cellSpec) string {
+		var s []string
+		for _, c := range cs {
+			s = append(s, c.Name)
+		}
+		return strings.Join(s, ",")
+	}
+	for _, c := range []struct{ filter, want string }{
+		{"all", names(allCells)},
+		{"none", ""},
+		{"64B/32x1", "64B/32x1"},
+		{"1MiB", "1MiB/1x1"},
+		{"256x8", "64B/256x8,4KiB/256x8"},
+		{"4KiB/1x1, 64B/1x1", "64B/1x1,4KiB/1x1"},
+	} {
+		got, err := filterCells(allCells, c.filter)
+		if err != nil || names(got) != c.want {
+			t.Errorf("filterCells(%q) = %q, %v; want %q", c.filter, names(got), err, c.want)
+		}
+	}
+	if _, err := filterCells(allCells, "64B/3x3"); err == nil {
+		t.Error("a pattern matching nothing is accepted")
+	}
+	if len(allCells) != 9 {
+		t.Errorf("%d cells, want 9", len(allCells))
+	}
+}
+
+func TestProcSelf(t *testing.T) {
+	s, err := readProc(0)
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	if s.RSSKiB <= 0 || s.TickNs < 0 || s.SysR == 0 {
+		t.Errorf("implausible sample of this process: %+v", s)
+	}
+	// Burn a little CPU and do some reads: both counters move.
+	x := 0
+	for i := range 20_000_000 {
+		x += i ^ x>>3
+	}
+	_ = x
+	for range 10 {
+		os.ReadFile("/proc/self/stat")
+	}
+	s2, _ := readProc(0)
+	if d, _ := cpuDelta(s, s2); d <= 0 {
+		t.Errorf("CPU did not advance: %+v then %+v", s, s2)
+	}
+	if syscallDelta(s, s2) < 10 {
+		t.Errorf("read system calls did not advance: %+v then %+v", s, s2)
+	}
+}

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// A system is one RPC stack under test. Each has an adapter file:
+// sys_pulse.go, sys_netrpc.go, sys_grpc.go, sys_raw.go.
+type system interface {
+	// Serve serves the Echo method on l until stop is called. stop closes
+	// l and every connection, and waits for the server's goroutines.
+	Serve(l net.Listener, o serveOptions) (stop func(), err error)
+	// Dial opens one connection to addr and returns it ready for calls.
+	Dial(ctx context.Context, addr string, o dialOptions) (echoConn, error)
+}
+
+// serveOptions and dialOptions select the settings of a test. Idle
+// selects the idle-connection settings: heartbeats at 1 s for Pulse,
+// keepalive as tight as grpc-go permits.
+type serveOptions struct {
+	Idle bool
+}
+
+type dialOptions struct {
+	Idle bool
+	// LocalAddr, when set, is the source address to dial from (the idle
+	// test spreads connections over 127.0.0.2, 127.0.0.3, ...).
+	LocalAddr *net.TCPAddr
+}
+
+// echoConn is one client connection. Echo may be called by many
+// goroutines at once.
+type echoConn interface {
+	// Echo sends *req and waits for the echoed payload, which it stores
+	// in *resp, reusing *resp's memory where the system allows. Pointers
+	// are passed so that no system pays for boxing a slice header into an
+	// interface on each call.
+	Echo(req, resp *[]byte) error
+	Close() error
+}
+
+// The order is the order of the runs within a round and of the tables.
+var systemNames = []string{"pulse", "netrpc", "grpc", "raw"}
+
+var systems = map[string]system{
+	"pulse":  pulseSystem{},
+	"netrpc": netrpcSystem{},
+	"grpc":   grpcSystem{},
+	"raw":    rawSystem{},
+}
+
+// Heartbeat settings of the idle test.
+const (
+	idleHeartbeat        = time.Second
+	idleHeartbeatTimeout = 4 * time.Second
+)
+
+// benchLogger is the logger given to the systems: warnings and errors to
+// stderr, nothing at the info level (a connection closing at the end of
+// a run is not news).
+var benchLogger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+// tcpDialer returns a dial function honouring o.LocalAddr.
+func tcpDialer(o dialOptions) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{}
+	if o.LocalAddr != nil {
+		d.LocalAddr = o.LocalAddr
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if network == "" {
+			network = "tcp"
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+}
+
+func parseSystems(s string) ([]string, error) {
+	if s == "" || s == "all" {
+		return append([]string(nil), systemNames...), nil
+	}
+	want := map[string]bool{}
+	for _, n := range strings.Split(s, ",") {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		if _, ok := systems[n]; !ok {
+			return nil, fmt.Errorf("unknown system %q (known: %s)", n, strings.Join(systemNames, ", "))
+		}
+		want[n] = true
+	}
+	var out []string
+	for _, n := range systemNames {
+		if want[n] {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no system selected")
+	}
+	return out, nil
+}
