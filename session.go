@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/bits"
 	"net"
 	"reflect"
 	"runtime"
@@ -140,11 +141,26 @@ type outMsg struct {
 // partialMsg is a message being reassembled from several frames.
 type partialMsg struct {
 	typ     wire.FrameType
+	bp      *[]byte // pooled buffer holding buf
 	buf     []byte
 	total   int  // announced length of the message
 	got     int  // bytes received so far
 	tooBig  bool // exceeded maxMsg: the rest is discarded
 	discard bool // nobody waits for it
+}
+
+// yieldBelow is the size of the queued small frames under which a writer
+// yields once to other goroutines before it writes, when other calls are in
+// flight: more frames may join the same write.
+const yieldBelow = 16 << 10
+
+// release gives the message's buffer back to the pool.
+func (pm *partialMsg) release() {
+	if pm.bp != nil {
+		*pm.bp = pm.buf[:0]
+		putLarge(pm.bp)
+		pm.bp, pm.buf = nil, nil
+	}
 }
 
 var epoch = time.Now()
@@ -187,13 +203,107 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }
 
 func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
 
+// getBufFor returns a buffer for a message whose body encodes v: a large
+// pooled one when v is a byte slice that large (the raw codec and
+// RawMessage encode it as it is), so that the encoding does not grow a
+// small buffer into a new large one for every message.
+func getBufFor(v any, extra int) *[]byte {
+	if n := byteLen(v) + extra; n > maxKeptWriteBuffer {
+		return getLarge(n)
+	}
+	return getBuf()
+}
+
+// byteLen returns the length of v when it is a byte slice, else 0.
+func byteLen(v any) int {
+	switch b := v.(type) {
+	case []byte:
+		return len(b)
+	case *[]byte:
+		if b != nil {
+			return len(*b)
+		}
+	case codec.RawMessage:
+		return len(b)
+	case *codec.RawMessage:
+		if b != nil {
+			return len(*b)
+		}
+	}
+	return 0
+}
+
 func putBuf(b *[]byte) {
 	if cap(*b) > maxKeptWriteBuffer {
+		putLarge(b)
 		return
 	}
 	*b = (*b)[:0]
 	bufPool.Put(b)
 }
+
+// Large buffers (messages sent or received in several frames) are pooled
+// by size class: four classes per power of two, from 32 KiB to 112 MiB.
+// Without them every large message allocated its buffers anew, and at a
+// few MiB per call the garbage collector ran after every call or two
+// (20 % of a server's CPU at 1 MiB). sync.Pool drops what stays unused
+// for two collections, so an idle process keeps none.
+const (
+	minLargeShift = 15
+	maxLargeShift = 26
+)
+
+var largePools [(maxLargeShift - minLargeShift + 1) * 4]sync.Pool
+
+// largeClass returns the index of the smallest class of at least n bytes,
+// and its size; -1 when n is over the largest class.
+func largeClass(n int) (int, int) {
+	if n <= 1<<minLargeShift {
+		return 0, 1 << minLargeShift
+	}
+	k := bits.Len(uint(n-1)) - 1 // 2^k < n <= 2^(k+1)
+	j := (n-1)>>(k-2) + 1 - 4    // ceil(n / 2^(k-2)) - 4, in 1..4
+	if j == 4 {
+		k, j = k+1, 0
+	}
+	if k > maxLargeShift {
+		return -1, 0
+	}
+	return (k-minLargeShift)*4 + j, (4 + j) << (k - 2)
+}
+
+// getLarge returns an empty buffer with room for at least n bytes.
+func getLarge(n int) *[]byte {
+	i, size := largeClass(n)
+	if i < 0 {
+		b := make([]byte, 0, n)
+		return &b
+	}
+	if bp, ok := largePools[i].Get().(*[]byte); ok {
+		return bp
+	}
+	b := make([]byte, 0, size)
+	return &b
+}
+
+// putLarge pools b in the largest class its capacity covers.
+func putLarge(bp *[]byte) {
+	c := cap(*bp)
+	if c < 1<<minLargeShift {
+		return
+	}
+	k := bits.Len(uint(c)) - 1
+	if k > maxLargeShift {
+		return
+	}
+	j := c>>(k-2) - 4
+	*bp = (*bp)[:0]
+	largePools[(k-minLargeShift)*4+j].Put(bp)
+}
+
+// liveSessions counts the sessions whose reader runs, in this process.
+// When it drops to zero the idle handler workers exit at once.
+var liveSessions atomic.Int64
 
 // newSession builds the session for a connection whose handshake is done.
 // fr is the reader that read the handshake: it may hold frames already.
@@ -265,7 +375,7 @@ func (s *session) send(ctx context.Context, call *Call, notify, watch bool) {
 			return
 		}
 	}
-	bp := getBuf()
+	bp := getBufFor(call.Args, wire.HeaderSize+len(call.ServiceMethod)+32)
 	b := wire.AppendHeader((*bp)[:0], typ, wire.FlagEnd, 0, 0)
 	b = wire.AppendCallHead(b, call.ServiceMethod, timeout)
 	b, err := s.codec.Append(b, call.Args)
@@ -408,6 +518,7 @@ func (s *session) kickLocked(inline bool) {
 func (s *session) writeLoop(inline bool) {
 	var arr [4][]byte
 	hdr := &s.hdr
+	yielded := false
 	for {
 		s.mu.Lock()
 		if s.closed {
@@ -421,6 +532,18 @@ func (s *session) writeLoop(inline bool) {
 			s.mu.Unlock()
 			go s.writeLoop(false)
 			return
+		}
+		if !yielded && s.data != nil && len(s.data.b) < yieldBelow && len(s.pending)+int(s.running.Load()) > 1 {
+			// Other calls are in flight on this connection, so other
+			// goroutines (callers woken by a burst of replies, handlers
+			// of a burst of calls) may be about to queue frames: let
+			// them run first, once, and write their frames together
+			// with this one in one system call. A lone call (1x1) does
+			// not wait.
+			yielded = true
+			s.mu.Unlock()
+			runtime.Gosched()
+			continue
 		}
 		ctrlw, dataw := s.ctrl, s.data
 		var ctrl, data []byte
@@ -713,7 +836,13 @@ func (s *session) close() {
 // readLoop reads frames until the connection fails. It runs on the
 // goroutine that owns the connection and returns when the session closes.
 func (s *session) readLoop() {
-	defer close(s.readerDone)
+	liveSessions.Add(1)
+	defer func() {
+		if liveSessions.Add(-1) == 0 {
+			workers.stopIdle()
+		}
+		close(s.readerDone)
+	}()
 	for {
 		h, p, err := s.fr.ReadFrame()
 		if err != nil {
@@ -785,7 +914,7 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 			if len(p) > s.maxMsg {
 				s.tooLarge(h.Type, h.ID)
 			} else {
-				s.dispatch(h.Type, h.ID, p)
+				s.dispatch(h.Type, h.ID, p, false)
 			}
 			return nil
 		}
@@ -803,7 +932,8 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 		if int(total) > s.maxMsg {
 			pm.tooBig = true // discarded as it arrives
 		} else if admitted {
-			pm.buf = append(make([]byte, 0, total), rest...)
+			pm.bp = getLarge(int(total))
+			pm.buf = append((*pm.bp)[:0], rest...)
 		}
 		pm.got = len(rest)
 		s.partial[h.ID] = pm
@@ -814,6 +944,7 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 		}
 		if h.Flags&wire.FlagAbort != 0 {
 			delete(s.partial, h.ID)
+			pm.release()
 			if pm.typ != wire.TypeReply && !pm.discard {
 				s.handlerDone() // the call was counted when admitted
 			}
@@ -836,7 +967,12 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 			case pm.tooBig:
 				s.tooLarge(pm.typ, h.ID)
 			default:
-				s.dispatch(pm.typ, h.ID, pm.buf)
+				// The message is decoded before dispatch returns (codecs
+				// keep nothing of it), so its buffer can serve again,
+				// unless the call's arguments took it over.
+				if !s.dispatch(pm.typ, h.ID, pm.buf, true) {
+					pm.release()
+				}
 			}
 		}
 	case wire.TypeCancel:
@@ -914,12 +1050,15 @@ func (s *session) takePending(id uint32) *Call {
 }
 
 // dispatch acts on a complete message. msg is valid only during the call.
-func (s *session) dispatch(typ wire.FrameType, id uint32, msg []byte) {
+//
+// owned says msg is a buffer of its own (a reassembled message) that the
+// call's arguments may keep; dispatch reports whether they did.
+func (s *session) dispatch(typ wire.FrameType, id uint32, msg []byte, owned bool) bool {
 	if typ == wire.TypeReply {
 		s.handleReply(id, msg)
-		return
+		return false
 	}
-	s.handleCall(typ == wire.TypeNotify, id, msg)
+	return s.handleCall(typ == wire.TypeNotify, id, msg, owned)
 }
 
 func (s *session) handleReply(id uint32, msg []byte) {
@@ -949,7 +1088,7 @@ func (s *session) handleReply(id uint32, msg []byte) {
 // handleCall runs a CALL or NOTIFY from the peer. Lookup and argument
 // decoding happen here on the reader, so the read buffer need not be
 // copied; the method runs on a goroutine of its own.
-func (s *session) handleCall(notify bool, id uint32, msg []byte) {
+func (s *session) handleCall(notify bool, id uint32, msg []byte, owned bool) (adopted bool) {
 	method, timeout, args, err := wire.ParseCall(msg)
 	if err != nil {
 		s.refuse(notify, id, wire.StatusBadArgs, err.Error(), method)
@@ -964,14 +1103,24 @@ func (s *session) handleCall(notify bool, id uint32, msg []byte) {
 		s.refuse(notify, id, wire.StatusUnknownMethod, fmt.Sprintf("service %s has no method in %q", svc.name, method), method)
 		return
 	}
-	argp, argv := mt.newArgs()
-	if err := s.codec.Unmarshal(args, argp); err != nil {
-		s.refuse(notify, id, wire.StatusBadArgs, fmt.Sprintf("cannot decode arguments of %s.%s into %v: %v", svc.name, mt.method.Name, mt.argType, err), method)
-		return
-	}
 	if int(s.running.Load()) > s.opts.maxConcurrentCalls {
 		s.refuse(notify, id, wire.StatusBusy, fmt.Sprintf("%d calls already running on this connection", s.opts.maxConcurrentCalls), method)
-		return
+		return false
+	}
+	var argv reflect.Value
+	if owned && mt.argType == typeOfBytes && s.codec == codec.Raw {
+		// The raw codec would copy the arguments into a new slice, but
+		// a reassembled message is a buffer of its own: the method
+		// gets it (a copy less per large call; the buffer is not
+		// pooled again).
+		argv, adopted = reflect.ValueOf(args[:len(args):len(args)]), true
+	} else {
+		var argp any
+		argp, argv = mt.newArgs()
+		if err := s.codec.Unmarshal(args, argp); err != nil {
+			s.refuse(notify, id, wire.StatusBadArgs, fmt.Sprintf("cannot decode arguments of %s.%s into %v: %v", svc.name, mt.method.Name, mt.argType, err), method)
+			return false
+		}
 	}
 	// A method that takes a context gets one that carries the caller's
 	// deadline and ends when the caller cancels (CANCEL, via inflight) or
@@ -998,9 +1147,10 @@ func (s *session) handleCall(notify bool, id uint32, msg []byte) {
 	}
 	if notify {
 		s.queueNotification(pendingNotify{ctx, cancel, id, svc, mt, argv})
-		return
+		return adopted
 	}
-	go s.serve(ctx, cancel, notify, id, svc, mt, argv)
+	workers.run(handlerTask{s: s, n: pendingNotify{ctx, cancel, id, svc, mt, argv}})
+	return adopted
 }
 
 // refuse answers a call that will not run. A refused notification is
@@ -1059,7 +1209,7 @@ func (s *session) invoke(ctx context.Context, svc *service, mt *methodType, argv
 }
 
 func (s *session) replyOK(id uint32, reply any, method string) {
-	bp := getBuf()
+	bp := getBufFor(reply, wire.HeaderSize+32)
 	b := wire.AppendHeader((*bp)[:0], wire.TypeReply, wire.FlagEnd, id, 0)
 	b = wire.AppendReplyHead(b, wire.StatusOK)
 	b, err := s.codec.Append(b, reply)
@@ -1151,7 +1301,7 @@ func (s *session) queueNotification(n pendingNotify) {
 	}
 	s.notifying = true
 	s.mu.Unlock()
-	go s.runNotifications()
+	workers.run(handlerTask{s: s, notifications: true})
 }
 
 func (s *session) runNotifications() {
@@ -1194,4 +1344,140 @@ func (s *session) allowPing() bool {
 	}
 	s.pingTokens--
 	return true
+}
+
+// ---- Handler workers ----
+
+// workers runs the handlers of every session in the process. A handler
+// needs a few KiB of stack (reflect.Value.Call alone takes more than the
+// 2 KiB a new goroutine starts with), and a goroutine per call grew its
+// stack, copying it, on every call: more than a third of a busy server's
+// CPU time. A worker goroutine keeps its stack from one call to the next.
+// Workers are started on demand, run one call at a time, and exit after
+// workerIdleTimeout without work, or at once when no session is left, so
+// that an idle process (and an idle connection) holds none.
+var workers workerPool
+
+const (
+	// workerIdleTimeout is how long an idle worker waits for a call.
+	workerIdleTimeout = time.Second
+	// maxIdleWorkers bounds the workers kept waiting.
+	maxIdleWorkers = 1024
+)
+
+// handlerTask is a call to run on a worker: one call (n), or the
+// notification queue of s.
+type handlerTask struct {
+	s             *session
+	n             pendingNotify
+	notifications bool
+}
+
+func (t *handlerTask) run() {
+	if t.notifications {
+		t.s.runNotifications()
+		return
+	}
+	n := &t.n
+	t.s.serve(n.ctx, n.cancel, false, n.id, n.svc, n.mt, n.argv)
+}
+
+type worker struct {
+	task   chan handlerTask // a task, or the zero task to exit
+	idleAt int64            // nanotime when it became idle
+}
+
+type workerPool struct {
+	mu    sync.Mutex
+	idle  []*worker // the most recently idle last
+	timer *time.Timer
+	armed bool
+}
+
+// run runs t on an idle worker, or on a new one.
+func (p *workerPool) run(t handlerTask) {
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		w := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		w.task <- t
+		return
+	}
+	p.mu.Unlock()
+	go p.work(&worker{task: make(chan handlerTask, 1)}, t)
+}
+
+func (p *workerPool) work(w *worker, t handlerTask) {
+	for {
+		t.run()
+		t = handlerTask{} // let go of the call's values while idle
+		if !p.park(w) {
+			return
+		}
+		if t = <-w.task; t.s == nil {
+			return
+		}
+	}
+}
+
+// park puts w on the idle list, unless enough are idle or no session is
+// left, and reports whether it did.
+func (p *workerPool) park(w *worker) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.idle) >= maxIdleWorkers || liveSessions.Load() == 0 {
+		return false
+	}
+	w.idleAt = nanotime()
+	p.idle = append(p.idle, w)
+	if !p.armed {
+		p.armed = true
+		if p.timer == nil {
+			p.timer = time.AfterFunc(workerIdleTimeout, p.reap)
+		} else {
+			p.timer.Reset(workerIdleTimeout)
+		}
+	}
+	return true
+}
+
+// reap ends the workers idle for workerIdleTimeout, and re-arms the timer
+// while others remain idle.
+func (p *workerPool) reap() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := nanotime()
+	n := 0
+	for n < len(p.idle) && now-p.idle[n].idleAt >= int64(workerIdleTimeout) {
+		p.idle[n].task <- handlerTask{}
+		n++
+	}
+	p.dropLocked(n)
+	if len(p.idle) == 0 {
+		p.armed = false
+		return
+	}
+	p.timer.Reset(time.Duration(p.idle[0].idleAt + int64(workerIdleTimeout) - now))
+}
+
+// stopIdle ends every idle worker.
+func (p *workerPool) stopIdle() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, w := range p.idle {
+		w.task <- handlerTask{}
+	}
+	p.dropLocked(len(p.idle))
+}
+
+// dropLocked removes the n oldest idle workers from the list.
+func (p *workerPool) dropLocked(n int) {
+	if n == 0 {
+		return
+	}
+	k := copy(p.idle, p.idle[n:])
+	clear(p.idle[k:])
+	p.idle = p.idle[:k]
 }

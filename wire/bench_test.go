@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"io"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -67,6 +68,45 @@ func BenchmarkReadFrame(b *testing.B) {
 					b.Fatal(err)
 				}
 				n++
+			}
+		})
+	}
+}
+
+// oneFrameReader returns one frame per Read, as a socket does when each
+// frame arrives on its own (a request-response exchange).
+type oneFrameReader struct {
+	frame []byte
+	off   int
+}
+
+func (r *oneFrameReader) Read(p []byte) (int, error) {
+	n := copy(p, r.frame[r.off:])
+	r.off += n
+	if r.off == len(r.frame) {
+		r.off = 0
+	}
+	return n, nil
+}
+
+// BenchmarkReadFrameIdle reads frames that each arrive after the Reader
+// has drained its buffer, with a buffer pool: every frame is read into
+// the small inline array, moved to a pooled buffer when it does not fit,
+// and the buffer is given back once the frame is consumed.
+func BenchmarkReadFrameIdle(b *testing.B) {
+	for _, size := range []int{64, 4 << 10} {
+		b.Run(strconv.Itoa(size)+"B", func(b *testing.B) {
+			pool := &sync.Pool{New: func() any { buf := make([]byte, 32<<10); return &buf }}
+			src := &oneFrameReader{frame: AppendFrame(nil, TypeReply, FlagEnd, 1, bytes.Repeat([]byte{'x'}, size))}
+			fr := NewReader(src, 32<<10)
+			fr.SetMaxPayload(DefaultMaxFrameSize)
+			fr.SetBufferPool(pool)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := fr.ReadFrame(); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}

@@ -26,6 +26,7 @@ type Reader struct {
 	// With pool set (SetBufferPool), the Reader holds a buffer from pool
 	// only while it has unread bytes; otherwise it reads into small.
 	pool  *sync.Pool
+	bufp  *[]byte // the pool's pointer to buf, to give back without allocating
 	small [smallBufSize]byte
 }
 
@@ -65,10 +66,14 @@ func (fr *Reader) Release() {
 // dropBuf lets go of buf, giving a pooled buffer back.
 func (fr *Reader) dropBuf() {
 	if fr.pool != nil && len(fr.buf) == fr.size && !fr.isSmall() {
-		b := fr.buf
-		fr.pool.Put(&b)
+		bp := fr.bufp
+		if bp == nil {
+			bp = new([]byte)
+		}
+		*bp = fr.buf
+		fr.pool.Put(bp)
 	}
-	fr.buf = nil
+	fr.buf, fr.bufp = nil, nil
 }
 
 func (fr *Reader) isSmall() bool {
@@ -77,16 +82,18 @@ func (fr *Reader) isSmall() bool {
 
 // newBuf returns a buffer of at least n bytes: the inline array when the
 // Reader pools and n fits it, else one from the pool or a new one.
-func (fr *Reader) newBuf(n int) []byte {
+// The second result is the pool's pointer to a pooled buffer (nil for a
+// new one), for dropBuf to give it back without allocating.
+func (fr *Reader) newBuf(n int) ([]byte, *[]byte) {
 	if n > fr.size {
-		return make([]byte, n)
+		return make([]byte, n), nil
 	}
 	if fr.pool != nil {
 		if p, ok := fr.pool.Get().(*[]byte); ok && len(*p) == fr.size {
-			return *p
+			return *p, p
 		}
 	}
-	return make([]byte, fr.size)
+	return make([]byte, fr.size), nil
 }
 
 // fill makes at least n bytes available in buf[r:w], growing buf when n
@@ -101,17 +108,17 @@ func (fr *Reader) fill(n int) error {
 		if fr.pool != nil && n <= smallBufSize {
 			fr.buf = fr.small[:]
 		} else {
-			fr.buf = fr.newBuf(n)
+			fr.buf, fr.bufp = fr.newBuf(n)
 		}
 	}
 	if len(fr.buf)-fr.r < n {
 		// Not enough room after r: move the unread bytes to the front,
 		// into a larger buffer when even the whole one is too small.
 		if len(fr.buf) < n {
-			nb := fr.newBuf(n)
+			nb, nbp := fr.newBuf(n)
 			fr.w = copy(nb, fr.buf[fr.r:fr.w])
 			fr.dropBuf()
-			fr.buf = nb
+			fr.buf, fr.bufp = nb, nbp
 		} else {
 			fr.w = copy(fr.buf, fr.buf[fr.r:fr.w])
 		}
@@ -121,10 +128,10 @@ func (fr *Reader) fill(n int) error {
 		if fr.isSmall() && fr.w > 0 {
 			// Bytes are flowing: read the rest into a full-size buffer,
 			// so that a burst costs few system calls.
-			nb := fr.newBuf(n)
+			nb, nbp := fr.newBuf(n)
 			fr.w = copy(nb, fr.buf[fr.r:fr.w])
 			fr.r = 0
-			fr.buf = nb
+			fr.buf, fr.bufp = nb, nbp
 		}
 		m, err := fr.rd.Read(fr.buf[fr.w:])
 		fr.w += m
@@ -174,7 +181,7 @@ func (fr *Reader) ReadFrame() (Header, []byte, error) {
 	// size once that frame has been consumed, so one large frame does not
 	// pin a large buffer for the life of the connection.
 	if len(fr.buf) > fr.size && fr.r == 0 && fr.w == 0 {
-		fr.buf = nil
+		fr.buf, fr.bufp = nil, nil
 	}
 	return h, p, nil
 }
