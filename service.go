@@ -14,7 +14,6 @@ import (
 var (
 	typeOfError   = reflect.TypeFor[error]()
 	typeOfContext = reflect.TypeFor[context.Context]()
-	typeOfBytes   = reflect.TypeFor[[]byte]()
 )
 
 // methodType is one callable method of a registered service.

@@ -914,7 +914,7 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 			if len(p) > s.maxMsg {
 				s.tooLarge(h.Type, h.ID)
 			} else {
-				s.dispatch(h.Type, h.ID, p, false)
+				s.dispatch(h.Type, h.ID, p)
 			}
 			return nil
 		}
@@ -968,11 +968,9 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 				s.tooLarge(pm.typ, h.ID)
 			default:
 				// The message is decoded before dispatch returns (codecs
-				// keep nothing of it), so its buffer can serve again,
-				// unless the call's arguments took it over.
-				if !s.dispatch(pm.typ, h.ID, pm.buf, true) {
-					pm.release()
-				}
+				// keep nothing of it), so its buffer can serve again.
+				s.dispatch(pm.typ, h.ID, pm.buf)
+				pm.release()
 			}
 		}
 	case wire.TypeCancel:
@@ -1050,15 +1048,12 @@ func (s *session) takePending(id uint32) *Call {
 }
 
 // dispatch acts on a complete message. msg is valid only during the call.
-//
-// owned says msg is a buffer of its own (a reassembled message) that the
-// call's arguments may keep; dispatch reports whether they did.
-func (s *session) dispatch(typ wire.FrameType, id uint32, msg []byte, owned bool) bool {
+func (s *session) dispatch(typ wire.FrameType, id uint32, msg []byte) {
 	if typ == wire.TypeReply {
 		s.handleReply(id, msg)
-		return false
+		return
 	}
-	return s.handleCall(typ == wire.TypeNotify, id, msg, owned)
+	s.handleCall(typ == wire.TypeNotify, id, msg)
 }
 
 func (s *session) handleReply(id uint32, msg []byte) {
@@ -1088,7 +1083,7 @@ func (s *session) handleReply(id uint32, msg []byte) {
 // handleCall runs a CALL or NOTIFY from the peer. Lookup and argument
 // decoding happen here on the reader, so the read buffer need not be
 // copied; the method runs on a goroutine of its own.
-func (s *session) handleCall(notify bool, id uint32, msg []byte, owned bool) (adopted bool) {
+func (s *session) handleCall(notify bool, id uint32, msg []byte) {
 	method, timeout, args, err := wire.ParseCall(msg)
 	if err != nil {
 		s.refuse(notify, id, wire.StatusBadArgs, err.Error(), method)
@@ -1103,24 +1098,14 @@ func (s *session) handleCall(notify bool, id uint32, msg []byte, owned bool) (ad
 		s.refuse(notify, id, wire.StatusUnknownMethod, fmt.Sprintf("service %s has no method in %q", svc.name, method), method)
 		return
 	}
+	argp, argv := mt.newArgs()
+	if err := s.codec.Unmarshal(args, argp); err != nil {
+		s.refuse(notify, id, wire.StatusBadArgs, fmt.Sprintf("cannot decode arguments of %s.%s into %v: %v", svc.name, mt.method.Name, mt.argType, err), method)
+		return
+	}
 	if int(s.running.Load()) > s.opts.maxConcurrentCalls {
 		s.refuse(notify, id, wire.StatusBusy, fmt.Sprintf("%d calls already running on this connection", s.opts.maxConcurrentCalls), method)
-		return false
-	}
-	var argv reflect.Value
-	if owned && mt.argType == typeOfBytes && s.codec == codec.Raw {
-		// The raw codec would copy the arguments into a new slice, but
-		// a reassembled message is a buffer of its own: the method
-		// gets it (a copy less per large call; the buffer is not
-		// pooled again).
-		argv, adopted = reflect.ValueOf(args[:len(args):len(args)]), true
-	} else {
-		var argp any
-		argp, argv = mt.newArgs()
-		if err := s.codec.Unmarshal(args, argp); err != nil {
-			s.refuse(notify, id, wire.StatusBadArgs, fmt.Sprintf("cannot decode arguments of %s.%s into %v: %v", svc.name, mt.method.Name, mt.argType, err), method)
-			return false
-		}
+		return
 	}
 	// A method that takes a context gets one that carries the caller's
 	// deadline and ends when the caller cancels (CANCEL, via inflight) or
@@ -1147,10 +1132,9 @@ func (s *session) handleCall(notify bool, id uint32, msg []byte, owned bool) (ad
 	}
 	if notify {
 		s.queueNotification(pendingNotify{ctx, cancel, id, svc, mt, argv})
-		return adopted
+		return
 	}
 	workers.run(handlerTask{s: s, n: pendingNotify{ctx, cancel, id, svc, mt, argv}})
-	return adopted
 }
 
 // refuse answers a call that will not run. A refused notification is
