@@ -121,7 +121,16 @@ func (srv *Server) Serve(l net.Listener) error {
 			return err
 		}
 		tempDelay = 0
+		// Added under mu, which Close takes to mark the server closed
+		// before it waits: no connection starts after that.
+		srv.mu.Lock()
+		if srv.closed {
+			srv.mu.Unlock()
+			conn.Close()
+			return ErrServerClosed
+		}
 		srv.wg.Add(1)
+		srv.mu.Unlock()
 		go func() {
 			defer srv.wg.Done()
 			srv.serveConn(conn)
@@ -272,7 +281,7 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 		}
 		<-drained
 	}
-	srv.wg.Wait()
+	srv.wait(sessions)
 	return err
 }
 
@@ -313,6 +322,16 @@ func (srv *Server) Close() error {
 	for _, s := range sessions {
 		s.fail(&ConnError{Reason: ReasonShutdown, Message: "server closed"})
 	}
-	srv.wg.Wait()
+	srv.wait(sessions)
 	return nil
+}
+
+// wait waits for the connections' goroutines: those in their handshake,
+// and the readers of sessions (a parked reader is resumed by the close and
+// ends; see park_linux.go).
+func (srv *Server) wait(sessions []*session) {
+	srv.wg.Wait()
+	for _, s := range sessions {
+		<-s.readerDone
+	}
 }

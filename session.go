@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pulse-rpc/pulse/codec"
@@ -65,7 +66,8 @@ type session struct {
 	settled    chan struct{} // signalled when a handler ends or a message completes while draining
 	flushed    atomic.Uint64
 	done       chan struct{} // closed when the session is closed
-	readerDone chan struct{} // closed when readLoop returns
+	readerDone chan struct{} // closed when the reader ends for good
+	park       parkState     // the reader's; see park_linux.go
 
 	// iov is the writev list and hdr the frame header of a large message's
 	// next frame, reused by whichever goroutine is the writer (there is one
@@ -179,12 +181,24 @@ type liveConn struct {
 // reads is the state liveConn updates. mon is set before the session's
 // reader starts and not changed after.
 type reads struct {
-	last atomic.Int64
-	mon  *monitor
+	last    atomic.Int64
+	mon     *monitor
+	drained bool // the last read returned less than asked: the socket was empty then (reader only)
+}
+
+// parkState is what the reader keeps for parking (park_linux.go). Only
+// the reader touches it, except slot.
+type parkState struct {
+	raw     syscall.RawConn // the socket, nil when the connection cannot park
+	rd      *reads
+	slot    int32 // in the parker's table while parked, else -1; protected by parkMu
+	added   bool  // the socket is in the parker's epoll set
+	sawData bool  // a call, reply or notification was read since the socket was last found drained
 }
 
 func (c liveConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
+	c.r.drained = n < len(p)
 	if n > 0 {
 		now := nanotime()
 		prev := c.r.last.Swap(now)
@@ -329,6 +343,7 @@ func newSession(conn net.Conn, fr *wire.Reader, c codec.Codec, dialer bool, o *o
 		draining:   make(chan struct{}),
 		settled:    make(chan struct{}, 1),
 	}
+	s.initParking(conn, rd)
 	s.peerMaxMsg = int(peerHello.MaxMessageSize)
 	if s.peerMaxMsg <= 0 {
 		s.peerMaxMsg = math.MaxInt32
@@ -788,6 +803,7 @@ func (s *session) fail(ce *ConnError) {
 		s.mon.stop()
 	}
 
+	s.unpark() // a parked reader sees the close and ends
 	s.conn.Close()
 	s.cancel(ce)
 	if s.onClose != nil {
@@ -834,20 +850,38 @@ func (s *session) close() {
 // ---- Reading ----
 
 // readLoop reads frames until the connection fails. It runs on the
-// goroutine that owns the connection and returns when the session closes.
+// goroutine that owns the connection and returns when the session closes,
+// or when the reader parks (the parker then runs readFrames again on a new
+// goroutine when bytes arrive).
 func (s *session) readLoop() {
 	liveSessions.Add(1)
-	defer func() {
-		if liveSessions.Add(-1) == 0 {
-			workers.stopIdle()
-		}
-		close(s.readerDone)
-	}()
+	s.readFrames()
+}
+
+// readerEnd marks the end of reading for good.
+func (s *session) readerEnd() {
+	if liveSessions.Add(-1) == 0 {
+		workers.stopIdle()
+		stopParker()
+	}
+	close(s.readerDone)
+}
+
+// readFrames is the reader: it reads and handles frames until the
+// connection fails or the reader parks.
+func (s *session) readFrames() {
 	for {
+		if s.fr.Buffered() == 0 && s.mayPark() && s.parkReader() {
+			return
+		}
 		h, p, err := s.fr.ReadFrame()
 		if err != nil {
 			s.readFailed(err)
+			s.readerEnd()
 			return
+		}
+		if h.Type <= wire.TypeContinuation {
+			s.park.sawData = true
 		}
 		if err := s.handleFrame(h, p); err != nil {
 			s.log.Warn("pulse: protocol error from peer", "remote", s.conn.RemoteAddr(), "err", err)
@@ -856,6 +890,7 @@ func (s *session) readLoop() {
 				code = wire.GoAwayTooManyStreams
 			}
 			s.goAway(code, err.Error(), ReasonProtocol, err, time.Second)
+			s.readerEnd()
 			return
 		}
 	}
@@ -1355,9 +1390,16 @@ type handlerTask struct {
 	s             *session
 	n             pendingNotify
 	notifications bool
+	read          bool // resume the parked reader of s (park_linux.go)
 }
 
 func (t *handlerTask) run() {
+	if t.read {
+		// On a worker, whose stack has grown already: a new goroutine
+		// would grow its stack for every heartbeat of an idle connection.
+		t.s.readFrames()
+		return
+	}
 	if t.notifications {
 		t.s.runNotifications()
 		return

@@ -1,0 +1,150 @@
+package pulse
+
+import (
+	"context"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// ParkEcho is the service of the parking test.
+type ParkEcho struct{}
+
+// Echo replies with its argument.
+func (ParkEcho) Echo(a string, r *string) error { *r = a; return nil }
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// readerGoroutines counts the goroutines running a connection's reader.
+func readerGoroutines() int {
+	buf := make([]byte, 4<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "pulse.(*session).readFrames(")
+}
+
+// TestIdleReadersPark: the readers of idle connections give up their
+// goroutines on Linux and come back for heartbeats, calls, pushes and the
+// end of the connection. Heartbeats keep flowing while they are parked (a
+// Timeout of ten intervals would kill connections whose PINGs went
+// unanswered), and nothing is left running once everything is closed.
+func TestIdleReadersPark(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("parking needs epoll")
+	}
+	const n = 20
+	hb := WithHeartbeat(Heartbeat{Interval: 20 * time.Millisecond, Timeout: 200 * time.Millisecond, MinInterval: 10 * time.Millisecond})
+	srv, err := NewServer(hb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Register(ParkEcho{}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() { srv.Serve(l); close(served) }()
+	ctx := context.Background()
+
+	clients := make([]*Client, n)
+	pushes := make(chan string, 2*n)
+	for i := range clients {
+		c, err := Dial(ctx, l.Addr().String(), hb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.RegisterName("Push", pushSink(pushes)); err != nil {
+			t.Fatal(err)
+		}
+		var r string
+		if err := c.Call(ctx, "ParkEcho.Echo", "hi", &r); err != nil || r != "hi" {
+			t.Fatalf("call %d: %q, %v", i, r, err)
+		}
+		clients[i] = c
+	}
+
+	waitFor(t, 5*time.Second, "every reader of both sides to park", func() bool { return parkedReaders() == 2*n })
+	if g := readerGoroutines(); g > n/2 {
+		t.Errorf("%d reader goroutines with %d readers parked, want few", g, 2*n)
+	}
+	// Ten intervals, half of the Timeout each way: heartbeats go on.
+	time.Sleep(10 * 20 * time.Millisecond)
+	for i, c := range clients {
+		if st := c.Stats().State; st != StateReady {
+			t.Fatalf("client %d is %v after an idle spell with parked readers", i, st)
+		}
+	}
+	if got := len(srv.Peers()); got != n {
+		t.Fatalf("server has %d connections after an idle spell, want %d", got, n)
+	}
+	if parkedReaders() == 0 {
+		t.Fatal("no reader parked during the idle spell")
+	}
+
+	// Calls wake the server's readers and the replies the clients'.
+	for i, c := range clients {
+		var r string
+		if err := c.Call(ctx, "ParkEcho.Echo", "again", &r); err != nil || r != "again" {
+			t.Fatalf("call %d after parking: %q, %v", i, r, err)
+		}
+	}
+	// Pushes wake the clients' readers.
+	waitFor(t, 5*time.Second, "readers to park again", func() bool { return parkedReaders() >= n })
+	if sent, err := srv.Broadcast(ctx, "Push.Note", "news"); err != nil || sent != n {
+		t.Fatalf("Broadcast = %d, %v; want %d", sent, err, n)
+	}
+	for range n {
+		select {
+		case m := <-pushes:
+			if m != "news" {
+				t.Fatalf("push %q, want news", m)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a push to a client with a parked reader did not arrive")
+		}
+	}
+
+	// Closing clients wakes the server's parked readers with the end of
+	// stream.
+	waitFor(t, 5*time.Second, "readers to park again", func() bool { return parkedReaders() >= n })
+	for _, c := range clients[:n/2] {
+		c.Close()
+	}
+	waitFor(t, 5*time.Second, "the server to see half of the clients go", func() bool { return len(srv.Peers()) == n-n/2 })
+
+	// Closing the server wakes the rest, on both sides.
+	srv.Close()
+	<-served
+	for _, c := range clients[n/2:] {
+		c.Close()
+	}
+	waitFor(t, 5*time.Second, "the parker to stop", func() bool {
+		parkMu.Lock()
+		defer parkMu.Unlock()
+		return theParker == nil
+	})
+	if g := readerGoroutines(); g != 0 {
+		t.Errorf("%d reader goroutines left after every connection closed", g)
+	}
+}
+
+// pushSink is the client-side service that receives the server's pushes.
+type pushSink chan string
+
+// Note receives a push.
+func (p pushSink) Note(m string, _ *struct{}) error { p <- m; return nil }

@@ -1,0 +1,346 @@
+//go:build linux
+
+package pulse
+
+import (
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+// Parking idle readers (Linux).
+//
+// Every connection has a reader, and a reader blocked in Read holds a
+// goroutine and its stack (4 KiB once it has grown, which it does at the
+// first call it handles): on a gateway with tens of thousands of idle
+// clients, more than all the rest of the connection's state. So a reader
+// that finds its connection idle gives its goroutine up: it hands the
+// socket to the parker, one goroutine per process waiting in an epoll set
+// of its own for any of the parked sockets to become readable, and
+// returns. When bytes arrive (a heartbeat, a call, the end of stream), the
+// parker starts a fresh reader goroutine for that connection.
+//
+// The socket is registered level-triggered and one-shot: bytes that
+// arrived between the reader's last read and the registration wake the
+// parker at once, so nothing is missed, and each registration wakes it at
+// most once. The parker's table maps an event to its session through a
+// slot and a generation, so that a late event for a connection that has
+// been closed (and whose descriptor may have been reused) wakes nobody.
+//
+// A reader parks only where it would block on an idle connection: its
+// buffer is empty, the last read drained the socket, no call is in flight
+// either way, and the burst of frames it just read held no call, reply or
+// notification (only heartbeats); a busy connection keeps its reader. The
+// Go runtime's own poller keeps the socket too, so that the resumed reader
+// reads it as usual. TLS connections and anything that is not a TCP or
+// Unix socket keep their reader.
+
+// initParking records how to reach conn's socket, when conn can park.
+func (s *session) initParking(conn net.Conn, rd *reads) {
+	var sc syscall.Conn
+	switch c := conn.(type) {
+	case *net.TCPConn:
+		sc = c
+	case *net.UnixConn:
+		sc = c
+	default:
+		return
+	}
+	if raw, err := sc.SyscallConn(); err == nil {
+		s.park.raw, s.park.rd, s.park.slot = raw, rd, -1
+	}
+}
+
+// parker waits for parked sockets to become readable.
+//
+// Its epoll set is itself watched by the Go runtime's poller (epoll sets
+// nest): the parker is an ordinary goroutine that sleeps until the set has
+// events, not a thread blocked in epoll_wait, so that bytes arriving on a
+// parked socket wake one thread of this process, the runtime's, which sees
+// both the socket and the set in one wake.
+type parker struct {
+	epf    *os.File        // the epoll set
+	rc     syscall.RawConn // of epf
+	wakefd int             // an eventfd that asks the parker to look whether it may stop
+	slots  []parkSlot
+	free   []int32
+	used   int
+}
+
+type parkSlot struct {
+	s   *session
+	gen uint32
+}
+
+var (
+	parkMu     sync.Mutex // protects theParker and its table
+	theParker  *parker
+	parkFailed atomic.Bool // epoll is not available: never park
+)
+
+// parkerLocked returns the running parker, starting one if needed, or nil
+// when epoll is not available. Called with parkMu held.
+func parkerLocked() *parker {
+	if theParker != nil || parkFailed.Load() {
+		return theParker
+	}
+	p, err := newParker()
+	if err != nil {
+		parkFailed.Store(true)
+		return nil
+	}
+	theParker = p
+	go p.run()
+	return p
+}
+
+func newParker() (*parker, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	r, _, errno := syscall.Syscall(syscall.SYS_EVENTFD2, 0, syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+	if errno != 0 {
+		syscall.Close(epfd)
+		return nil, errno
+	}
+	wakefd := int(r)
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: -1}
+	err = syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, wakefd, &ev)
+	if err == nil {
+		err = syscall.SetNonblock(epfd, true)
+	}
+	if err != nil {
+		syscall.Close(epfd)
+		syscall.Close(wakefd)
+		return nil, err
+	}
+	epf := os.NewFile(uintptr(epfd), "pulse-parker")
+	rc, err := epf.SyscallConn()
+	if err != nil {
+		epf.Close()
+		syscall.Close(wakefd)
+		return nil, err
+	}
+	return &parker{epf: epf, rc: rc, wakefd: wakefd}, nil
+}
+
+// run waits for parked sockets and resumes their readers. It returns when
+// asked to stop (stopParker) while no socket is parked and no session
+// lives.
+func (p *parker) run() {
+	var evs [64]syscall.EpollEvent
+	stopped := false
+	p.rc.Read(func(fd uintptr) bool {
+		for {
+			n, err := syscall.EpollWait(int(fd), evs[:], 0)
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil {
+				return true
+			}
+			if n == 0 {
+				return false // nothing ready: sleep until the set is
+			}
+			for _, ev := range evs[:n] {
+				if ev.Fd < 0 {
+					var b [8]byte
+					syscall.Read(p.wakefd, b[:])
+					parkMu.Lock()
+					if p.used == 0 && liveSessions.Load() == 0 {
+						p.stopLocked()
+						stopped = true
+					}
+					parkMu.Unlock()
+					if stopped {
+						return true
+					}
+					continue
+				}
+				parkMu.Lock()
+				s := p.takeLocked(ev.Fd, uint32(ev.Pad))
+				parkMu.Unlock()
+				if s != nil {
+					workers.run(handlerTask{s: s, read: true})
+				}
+			}
+		}
+	})
+	if !stopped {
+		// epoll failed, which it cannot with a valid set. Wake every
+		// parked reader and park no more, rather than strand them.
+		parkMu.Lock()
+		parkFailed.Store(true)
+		p.stopLocked()
+		var resume []*session
+		for i := range p.slots {
+			if s := p.slots[i].s; s != nil {
+				resume = append(resume, s)
+				p.releaseLocked(int32(i))
+			}
+		}
+		parkMu.Unlock()
+		for _, s := range resume {
+			go s.readFrames()
+		}
+	}
+	p.epf.Close()
+	syscall.Close(p.wakefd)
+}
+
+// stopLocked retires the parker: no socket parks with it any more.
+// Called with parkMu held.
+func (p *parker) stopLocked() {
+	if theParker == p {
+		theParker = nil
+	}
+}
+
+// stopParker asks the parker to stop if nothing needs it any more; called
+// when the last session's reader ends.
+func stopParker() {
+	parkMu.Lock()
+	defer parkMu.Unlock()
+	if p := theParker; p != nil {
+		one := [8]byte{1}
+		syscall.Write(p.wakefd, one[:])
+	}
+}
+
+// ctl changes the registration of fd in the parker's set. The set stays
+// open while any socket is parked (the parker stops only when none is).
+func (p *parker) ctl(op, fd int, ev *syscall.EpollEvent) error {
+	var err error
+	if cerr := p.rc.Control(func(epfd uintptr) { err = syscall.EpollCtl(int(epfd), op, fd, ev) }); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// addLocked puts s in a free slot and returns the slot and its generation.
+// Called with parkMu held.
+func (p *parker) addLocked(s *session) (int32, uint32) {
+	var i int32
+	if n := len(p.free); n > 0 {
+		i = p.free[n-1]
+		p.free = p.free[:n-1]
+	} else {
+		i = int32(len(p.slots))
+		p.slots = append(p.slots, parkSlot{})
+	}
+	p.slots[i].s = s
+	p.slots[i].gen++
+	p.used++
+	s.park.slot = i
+	return i, p.slots[i].gen
+}
+
+// takeLocked empties slot i and returns its session, if the slot still
+// holds the registration of generation gen. Called with parkMu held.
+func (p *parker) takeLocked(i int32, gen uint32) *session {
+	if i < 0 || int(i) >= len(p.slots) || p.slots[i].s == nil || p.slots[i].gen != gen {
+		return nil
+	}
+	s := p.slots[i].s
+	p.releaseLocked(i)
+	return s
+}
+
+func (p *parker) releaseLocked(i int32) {
+	p.slots[i].s.park.slot = -1
+	p.slots[i].s = nil
+	p.free = append(p.free, i)
+	p.used--
+}
+
+// mayPark reports whether the reader, about to read with nothing buffered,
+// should park instead. Called by the reader.
+func (s *session) mayPark() bool {
+	pk := &s.park
+	if pk.raw == nil || !pk.rd.drained || parkFailed.Load() {
+		return false
+	}
+	if pk.sawData {
+		// The burst just read carried calls or replies: more may follow.
+		pk.sawData = false
+		return false
+	}
+	return s.running.Load() == 0 && len(s.partial) == 0 && s.pendingCount() == 0
+}
+
+// parkReader hands the socket to the parker and reports whether it did.
+// When it did, the caller must return at once: a new reader may already
+// be running. Called by the reader.
+func (s *session) parkReader() bool {
+	pk := &s.park
+	parkMu.Lock()
+	p := parkerLocked()
+	if p == nil {
+		parkMu.Unlock()
+		return false
+	}
+	slot, gen := p.addLocked(s)
+	op := syscall.EPOLL_CTL_MOD // the socket stays in the set, disarmed, between parks
+	if !pk.added {
+		op = syscall.EPOLL_CTL_ADD
+	}
+	// Before arming, and under parkMu, which the parker takes before it
+	// starts the next reader: that reader may run at once, and must read
+	// before it may park again.
+	pk.added = true
+	pk.rd.drained = false
+	parkMu.Unlock()
+
+	var err error
+	cerr := pk.raw.Control(func(fd uintptr) {
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: slot, Pad: int32(gen)}
+		err = p.ctl(op, int(fd), &ev)
+		switch {
+		case err == syscall.ENOENT && op == syscall.EPOLL_CTL_MOD:
+			err = p.ctl(syscall.EPOLL_CTL_ADD, int(fd), &ev)
+		case err == syscall.EEXIST && op == syscall.EPOLL_CTL_ADD:
+			err = p.ctl(syscall.EPOLL_CTL_MOD, int(fd), &ev)
+		}
+	})
+	if err == nil && cerr == nil {
+		return true
+	}
+	// Not armed (the connection is closing, or epoll refused): nobody else
+	// can have taken the slot. Read as usual.
+	pk.added = false
+	parkMu.Lock()
+	p.takeLocked(slot, gen)
+	parkMu.Unlock()
+	return false
+}
+
+// unpark resumes a parked reader so that it sees the connection close.
+// Called before the connection is closed.
+func (s *session) unpark() {
+	if s.park.raw == nil {
+		return
+	}
+	parkMu.Lock()
+	var resumed bool
+	if p, i := theParker, s.park.slot; p != nil && i >= 0 && int(i) < len(p.slots) && p.slots[i].s == s {
+		p.releaseLocked(i)
+		resumed = true
+	}
+	parkMu.Unlock()
+	if resumed {
+		go s.readFrames()
+	}
+}
+
+// parkedReaders returns how many readers are parked, for tests.
+func parkedReaders() int {
+	parkMu.Lock()
+	defer parkMu.Unlock()
+	if theParker == nil {
+		return 0
+	}
+	return theParker.used
+}

@@ -1,0 +1,15 @@
+//go:build !linux
+
+package pulse
+
+import "net"
+
+// Parking idle readers needs epoll (park_linux.go); elsewhere every
+// connection keeps its reader goroutine.
+
+func (s *session) initParking(net.Conn, *reads) {}
+func (s *session) mayPark() bool                { return false }
+func (s *session) parkReader() bool             { return false }
+func (s *session) unpark()                      {}
+func stopParker()                               {}
+func parkedReaders() int                        { return 0 }
