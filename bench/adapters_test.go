@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"testing"
@@ -183,5 +185,119 @@ func TestRawClientFailsPendingOnClose(t *testing.T) {
 	req, resp := []byte("again"), []byte(nil)
 	if err := c.Echo(&req, &resp); err == nil {
 		t.Fatal("Echo on a closed connection succeeded")
+	}
+}
+
+// TestRawHeartbeat checks the raw idle client's heartbeats with a short
+// interval: the first PINGs of connections dialed together are spread
+// over the first interval, every connection then reads a PONG per
+// interval, and calls still work between them.
+func TestRawHeartbeat(t *testing.T) {
+	done := checkLeaks(t)
+	defer done()
+	const interval = 200 * time.Millisecond
+	sys := rawSystem{heartbeat: interval, heartbeatTimeout: 4 * interval}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, err := sys.Serve(l, serveOptions{Idle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	const n = 40
+	conns := make([]*rawConn, n)
+	start := time.Now()
+	for i := range conns {
+		c, err := sys.Dial(context.Background(), l.Addr().String(), dialOptions{Idle: true, LocalAddr: idleSourceAddr(i, 4)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c.(*rawConn)
+	}
+	pinged := func() (k int) {
+		for _, c := range conns {
+			if c.heartbeatReplies() > 0 {
+				k++
+			}
+		}
+		return k
+	}
+	time.Sleep(interval/2 - time.Since(start))
+	// Half of them, give or take: none or all would mean that the first
+	// PINGs were not spread.
+	if k := pinged(); k == 0 || k == n {
+		t.Errorf("%d of %d connections had a PONG half an interval after dialing", k, n)
+	}
+	time.Sleep(3*interval - time.Since(start))
+	for i, c := range conns {
+		if p := c.heartbeatReplies(); p < 2 || p > 4 {
+			t.Errorf("connection %d read %d PONGs in 3 intervals, want 2 to 4", i, p)
+		}
+		if err := checkEcho(c, 64); err != nil {
+			t.Errorf("connection %d: %v", i, err)
+		}
+	}
+}
+
+// TestRawHeartbeatTimeout checks that a raw idle client connection whose
+// server reads but never answers fails once the timeout has passed,
+// failing the call waiting on it.
+func TestRawHeartbeatTimeout(t *testing.T) {
+	done := checkLeaks(t)
+	defer done()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	sys := rawSystem{heartbeat: 20 * time.Millisecond, heartbeatTimeout: 100 * time.Millisecond}
+	dialed := time.Now()
+	c, err := sys.Dial(context.Background(), l.Addr().String(), dialOptions{Idle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	srvConn := <-accepted
+	defer srvConn.Close()
+	read := make(chan int64, 1)
+	go func() { // a server that reads everything and answers nothing
+		n, _ := io.Copy(io.Discard, srvConn)
+		read <- n
+	}()
+	errc := make(chan error, 1)
+	go func() {
+		req, resp := []byte("hello"), []byte(nil)
+		errc <- c.Echo(&req, &resp)
+	}()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, errRawHeartbeatTimeout) {
+			t.Fatalf("Echo returned %v, want %v", err, errRawHeartbeatTimeout)
+		}
+		if d := time.Since(dialed); d < 100*time.Millisecond {
+			t.Errorf("failed %v after dialing, before the 100ms timeout", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Echo still blocked 5 s after a 100ms heartbeat timeout")
+	}
+	// The client closed the connection; the server read the call and
+	// at least a few PINGs before that.
+	select {
+	case n := <-read:
+		if n < rawHeader+5+2*rawHeader {
+			t.Errorf("the server read %d bytes, want the call and some PINGs", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection was not closed")
 	}
 }

@@ -36,7 +36,10 @@ type childStats struct {
 	HeapInuse  uint64     `json:"heap_inuse"`
 	StackInuse uint64     `json:"stack_inuse"`
 	Proc       procSample `json:"proc"`
-	Error      string     `json:"error,omitempty"`
+	// HeartbeatReplies is, in an idle client of a system that counts them
+	// (raw), the heartbeat replies read so far over all connections.
+	HeartbeatReplies uint64 `json:"heartbeat_replies,omitempty"`
+	Error            string `json:"error,omitempty"`
 }
 
 func takeStats(gc bool) childStats {

@@ -288,7 +288,7 @@ func driverMain(args []string) int {
 		}
 	}
 
-	idleSystems := idleSystemList(sysList)
+	idleSystems := sysList
 	est := time.Duration(len(cells)*len(sysList)**runs) * (*warmup + *duration + 250*time.Millisecond)
 	if *idleConns > 0 {
 		est += time.Duration(len(idleSystems)) * (*idleHold + *idleSettle + time.Duration(*idleConns)*400*time.Microsecond + 2*time.Second)
@@ -345,9 +345,13 @@ func driverMain(args []string) int {
 			if ir.Error != "" {
 				logf("[idle %s] ERROR: %s", s, ir.Error)
 			}
-			logf("[idle %s] rss/conn srv %s cli %s, goroutines/conn srv %.2f cli %.2f, server cpu %.2f%% of a core, %0.f syscalls/s; alive after hold %d/%d  (%v)",
+			pongs := ""
+			if ir.ClientHeartbeatRepliesPerSec > 0 {
+				pongs = fmt.Sprintf(", %.0f heartbeat replies/s", ir.ClientHeartbeatRepliesPerSec)
+			}
+			logf("[idle %s] rss/conn srv %s cli %s, goroutines/conn srv %.2f cli %.2f, server cpu %.2f%% of a core, %.0f syscalls/s%s; alive after hold %d/%d  (%v)",
 				s, fmtBytes(ir.ServerRSSPerConn), fmtBytes(ir.ClientRSSPerConn), ir.ServerGoroutinesPerConn, ir.ClientGoroutinesPerConn,
-				ir.ServerCPUPercent, ir.ServerSyscallsPerSec, ir.Check.OK, ir.Conns, time.Since(start).Round(time.Second))
+				ir.ServerCPUPercent, ir.ServerSyscallsPerSec, pongs, ir.Check.OK, ir.Conns, time.Since(start).Round(time.Second))
 			save()
 		}
 	}
@@ -360,18 +364,6 @@ func driverMain(args []string) int {
 	logf("pulse-bench: done in %v; wrote %s, %s and %s", time.Since(start).Round(time.Second),
 		*jsonPath, filepath.Join(*out, "benchmarks.md"), filepath.Join(*out, "benchmarks.svg"))
 	return 0
-}
-
-// idleSystemList is the systems of the idle test: raw is left out, its
-// two 64 KiB buffers per connection measure nothing of interest.
-func idleSystemList(sys []string) []string {
-	var out []string
-	for _, s := range sys {
-		if s != "raw" {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 func commandLine(args []string) string {

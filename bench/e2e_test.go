@@ -51,8 +51,8 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("%s: implausible measurements %+v", s.System, lr)
 		}
 	}
-	if len(r.Idle) != 3 {
-		t.Fatalf("%d idle results, want pulse, netrpc and grpc", len(r.Idle))
+	if len(r.Idle) != len(systemNames) {
+		t.Fatalf("%d idle results, want one for each of %v", len(r.Idle), systemNames)
 	}
 	for _, ir := range r.Idle {
 		if ir.Error != "" || ir.Dial.OK != 20 || ir.Check.OK != 20 {
@@ -68,6 +68,9 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if !strings.Contains(string(md), "### 64B/32x1") || !strings.Contains(string(md), "Quick run") {
 		t.Error("the page lacks the cell or the quick-run label")
+	}
+	if !strings.Contains(string(md), "| raw TCP | "+idleHeartbeatDesc("raw")+" | 20/20 | 20 |") || !strings.Contains(string(md), "Heartbeats against the raw TCP floor") {
+		t.Error("the page lacks raw TCP's idle row or the comparison with it")
 	}
 	svg, err := os.ReadFile(filepath.Join(dir, "benchmarks.svg"))
 	if err != nil {

@@ -67,7 +67,13 @@ func idleChild(args []string) int {
 		}
 		switch cmd {
 		case "stats", "stats gc":
-			jsonOut(takeStats(cmd == "stats gc"))
+			st := takeStats(cmd == "stats gc")
+			for _, c := range conns {
+				if h, ok := c.(heartbeatCounter); ok {
+					st.HeartbeatReplies += h.heartbeatReplies()
+				}
+			}
+			jsonOut(st)
 		case "dial":
 			jsonOut(forEachConn(*n, *conc, func(i int) error {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -91,6 +97,12 @@ func idleChild(args []string) int {
 		}
 	}
 	return 0
+}
+
+// heartbeatCounter is an echoConn that counts the heartbeat replies it
+// reads (raw's PONGs).
+type heartbeatCounter interface {
+	heartbeatReplies() uint64
 }
 
 // forEachConn runs f(0..n-1) with at most conc at once.
@@ -168,6 +180,9 @@ type idleResult struct {
 	ClientCPUPercent        float64 `json:"client_cpu_percent"`
 	ServerSyscallsPerSec    float64 `json:"server_syscalls_per_s"`
 	ClientSyscallsPerSec    float64 `json:"client_syscalls_per_s"`
+	// Heartbeat replies the client read per second during the hold, for
+	// systems that count them (raw: PONGs; about conns per second).
+	ClientHeartbeatRepliesPerSec float64 `json:"client_heartbeat_replies_per_s,omitempty"`
 }
 
 func idleHeartbeatDesc(sys string) string {
@@ -179,7 +194,7 @@ func idleHeartbeatDesc(sys string) string {
 	case "netrpc":
 		return "none (net/rpc has no heartbeat)"
 	case "raw":
-		return "none"
+		return "client PING every 1 s, server PONG at once; client timeout 4 s"
 	}
 	return ""
 }
@@ -298,5 +313,6 @@ func runIdle(sys string, n int, settle, hold time.Duration, prof string, progres
 	r.ClientCPUPercent = float64(cc) / float64(held) * 100
 	r.ServerSyscallsPerSec = float64(syscallDelta(r.ServerHold0.Proc, r.ServerHold1.Proc)) / held.Seconds()
 	r.ClientSyscallsPerSec = float64(syscallDelta(r.ClientHold0.Proc, r.ClientHold1.Proc)) / held.Seconds()
+	r.ClientHeartbeatRepliesPerSec = float64(r.ClientHold1.HeartbeatReplies-r.ClientHold0.HeartbeatReplies) / held.Seconds()
 	return r
 }

@@ -395,7 +395,7 @@ func renderMarkdown(r *results, notes string) string {
 	w("- **Processes.** Every run starts a fresh server process and a fresh client process (the benchmark binary re-executed), talking over 127.0.0.1. Within a cell the systems take turns (Pulse, net/rpc, grpc-go, raw, Pulse, ...). Each run warms up, then measures a window; G goroutines spread over C connections call Echo synchronously in a loop bounded by time and by a call count.\n")
 	w("- **Columns.** calls/s: median over runs [min–max]. Latency: p50/p99/p99.9 of calls started and finished inside the window, from per-goroutine log-linear histograms (≤ 3.1 %% bucket width), medians over runs. Allocations: the client's `runtime.MemStats.Mallocs` over the window ÷ calls (the harness allocates nothing inside it). CPU: on-CPU time of all threads of each process over the window from `/proc/PID/task/*/schedstat` (nanoseconds; `/proc/PID/stat` ticks as a fallback) ÷ calls, server + client. System calls: `syscr + syscw` from `/proc/PID/io` ÷ calls, server + client: read-like and write-like calls (read, readv, write, writev, ... including those that return EAGAIN), not epoll_wait, futex or nanosleep.\n")
 	w("- **Ratios.** Pulse's median divided by the other system's median from the same invocation: above 1 is better for calls/s, below 1 is better for p99.\n")
-	w("- **Idle.** One client process dials N connections to one server process from several loopback source addresses, makes one call on each, and holds them idle. During the hold: CPU of each process as %% of one core and `syscr + syscw` per second. After it: RSS per connection, `VmRSS` minus `VmRSS` before dialing, ÷ N, each process having run `runtime.GC()` at both points (nothing is handed back to the kernel forcibly); the Go runtime's own view, `HeapInuse + StackInuse`, the same way; goroutines per connection from `runtime.NumGoroutine`. Then every connection makes one more call (\"alive after hold\").\n\n")
+	w("- **Idle.** One client process dials N connections to one server process from several loopback source addresses, makes one call on each, and holds them idle. During the hold: CPU of each process as %% of one core and `syscr + syscw` per second. After it: RSS per connection, `VmRSS` minus `VmRSS` before dialing, ÷ N, each process having run `runtime.GC()` at both points (nothing is handed back to the kernel forcibly); the Go runtime's own view, `HeapInuse + StackInuse`, the same way; goroutines per connection from `runtime.NumGoroutine`. Then every connection makes one more call (\"alive after hold\"). Raw TCP is the floor for heartbeats in the plain design, a goroutine per connection blocked in a read: each of its client connections sends a 12-byte PING frame every second (the first at a random point of the first second) on a timer of its own, and the server answers each at once with a PONG frame from its reading goroutine, with no timer and no dead-peer detection on the server; the client fails a connection that has read nothing for 4 s. Pulse exchanges the same frames (its dialer pings after 1 s without writing; its server's PONG counts as its write).\n\n")
 
 	w("## Targets\n\n")
 	w("| target | where | measured | |\n|---|---|---|---|\n")
@@ -492,6 +492,9 @@ func renderMarkdown(r *results, notes string) string {
 			}
 		}
 		w("\n")
+		if line := idleFloorLine(r); line != "" {
+			w("%s\n\n", line)
+		}
 		w("Memory is measured after the hold, after a `runtime.GC()`. RSS includes memory the Go runtime freed but has not yet handed back to the kernel (it does so gradually); Go heap+stacks is what the runtime has in use, and can exceed RSS when in-use spans include pages never touched. Right after dialing and a %s settle period, RSS per connection (server / client) was: ", secs(r.Config.IdleSettleSec))
 		var settled []string
 		for _, ir := range r.Idle {
@@ -514,6 +517,36 @@ func renderMarkdown(r *results, notes string) string {
 	w("## Notes\n\n")
 	w("%s%s%s\n", notesBegin, notes, notesEnd)
 	return b.String()
+}
+
+// idleFloorLine compares Pulse's CPU and system calls during the hold with
+// raw TCP's from the same run, raw being the floor of one PING and one
+// PONG per connection per second. Per connection, in case the two dialed
+// different numbers. "" unless both have results.
+func idleFloorLine(r *results) string {
+	p, raw := r.idle("pulse"), r.idle("raw")
+	usable := func(ir *idleResult) bool { return ir != nil && ir.Error == "" && ir.Dial.OK > 0 && ir.HoldSec > 0 }
+	if !usable(p) || !usable(raw) {
+		return ""
+	}
+	pn, rn := float64(p.Dial.OK), float64(raw.Dial.OK)
+	ratio := func(pv, rv float64) string { return fmtRatio((pv / pn) / (rv / rn)) }
+	conns := fmt.Sprintf("%s connections each", fmtRate(pn))
+	if p.Dial.OK != raw.Dial.OK {
+		conns = fmt.Sprintf("%s and %s connections, compared per connection", fmtRate(pn), fmtRate(rn))
+	}
+	pongs := ""
+	if raw.ClientHeartbeatRepliesPerSec > 0 {
+		pongs = fmt.Sprintf(", %s PONGs/s read by its client", fmtRate(raw.ClientHeartbeatRepliesPerSec))
+	}
+	return fmt.Sprintf("**Heartbeats against the raw TCP floor** (same run, %s; raw: one PING and one PONG per connection per second%s): "+
+		"Pulse's server uses **%s** the CPU of raw's (%.2f %% vs %.2f %% of a core) and %s its system calls (%s vs %s /s); "+
+		"Pulse's client %s the CPU (%.2f %% vs %.2f %%) and %s the system calls (%s vs %s /s).",
+		conns, pongs,
+		ratio(p.ServerCPUPercent, raw.ServerCPUPercent), p.ServerCPUPercent, raw.ServerCPUPercent,
+		ratio(p.ServerSyscallsPerSec, raw.ServerSyscallsPerSec), fmtRate(p.ServerSyscallsPerSec), fmtRate(raw.ServerSyscallsPerSec),
+		ratio(p.ClientCPUPercent, raw.ClientCPUPercent), p.ClientCPUPercent, raw.ClientCPUPercent,
+		ratio(p.ClientSyscallsPerSec, raw.ClientSyscallsPerSec), fmtRate(p.ClientSyscallsPerSec), fmtRate(raw.ClientSyscallsPerSec))
 }
 
 func orDash(s string) string {

@@ -55,10 +55,14 @@ func fixedResults() *results {
 	r.Cells[1].Systems[1].Runs[0].Errors = 2
 	r.Cells[1].Systems[1].Runs[0].FirstError = "connection reset | by `peer`"
 	r.Idle = []idleResult{
-		{System: "pulse", Conns: 10000, Dial: idleOpResult{OK: 10000}, Check: idleOpResult{OK: 10000}, Heartbeats: idleHeartbeatDesc("pulse"),
-			ServerRSSPerConn: 6000, ClientRSSPerConn: 9000, ServerGoroutinesPerConn: 1, ClientGoroutinesPerConn: 1, ServerCPUPercent: 4.5, ServerSyscallsPerSec: 30000},
+		{System: "pulse", Conns: 10000, Dial: idleOpResult{OK: 10000}, Check: idleOpResult{OK: 10000}, Heartbeats: idleHeartbeatDesc("pulse"), HoldSec: 20,
+			ServerRSSPerConn: 6000, ClientRSSPerConn: 9000, ServerGoroutinesPerConn: 1, ClientGoroutinesPerConn: 1, ServerCPUPercent: 4.5, ServerSyscallsPerSec: 30000,
+			ClientCPUPercent: 3, ClientSyscallsPerSec: 20000},
 		{System: "grpc", Conns: 10000, Dial: idleOpResult{OK: 9990, Errors: 10, FirstError: "dial: too many open files"}, Check: idleOpResult{OK: 9990},
 			Heartbeats: idleHeartbeatDesc("grpc"), ServerRSSPerConn: 60000, ClientRSSPerConn: 90000, ServerGoroutinesPerConn: 3, ClientGoroutinesPerConn: 6},
+		{System: "raw", Conns: 10000, Dial: idleOpResult{OK: 10000}, Check: idleOpResult{OK: 10000}, Heartbeats: idleHeartbeatDesc("raw"), HoldSec: 20,
+			ServerRSSPerConn: 5000, ClientRSSPerConn: 6000, ServerGoroutinesPerConn: 1, ClientGoroutinesPerConn: 1, ServerCPUPercent: 1.5, ServerSyscallsPerSec: 30000,
+			ClientCPUPercent: 2, ClientSyscallsPerSec: 30000, ClientHeartbeatRepliesPerSec: 9990},
 	}
 	return r
 }
@@ -225,6 +229,41 @@ func checkXML(t *testing.T, doc []byte) {
 	}
 	if root != "svg" || depth != 0 {
 		t.Fatalf("root %q, depth at end %d", root, depth)
+	}
+}
+
+// TestReportIdleFloor checks the line comparing Pulse's heartbeat costs
+// with raw TCP's, and that it is left out when either is missing.
+func TestReportIdleFloor(t *testing.T) {
+	r := fixedResults()
+	want := "**Heartbeats against the raw TCP floor** (same run, 10,000 connections each; raw: one PING and one PONG per connection per second, 9,990 PONGs/s read by its client): " +
+		"Pulse's server uses **3.00×** the CPU of raw's (4.50 % vs 1.50 % of a core) and 1.00× its system calls (30,000 vs 30,000 /s); " +
+		"Pulse's client 1.50× the CPU (3.00 % vs 2.00 %) and 0.67× the system calls (20,000 vs 30,000 /s)."
+	if got := idleFloorLine(r); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if md := renderMarkdown(r, ""); !strings.Contains(md, "\n\n"+want+"\n\n") {
+		t.Error("the page lacks the line as a paragraph of its own")
+	}
+	// Different connection counts are compared per connection.
+	r.Idle[2].Dial.OK = 5000
+	if got := idleFloorLine(r); !strings.Contains(got, "10,000 and 5,000 connections, compared per connection") || !strings.Contains(got, "**1.50×** the CPU") {
+		t.Errorf("per connection: %s", got)
+	}
+	for name, change := range map[string]func(r *results){
+		"raw failed":  func(r *results) { r.Idle[2].Error = "server: boom" },
+		"raw not run": func(r *results) { r.Idle = r.Idle[:2] },
+		"no pulse":    func(r *results) { r.Idle = r.Idle[1:] },
+		"no dials":    func(r *results) { r.Idle[0].Dial.OK = 0 },
+	} {
+		r := fixedResults()
+		change(r)
+		if got := idleFloorLine(r); got != "" {
+			t.Errorf("%s: %s", name, got)
+		}
+		if md := renderMarkdown(r, ""); strings.Contains(md, "raw TCP floor**") {
+			t.Errorf("%s: the page has the comparison", name)
+		}
 	}
 }
 

@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // rawSystem is the reference: the least an RPC over one TCP connection
@@ -26,15 +29,42 @@ import (
 // bufio.Reader, echoes each into a bufio.Writer, and flushes only when no
 // further complete request is buffered, so that replies to pipelined
 // requests leave in one write.
-type rawSystem struct{}
+//
+// Idle test (Idle set on both ends): the reference for what heartbeats
+// cost at all. Both ends use small buffers (rawIdleBufSize) instead of
+// 64 KiB ones. Every client connection sends a PING, a frame with no
+// payload and id 0 (ids of calls start at 1), every heartbeat interval
+// (idleHeartbeat, as Pulse in the idle test), the first one at a uniformly
+// random point of the first interval so that connections dialed together
+// do not all ping together. The server echoes it at once like any frame:
+// that is the PONG. The client's reader counts the PONGs, and a client
+// connection that has read nothing for the timeout (idleHeartbeatTimeout)
+// when it is due to ping fails, as a dead peer would be detected. Pings
+// run on one time.AfterFunc timer per connection, no goroutine (the way
+// Pulse's connection monitor runs). The server does no dead-peer
+// detection and arms no timer: one PING and one PONG per connection per
+// interval is all the idle connections cost, the floor.
+type rawSystem struct {
+	// heartbeat and heartbeatTimeout override idleHeartbeat and
+	// idleHeartbeatTimeout (tests); zero means those.
+	heartbeat, heartbeatTimeout time.Duration
+}
 
 const (
-	rawHeader   = 12
-	rawMaxFrame = 64 << 20
-	rawBufSize  = 64 << 10
+	rawHeader      = 12
+	rawMaxFrame    = 64 << 20
+	rawBufSize     = 64 << 10
+	rawIdleBufSize = 512
+	rawPingID      = 0
 )
 
-func (rawSystem) Serve(l net.Listener, _ serveOptions) (func(), error) {
+var errRawHeartbeatTimeout = errors.New("raw: no reply to heartbeats within the timeout")
+
+func (rawSystem) Serve(l net.Listener, o serveOptions) (func(), error) {
+	bufSize := rawBufSize
+	if o.Idle {
+		bufSize = rawIdleBufSize
+	}
 	var (
 		mu    sync.Mutex
 		conns = map[net.Conn]struct{}{}
@@ -54,7 +84,7 @@ func (rawSystem) Serve(l net.Listener, _ serveOptions) (func(), error) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				rawServeConn(c)
+				rawServeConn(c, bufSize)
 				c.Close()
 				mu.Lock()
 				delete(conns, c)
@@ -74,9 +104,11 @@ func (rawSystem) Serve(l net.Listener, _ serveOptions) (func(), error) {
 	}, nil
 }
 
-func rawServeConn(c net.Conn) {
-	br := bufio.NewReaderSize(c, rawBufSize)
-	bw := bufio.NewWriterSize(c, rawBufSize)
+// rawServeConn echoes the frames of c, PINGs included, through buffers of
+// bufSize bytes.
+func rawServeConn(c net.Conn, bufSize int) {
+	br := bufio.NewReaderSize(c, bufSize)
+	bw := bufio.NewWriterSize(c, bufSize)
 	var hdr [rawHeader]byte
 	var buf []byte
 	for {
@@ -116,19 +148,42 @@ func rawFrameBuffered(br *bufio.Reader) bool {
 	return br.Buffered() >= rawHeader+int(binary.BigEndian.Uint32(h[:4]))
 }
 
-func (rawSystem) Dial(ctx context.Context, addr string, o dialOptions) (echoConn, error) {
+func (s rawSystem) Dial(ctx context.Context, addr string, o dialOptions) (echoConn, error) {
 	c, err := tcpDialer(o)(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	rc := &rawConn{conn: c, pending: map[uint64]*rawCall{}, readerDone: make(chan struct{})}
+	rc := &rawConn{conn: c, pending: map[uint64]*rawCall{}, readerDone: make(chan struct{}), bufSize: rawBufSize}
+	if o.Idle {
+		rc.bufSize = rawIdleBufSize
+		rc.interval, rc.timeout = idleHeartbeat, idleHeartbeatTimeout
+		if s.heartbeat > 0 {
+			rc.interval = s.heartbeat
+		}
+		if s.heartbeatTimeout > 0 {
+			rc.timeout = s.heartbeatTimeout
+		}
+		rc.epoch = time.Now()
+	}
 	go rc.readLoop()
+	if rc.interval > 0 {
+		rc.mu.Lock() // the timer may fire before AfterFunc returns
+		rc.hbTimer = time.AfterFunc(rand.N(rc.interval), rc.heartbeat)
+		rc.mu.Unlock()
+	}
 	return rc, nil
 }
 
 type rawConn struct {
 	conn       net.Conn
 	readerDone chan struct{}
+	bufSize    int // of the reader
+
+	// Heartbeats (idle test only; interval 0 otherwise).
+	interval, timeout time.Duration
+	epoch             time.Time     // the dial
+	lastRead          atomic.Int64  // ns since epoch, when the reader last read a frame
+	pongs             atomic.Uint64 // PONGs read
 
 	mu      sync.Mutex
 	pending map[uint64]*rawCall
@@ -137,6 +192,36 @@ type rawConn struct {
 	spare   []byte // the other buffer, owned by the writer
 	writing bool
 	err     error
+	hbTimer *time.Timer
+}
+
+// heartbeatReplies returns how many PONGs the connection has read.
+func (c *rawConn) heartbeatReplies() uint64 { return c.pongs.Load() }
+
+// heartbeat runs on c.hbTimer: it fails the connection if nothing was read
+// for the timeout, and otherwise queues a PING, re-arms the timer and
+// writes the PING unless a writer is at work (which then writes it).
+func (c *rawConn) heartbeat() {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	if time.Since(c.epoch)-time.Duration(c.lastRead.Load()) > c.timeout {
+		c.mu.Unlock()
+		c.fail(errRawHeartbeatTimeout)
+		return
+	}
+	var ping [rawHeader]byte // length 0, id rawPingID
+	c.queue = append(c.queue, ping[:]...)
+	c.hbTimer.Reset(c.interval)
+	if c.writing {
+		c.mu.Unlock()
+		return
+	}
+	c.writing = true
+	c.mu.Unlock()
+	c.writeQueued()
 }
 
 type rawCall struct {
@@ -209,7 +294,7 @@ func (c *rawConn) writeQueued() {
 
 func (c *rawConn) readLoop() {
 	defer close(c.readerDone)
-	br := bufio.NewReaderSize(c.conn, rawBufSize)
+	br := bufio.NewReaderSize(c.conn, c.bufSize)
 	var hdr [rawHeader]byte
 	for {
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
@@ -221,6 +306,12 @@ func (c *rawConn) readLoop() {
 		if n > rawMaxFrame {
 			c.fail(fmt.Errorf("raw: reply of %d bytes over the %d limit", n, rawMaxFrame))
 			return
+		}
+		if c.interval > 0 {
+			c.lastRead.Store(int64(time.Since(c.epoch)))
+			if id == rawPingID {
+				c.pongs.Add(1)
+			}
 		}
 		c.mu.Lock()
 		call := c.pending[id]
@@ -262,6 +353,9 @@ func (c *rawConn) fail(err error) {
 	c.err = err
 	pending := c.pending
 	c.pending = nil
+	if c.hbTimer != nil {
+		c.hbTimer.Stop() // not re-armed: heartbeat sees c.err
+	}
 	c.mu.Unlock()
 	c.conn.Close()
 	for _, call := range pending {
