@@ -516,7 +516,7 @@ func (m *monitor) check() {
 		return
 	}
 	if ping {
-		s.queueControl(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePing, uint64(now)) })
+		s.sendControlNow(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePing, uint64(now)) })
 	}
 	if suspectChanged && s.onSuspect != nil {
 		s.onSuspect(s, suspect)

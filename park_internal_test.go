@@ -1,3 +1,5 @@
+//go:build linux
+
 package pulse
 
 import (
@@ -40,9 +42,6 @@ func readerGoroutines() int {
 // Timeout of ten intervals would kill connections whose PINGs went
 // unanswered), and nothing is left running once everything is closed.
 func TestIdleReadersPark(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("parking needs epoll")
-	}
 	const n = 20
 	hb := WithHeartbeat(Heartbeat{Interval: 20 * time.Millisecond, Timeout: 200 * time.Millisecond, MinInterval: 10 * time.Millisecond})
 	srv, err := NewServer(hb)

@@ -344,3 +344,21 @@ func parkedReaders() int {
 	}
 	return theParker.used
 }
+
+// writeNow writes b to the socket without waiting and returns how much of
+// it the socket took (0 when it took nothing or the write failed: the
+// writer then tries again and sees the error). Only for sessions that can
+// park (s.park.raw set).
+func (s *session) writeNow(b []byte) int {
+	var n int
+	s.park.raw.Write(func(fd uintptr) bool {
+		if k, err := syscall.Write(int(fd), b); err == nil {
+			n = k
+		}
+		return true // never wait for the socket
+	})
+	if n > 0 && s.mon != nil {
+		s.mon.lastWrite.Store(nanotime())
+	}
+	return n
+}

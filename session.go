@@ -743,6 +743,45 @@ func (s *session) queueControl(build func([]byte) []byte) {
 	s.kickLocked(false)
 }
 
+// sendControlNow queues a control frame and, when no writer runs and
+// nothing else is queued, writes it at once from the calling goroutine
+// without blocking (the reader must never wait on a write): a heartbeat
+// on an idle connection then costs no goroutine. What the socket does not
+// take at once is left to a writer goroutine, ahead of anything queued
+// meanwhile.
+func (s *session) sendControlNow(build func([]byte) []byte) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	c := lane(&s.ctrl)
+	c.b = build(c.b)
+	if s.park.raw == nil || s.writing || s.writeClosed || s.data != nil || len(s.large) > 0 {
+		s.kickLocked(false)
+		return
+	}
+	s.writing = true
+	s.ctrl = nil
+	s.mu.Unlock()
+	n := s.writeNow(c.b)
+	s.mu.Lock()
+	if n == len(c.b) {
+		putWbuf(c)
+		s.stopWritingLocked()
+		s.mu.Unlock()
+		return
+	}
+	c.b = append(c.b[:0], c.b[n:]...)
+	if q := s.ctrl; q != nil {
+		c.b = append(c.b, q.b...)
+		putWbuf(q)
+	}
+	s.ctrl = c
+	s.writing = false
+	s.kickLocked(false)
+}
+
 // flush waits until everything queued so far is written, the session
 // closes, or d passes.
 func (s *session) flush(d time.Duration) {
@@ -1034,7 +1073,7 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 			return nil
 		}
 		s.pingStrikes = 0
-		s.queueControl(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePong, data) })
+		s.sendControlNow(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePong, data) })
 	case wire.TypePong:
 		data, err := wire.ParsePing(p)
 		if err != nil {
