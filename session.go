@@ -1247,7 +1247,7 @@ func (s *session) serve(ctx context.Context, cancel context.CancelFunc, notify b
 	case err != nil:
 		s.replyError(id, wire.StatusError, err.Error(), true)
 	default:
-		s.replyOK(id, replyv.Interface(), svc.name+"."+mt.method.Name)
+		s.replyOK(id, replyv.Interface(), svc, mt)
 	}
 }
 
@@ -1266,7 +1266,10 @@ func (s *session) invoke(ctx context.Context, svc *service, mt *methodType, argv
 	return mt.call(ctx, svc, argv, replyv), false
 }
 
-func (s *session) replyOK(id uint32, reply any, method string) {
+// replyOK sends the reply of a method of svc that returned no error. The
+// method's name is only built for an error message (it cost an allocation
+// per call).
+func (s *session) replyOK(id uint32, reply any, svc *service, mt *methodType) {
 	bp := getBufFor(reply, wire.HeaderSize+32)
 	b := wire.AppendHeader((*bp)[:0], wire.TypeReply, wire.FlagEnd, id, 0)
 	b = wire.AppendReplyHead(b, wire.StatusOK)
@@ -1274,12 +1277,12 @@ func (s *session) replyOK(id uint32, reply any, method string) {
 	*bp = b
 	if err != nil {
 		putBuf(bp)
-		s.replyError(id, wire.StatusInternal, fmt.Sprintf("cannot encode reply of %s: %v", method, err), true)
+		s.replyError(id, wire.StatusInternal, fmt.Sprintf("cannot encode reply of %s.%s: %v", svc.name, mt.method.Name, err), true)
 		return
 	}
 	if n := len(b) - wire.HeaderSize; n > s.peerMaxMsg {
 		putBuf(bp)
-		s.replyError(id, wire.StatusTooLarge, fmt.Sprintf("reply of %s is %d bytes, over the caller's limit of %d", method, n, s.peerMaxMsg), true)
+		s.replyError(id, wire.StatusTooLarge, fmt.Sprintf("reply of %s.%s is %d bytes, over the caller's limit of %d", svc.name, mt.method.Name, n, s.peerMaxMsg), true)
 		return
 	}
 	s.queueMessage(bp, id, wire.TypeReply, true)
