@@ -59,7 +59,7 @@ func clientHandshake(ctx context.Context, conn net.Conn, o *options) (*wire.Read
 	if _, err := conn.Write(b); err != nil {
 		return nil, nil, wire.Hello{}, handshakeErr("sending HELLO: %w", ctxErr(ctx, err))
 	}
-	fr := wire.NewReader(conn, readBufferSize)
+	fr := newFrameReader(conn)
 	hdr, p, err := fr.ReadFrame()
 	if err != nil {
 		if errors.Is(err, wire.ErrVersion) || errors.Is(err, wire.ErrFrameType) || errors.Is(err, wire.ErrFrameTooLarge) {
@@ -109,7 +109,7 @@ func clientHandshake(ctx context.Context, conn net.Conn, o *options) (*wire.Read
 func serverHandshake(conn net.Conn, o *options) (*wire.Reader, codec.Codec, wire.Hello, error) {
 	stop := deadlineFor(context.Background(), conn, o.handshakeTimeout)
 	defer stop()
-	fr := wire.NewReader(conn, readBufferSize)
+	fr := newFrameReader(conn)
 	hdr, p, err := fr.ReadFrame()
 	if err != nil {
 		var ne net.Error
@@ -200,4 +200,15 @@ func (o *options) dialHandshakeTimeout() time.Duration {
 		return t
 	}
 	return o.handshakeTimeout
+}
+
+// newFrameReader returns the reader of a connection, from the handshake
+// on. It takes its buffer from a shared pool only while bytes are
+// arriving and reads into a small inline array otherwise, so that
+// accepting or dialing thousands of connections does not allocate a full
+// buffer for each of their handshakes.
+func newFrameReader(conn net.Conn) *wire.Reader {
+	fr := wire.NewReader(conn, readBufferSize)
+	fr.SetBufferPool(&readBufPool)
+	return fr
 }

@@ -356,7 +356,6 @@ func newSession(conn net.Conn, fr *wire.Reader, c codec.Codec, dialer bool, o *o
 	s.ctx, s.cancel = context.WithCancelCause(context.WithValue(context.Background(), peerKey{}, s.peer))
 	s.lastRead.Store(nanotime())
 	fr.SetMaxPayload(o.maxFrameSize)
-	fr.SetBufferPool(&readBufPool)
 	return s
 }
 

@@ -28,7 +28,7 @@ func TestMonitorLocalStall(t *testing.T) {
 	}
 	rd := new(reads)
 	peer := wire.Hello{MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: DefaultMaxMessageSize}
-	s := newSession(c1, wire.NewReader(c1, readBufferSize), codec.JSON, true, o, newRegistry(), peer, rd, nil)
+	s := newSession(c1, newFrameReader(c1), codec.JSON, true, o, newRegistry(), peer, rd, nil)
 	hb := Heartbeat{Interval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond}.withDefaults()
 	m := newMonitor(s, hb, hb.Interval, ConnLimits{})
 	s.mon = m
@@ -89,7 +89,7 @@ func TestMonitorSuspectRecheck(t *testing.T) {
 	}
 	rd := new(reads)
 	peer := wire.Hello{MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: DefaultMaxMessageSize}
-	s := newSession(c1, wire.NewReader(c1, readBufferSize), codec.JSON, false, o, newRegistry(), peer, rd, nil)
+	s := newSession(c1, newFrameReader(c1), codec.JSON, false, o, newRegistry(), peer, rd, nil)
 	hb := Heartbeat{Timeout: 8 * time.Second}.withDefaults()
 	m := newMonitor(s, hb, 0, ConnLimits{})
 	now := nanotime()
@@ -116,7 +116,7 @@ func newHandMonitor(t *testing.T, hb Heartbeat, acks *tcpAcks) (*session, *monit
 	}
 	rd := new(reads)
 	peer := wire.Hello{MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: DefaultMaxMessageSize}
-	s := newSession(c1, wire.NewReader(c1, readBufferSize), codec.JSON, true, o, newRegistry(), peer, rd, nil)
+	s := newSession(c1, newFrameReader(c1), codec.JSON, true, o, newRegistry(), peer, rd, nil)
 	hb = hb.withDefaults()
 	m := newMonitor(s, hb, hb.Interval, ConnLimits{})
 	m.acked = func() (tcpAcks, bool) { return *acks, true }
