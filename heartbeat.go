@@ -165,6 +165,8 @@ type monitor struct {
 	minGap    time.Duration // arrivals after at least this gap feed det
 	stall     liveness.StallGuard
 	suspect   time.Duration // silence after which the connection is suspect
+	// suspectLate is how much later than suspect the timer may look.
+	suspectLate time.Duration
 
 	acked      func() (tcpAcks, bool) // the peer's acknowledgements as TCP sees them, nil if unknown
 	lastAcks   tcpAcks                // at the last look, protected by mu
@@ -219,6 +221,14 @@ func newMonitor(s *session, hb Heartbeat, interval time.Duration, limits ConnLim
 		m.suspect = hb.Timeout / 2
 		if interval > 0 {
 			m.suspect = min(m.suspect, 2*interval)
+		}
+		// How late the look at a silence may come, so that a healthy
+		// peer's heartbeat usually arrives first and the timer fires
+		// less often; early enough for two looks at the kernel
+		// (lookKernel) before the Timeout.
+		m.suspectLate = (hb.Timeout - m.suspect) / 4
+		if interval > 0 {
+			m.suspectLate = min(m.suspectLate, interval)
 		}
 	}
 	m.acked = ackProgress(s.conn)
@@ -404,7 +414,7 @@ func (m *monitor) nextLocked(now int64) int64 {
 			at(int64(v.NextCheck))
 		}
 		if !m.isSuspect {
-			at(m.s.lastRead.Load() + int64(m.suspect))
+			at(m.s.lastRead.Load() + int64(m.suspect+m.suspectLate))
 		} else {
 			// Look again soon to see the peer recover; without a
 			// heartbeat interval (a client that sends none), at a
