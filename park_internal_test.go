@@ -147,3 +147,68 @@ type pushSink chan string
 
 // Note receives a push.
 func (p pushSink) Note(m string, _ *struct{}) error { p <- m; return nil }
+
+// TestParkCloseRace closes connections, from either end, while their
+// readers park and wake every few milliseconds: each close must end the
+// session's reading exactly once (a second reader would close readerDone
+// twice and crash), and nothing may be left running.
+func TestParkCloseRace(t *testing.T) {
+	hb := WithHeartbeat(Heartbeat{Interval: 5 * time.Millisecond, Timeout: 100 * time.Millisecond, MinInterval: time.Millisecond})
+	srv, err := NewServer(hb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Register(ParkEcho{}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() { srv.Serve(l); close(served) }()
+	ctx := context.Background()
+	dial := func() *Client {
+		c, err := Dial(ctx, l.Addr().String(), hb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r string
+		if err := c.Call(ctx, "ParkEcho.Echo", "hi", &r); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	clients := make([]*Client, 16)
+	for i := range clients {
+		clients[i] = dial()
+	}
+	deadline := time.Now().Add(time.Second)
+	for round := 0; round < 200 && time.Now().Before(deadline); round++ {
+		i := round % len(clients)
+		if round%2 == 0 {
+			clients[i].Close() // the client's end
+		} else {
+			for _, p := range srv.Peers() { // the server's end of one connection
+				p.Close()
+				break
+			}
+			clients[i].Close()
+		}
+		time.Sleep(time.Duration(round%7) * time.Millisecond)
+		clients[i] = dial()
+	}
+	srv.Close()
+	<-served
+	for _, c := range clients {
+		c.Close()
+	}
+	waitFor(t, 5*time.Second, "the parker to stop", func() bool {
+		parkMu.Lock()
+		defer parkMu.Unlock()
+		return theParker == nil
+	})
+	if g := readerGoroutines(); g != 0 {
+		t.Errorf("%d reader goroutines left after every connection closed", g)
+	}
+}

@@ -276,6 +276,7 @@ func (s *session) mayPark() bool {
 // be running. Called by the reader.
 func (s *session) parkReader() bool {
 	pk := &s.park
+	s.fr.Release() // nothing is buffered: a parked connection holds no read buffer
 	parkMu.Lock()
 	p := parkerLocked()
 	if p == nil {
@@ -308,13 +309,16 @@ func (s *session) parkReader() bool {
 	if err == nil && cerr == nil {
 		return true
 	}
-	// Not armed (the connection is closing, or epoll refused): nobody else
-	// can have taken the slot. Read as usual.
-	pk.added = false
+	// Not armed (the connection is closing, or epoll refused). Take the
+	// slot back and read as usual, unless a close (unpark) took it first:
+	// it has started the next reader, and this one must stop.
 	parkMu.Lock()
-	p.takeLocked(slot, gen)
+	took := p.takeLocked(slot, gen) == s
+	if took {
+		pk.added = false
+	}
 	parkMu.Unlock()
-	return false
+	return !took
 }
 
 // unpark resumes a parked reader so that it sees the connection close.
