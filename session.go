@@ -49,10 +49,10 @@ type session struct {
 	onGoAway func(*session, wire.GoAway)
 	mon      *monitor
 
-	// ctx is the parent of every handler's context; it is cancelled, with
-	// the connection's error as cause, when the session closes.
-	ctx    context.Context
-	cancel context.CancelCauseFunc
+	// parent is the parent of every handler's context, made on first use
+	// (handlerParent); it is cancelled, with the connection's error as
+	// cause, when the session closes.
+	parent atomic.Pointer[handlerCtx]
 
 	// Settings fixed by the handshake.
 	hello      wire.Hello // what the peer sent
@@ -335,8 +335,6 @@ func newSession(conn net.Conn, fr *wire.Reader, c codec.Codec, dialer bool, o *o
 		maxFrame:   int(peerHello.MaxFrameSize),
 		maxMsg:     int(o.maxMessageSize),
 		pending:    make(map[uint32]*Call),
-		inflight:   make(map[uint32]context.CancelFunc),
-		partial:    make(map[uint32]*partialMsg),
 		done:       make(chan struct{}),
 		readerDone: make(chan struct{}),
 		lastRead:   &rd.last,
@@ -353,7 +351,6 @@ func newSession(conn net.Conn, fr *wire.Reader, c codec.Codec, dialer bool, o *o
 		s.nextID = 1
 	}
 	s.peer = &Peer{s: s}
-	s.ctx, s.cancel = context.WithCancelCause(context.WithValue(context.Background(), peerKey{}, s.peer))
 	s.lastRead.Store(nanotime())
 	fr.SetMaxPayload(o.maxFrameSize)
 	return s
@@ -803,6 +800,35 @@ func (s *session) flush(d time.Duration) {
 	}
 }
 
+// handlerCtx is the parent of the contexts of this connection's handlers:
+// it carries the Peer and ends when the connection closes.
+type handlerCtx struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+}
+
+// handlerParent returns the parent context of handler contexts, made on
+// first use: most connections (clients, idle ones) never serve a method
+// that takes a context, and it costs a few hundred bytes each.
+func (s *session) handlerParent() context.Context {
+	if p := s.parent.Load(); p != nil {
+		return p.ctx
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.parent.Load()
+	if p == nil {
+		ctx, cancel := context.WithCancelCause(context.WithValue(context.Background(), peerKey{}, s.peer))
+		p = &handlerCtx{ctx, cancel}
+		if s.closed {
+			// fail has looked already: cancel here.
+			cancel(s.err)
+		}
+		s.parent.Store(p)
+	}
+	return p.ctx
+}
+
 // ---- Closing ----
 
 // fail closes the session with ce as its cause, unless it is closed
@@ -843,7 +869,10 @@ func (s *session) fail(ce *ConnError) {
 
 	s.unpark() // a parked reader sees the close and ends
 	s.conn.Close()
-	s.cancel(ce)
+	if p := s.parent.Load(); p != nil {
+		// Made before closed was set; one made after cancels itself.
+		p.cancel(ce)
+	}
 	if s.onClose != nil {
 		// Before the calls fail, so that a retry finds this session gone.
 		s.onClose(s)
@@ -1009,6 +1038,9 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 			pm.buf = append((*pm.bp)[:0], rest...)
 		}
 		pm.got = len(rest)
+		if s.partial == nil {
+			s.partial = make(map[uint32]*partialMsg)
+		}
 		s.partial[h.ID] = pm
 	case wire.TypeContinuation:
 		pm := s.partial[h.ID]
@@ -1190,12 +1222,15 @@ func (s *session) handleCall(notify bool, id uint32, msg []byte) {
 	)
 	if mt.withCtx {
 		if timeout > 0 {
-			ctx, cancel = context.WithTimeout(s.ctx, timeout)
+			ctx, cancel = context.WithTimeout(s.handlerParent(), timeout)
 		} else {
-			ctx, cancel = context.WithCancel(s.ctx)
+			ctx, cancel = context.WithCancel(s.handlerParent())
 		}
 		if !notify {
 			s.mu.Lock()
+			if s.inflight == nil {
+				s.inflight = make(map[uint32]context.CancelFunc)
+			}
 			s.inflight[id] = cancel
 			s.mu.Unlock()
 		}

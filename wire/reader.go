@@ -24,11 +24,15 @@ type Reader struct {
 	max  uint32
 
 	// With pool set (SetBufferPool), the Reader holds a buffer from pool
-	// only while it has unread bytes; otherwise it reads into small.
+	// only while it has unread bytes; otherwise it reads into small, a
+	// small array from smallPool that it also holds only while reading.
 	pool  *sync.Pool
 	bufp  *[]byte // the pool's pointer to buf, to give back without allocating
-	small [smallBufSize]byte
+	small *[smallBufSize]byte
 }
+
+// smallPool holds the small arrays that Readers read into between bursts.
+var smallPool = sync.Pool{New: func() any { return new([smallBufSize]byte) }}
 
 // NewReader returns a Reader with a buffer of bufSize bytes (at least
 // 2*HeaderSize) and a payload limit of MaxHelloSize, the limit that applies
@@ -65,7 +69,12 @@ func (fr *Reader) Release() {
 
 // dropBuf lets go of buf, giving a pooled buffer back.
 func (fr *Reader) dropBuf() {
-	if fr.pool != nil && len(fr.buf) == fr.size && !fr.isSmall() {
+	if fr.isSmall() {
+		fr.dropSmall()
+		fr.buf = nil
+		return
+	}
+	if fr.pool != nil && len(fr.buf) == fr.size {
 		bp := fr.bufp
 		if bp == nil {
 			bp = new([]byte)
@@ -77,7 +86,13 @@ func (fr *Reader) dropBuf() {
 }
 
 func (fr *Reader) isSmall() bool {
-	return len(fr.buf) > 0 && &fr.buf[0] == &fr.small[0]
+	return fr.small != nil && len(fr.buf) > 0 && &fr.buf[0] == &fr.small[0]
+}
+
+// dropSmall gives the small array back.
+func (fr *Reader) dropSmall() {
+	smallPool.Put(fr.small)
+	fr.small = nil
 }
 
 // newBuf returns a buffer of at least n bytes: the inline array when the
@@ -106,6 +121,7 @@ func (fr *Reader) fill(n int) error {
 	}
 	if fr.buf == nil {
 		if fr.pool != nil && n <= smallBufSize {
+			fr.small = smallPool.Get().(*[smallBufSize]byte)
 			fr.buf = fr.small[:]
 		} else {
 			fr.buf, fr.bufp = fr.newBuf(n)
@@ -131,6 +147,7 @@ func (fr *Reader) fill(n int) error {
 			nb, nbp := fr.newBuf(n)
 			fr.w = copy(nb, fr.buf[fr.r:fr.w])
 			fr.r = 0
+			fr.dropSmall()
 			fr.buf, fr.bufp = nb, nbp
 		}
 		m, err := fr.rd.Read(fr.buf[fr.w:])
