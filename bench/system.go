@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -68,17 +69,32 @@ var benchLogger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{L
 
 // tcpDialer returns a dial function honouring o.LocalAddr.
 func tcpDialer(o dialOptions) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	key := ""
+	if o.LocalAddr != nil {
+		key = o.LocalAddr.String()
+	}
+	// One dial function per source address, shared by every connection
+	// from it: a system that keeps its dialer for reconnecting (Pulse)
+	// should not be charged for the harness's dialer in the idle test.
+	if f, ok := dialers.Load(key); ok {
+		return f.(func(context.Context, string, string) (net.Conn, error))
+	}
 	d := &net.Dialer{}
 	if o.LocalAddr != nil {
 		d.LocalAddr = o.LocalAddr
 	}
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+	f := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if network == "" {
 			network = "tcp"
 		}
 		return d.DialContext(ctx, network, addr)
 	}
+	actual, _ := dialers.LoadOrStore(key, f)
+	return actual.(func(context.Context, string, string) (net.Conn, error))
 }
+
+// dialers holds tcpDialer's dial functions by source address.
+var dialers sync.Map
 
 func parseSystems(s string) ([]string, error) {
 	if s == "" || s == "all" {
