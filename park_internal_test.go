@@ -36,14 +36,10 @@ func readerGoroutines() int {
 	return strings.Count(string(buf), "pulse.(*session).readFrames(")
 }
 
-// TestIdleReadersPark: the readers of idle connections give up their
-// goroutines on Linux and come back for heartbeats, calls, pushes and the
-// end of the connection. Heartbeats keep flowing while they are parked (a
-// Timeout of ten intervals would kill connections whose PINGs went
-// unanswered), and nothing is left running once everything is closed.
-func TestIdleReadersPark(t *testing.T) {
-	const n = 20
-	hb := WithHeartbeat(Heartbeat{Interval: 20 * time.Millisecond, Timeout: 200 * time.Millisecond, MinInterval: 10 * time.Millisecond})
+// startParkServer starts a server with ParkEcho on a loopback listener;
+// served is closed when Serve returns.
+func startParkServer(t *testing.T, hb Option) (*Server, net.Listener, chan struct{}) {
+	t.Helper()
 	srv, err := NewServer(hb)
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +53,18 @@ func TestIdleReadersPark(t *testing.T) {
 	}
 	served := make(chan struct{})
 	go func() { srv.Serve(l); close(served) }()
+	return srv, l, served
+}
+
+// TestIdleReadersPark: the readers of idle connections give up their
+// goroutines on Linux and come back for heartbeats, calls, pushes and the
+// end of the connection. Heartbeats keep flowing while they are parked (a
+// Timeout of ten intervals would kill connections whose PINGs went
+// unanswered), and nothing is left running once everything is closed.
+func TestIdleReadersPark(t *testing.T) {
+	const n = 20
+	hb := WithHeartbeat(Heartbeat{Interval: 20 * time.Millisecond, Timeout: 200 * time.Millisecond, MinInterval: 10 * time.Millisecond})
+	srv, l, served := startParkServer(t, hb)
 	ctx := context.Background()
 
 	clients := make([]*Client, n)
@@ -154,19 +162,7 @@ func (p pushSink) Note(m string, _ *struct{}) error { p <- m; return nil }
 // twice and crash), and nothing may be left running.
 func TestParkCloseRace(t *testing.T) {
 	hb := WithHeartbeat(Heartbeat{Interval: 5 * time.Millisecond, Timeout: 100 * time.Millisecond, MinInterval: time.Millisecond})
-	srv, err := NewServer(hb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Register(ParkEcho{}); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() { srv.Serve(l); close(served) }()
+	srv, l, served := startParkServer(t, hb)
 	ctx := context.Background()
 	dial := func() *Client {
 		c, err := Dial(ctx, l.Addr().String(), hb)

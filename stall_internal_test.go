@@ -19,21 +19,7 @@ import (
 // the silence looks; it re-checks shortly after instead. A check on time
 // convicts a peer that really is silent.
 func TestMonitorLocalStall(t *testing.T) {
-	c1, c2 := net.Pipe()
-	defer c2.Close()
-	go io.Copy(io.Discard, c2)
-	o, err := newOptions([]Option{WithLogger(slog.New(slog.DiscardHandler))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rd := new(reads)
-	peer := wire.Hello{MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: DefaultMaxMessageSize}
-	s := newSession(c1, newFrameReader(c1), codec.JSON, true, o, newRegistry(), peer, rd, nil)
-	hb := Heartbeat{Interval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond}.withDefaults()
-	m := newMonitor(s, hb, hb.Interval, ConnLimits{})
-	s.mon = m
-	m.timer = time.AfterFunc(time.Hour, func() {}) // checks are made by hand
-	defer m.stop()
+	s, m, rd := newHandMonitor(t, Heartbeat{Interval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond}, nil)
 
 	silentFor := func(d time.Duration) { rd.last.Store(nanotime() - int64(d)) }
 	checkAt := func(late time.Duration) {
@@ -104,7 +90,8 @@ func TestMonitorSuspectRecheck(t *testing.T) {
 }
 
 // newHandMonitor returns a client session over a pipe whose monitor is
-// driven by hand, with TCP's view of acknowledgements replaced by acks.
+// driven by hand, with TCP's view of acknowledgements replaced by acks
+// (when not nil).
 func newHandMonitor(t *testing.T, hb Heartbeat, acks *tcpAcks) (*session, *monitor, *reads) {
 	t.Helper()
 	c1, c2 := net.Pipe()
@@ -119,7 +106,9 @@ func newHandMonitor(t *testing.T, hb Heartbeat, acks *tcpAcks) (*session, *monit
 	s := newSession(c1, newFrameReader(c1), codec.JSON, true, o, newRegistry(), peer, rd, nil)
 	hb = hb.withDefaults()
 	m := newMonitor(s, hb, hb.Interval, ConnLimits{})
-	m.acked = func() (tcpAcks, bool) { return *acks, true }
+	if acks != nil {
+		m.acked = func() (tcpAcks, bool) { return *acks, true }
+	}
 	s.mon = m
 	m.timer = time.AfterFunc(time.Hour, func() {}) // checks are made by hand
 	t.Cleanup(m.stop)
