@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/rpc"
-	"sync"
 )
 
 // netrpcSystem is the standard library's net/rpc with its gob codec over
@@ -25,42 +24,7 @@ func (netrpcSystem) Serve(l net.Listener, _ serveOptions) (func(), error) {
 	if err := srv.RegisterName("Echo", NetRPCEcho{}); err != nil {
 		return nil, err
 	}
-	var (
-		mu    sync.Mutex
-		conns = map[net.Conn]struct{}{}
-		wg    sync.WaitGroup
-	)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = struct{}{}
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				srv.ServeConn(c) // closes c when done
-				mu.Lock()
-				delete(conns, c)
-				mu.Unlock()
-			}()
-		}
-	}()
-	return func() {
-		l.Close()
-		<-done
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	}, nil
+	return serveConns(l, func(c net.Conn) { srv.ServeConn(c) }), nil // ServeConn closes c when done
 }
 
 func (netrpcSystem) Dial(ctx context.Context, addr string, o dialOptions) (echoConn, error) {

@@ -65,43 +65,10 @@ func (rawSystem) Serve(l net.Listener, o serveOptions) (func(), error) {
 	if o.Idle {
 		bufSize = rawIdleBufSize
 	}
-	var (
-		mu    sync.Mutex
-		conns = map[net.Conn]struct{}{}
-		wg    sync.WaitGroup
-	)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = struct{}{}
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rawServeConn(c, bufSize)
-				c.Close()
-				mu.Lock()
-				delete(conns, c)
-				mu.Unlock()
-			}()
-		}
-	}()
-	return func() {
-		l.Close()
-		<-done
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	}, nil
+	return serveConns(l, func(c net.Conn) {
+		rawServeConn(c, bufSize)
+		c.Close()
+	}), nil
 }
 
 // rawServeConn echoes the frames of c, PINGs included, through buffers of

@@ -122,3 +122,46 @@ func parseSystems(s string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// serveConns accepts connections on l and serves each with serve on a
+// goroutine of its own (serve closes its connection). The returned stop
+// closes the listener and every open connection, and waits for the serve
+// calls to return.
+func serveConns(l net.Listener, serve func(net.Conn)) func() {
+	var (
+		mu    sync.Mutex
+		conns = map[net.Conn]struct{}{}
+		wg    sync.WaitGroup
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = struct{}{}
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				serve(c)
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+			}()
+		}
+	}()
+	return func() {
+		l.Close()
+		<-done
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}
+}
