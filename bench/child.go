@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/pulse-rpc/pulse/internal/hist"
 	"net"
 	"os"
 	"runtime"
@@ -254,7 +255,7 @@ const (
 // loadWorker is one calling goroutine's state. Padded so that workers do
 // not share cache lines.
 type loadWorker struct {
-	h        hist
+	h        hist.Histogram
 	errors   uint64
 	firstErr error
 	_        [64]byte
@@ -341,7 +342,7 @@ func runLoad(cfg loadConfig) (loadResult, error) {
 					badEcho.CompareAndSwap(nil, fmt.Sprintf("echo of %d bytes came back as %d", len(req), len(resp)))
 				}
 				if ph == phaseMeasure && phase.Load() == phaseMeasure {
-					w.h.record(d)
+					w.h.Record(d)
 				}
 			}
 		}(&workers[i], conns[i%cfg.C], i)
@@ -379,10 +380,10 @@ func runLoad(cfg loadConfig) (loadResult, error) {
 	res.ClientGoroutines = runtime.NumGoroutine()
 	wg.Wait()
 
-	var total hist
+	var total hist.Histogram
 	for i := range workers {
 		w := &workers[i]
-		total.merge(&w.h)
+		total.Merge(&w.h)
 		res.Errors += w.errors
 		if w.firstErr != nil && res.FirstError == "" {
 			res.FirstError = w.firstErr.Error()
@@ -394,13 +395,13 @@ func runLoad(cfg loadConfig) (loadResult, error) {
 	}
 	window := t1.Sub(t0)
 	res.WindowSec = window.Seconds()
-	res.Calls = total.n
-	res.CallsPerSec = float64(total.n) / window.Seconds()
-	res.P50Ns = int64(total.quantile(0.50))
-	res.P99Ns = int64(total.quantile(0.99))
-	res.P999Ns = int64(total.quantile(0.999))
-	res.MeanNs = int64(total.mean())
-	res.MaxNs = int64(total.max)
+	res.Calls = total.Count()
+	res.CallsPerSec = float64(total.Count()) / window.Seconds()
+	res.P50Ns = int64(total.Quantile(0.50))
+	res.P99Ns = int64(total.Quantile(0.99))
+	res.P999Ns = int64(total.Quantile(0.999))
+	res.MeanNs = int64(total.Mean())
+	res.MaxNs = int64(total.Max())
 	res.Mallocs = ms1.Mallocs - ms0.Mallocs
 	var src string
 	res.ClientCPUNs, src = cpuDelta(self0, self1)
@@ -414,7 +415,7 @@ func runLoad(cfg loadConfig) (loadResult, error) {
 	res.ServerSyscalls = syscallDelta(srv0, srv1)
 	res.ServerRSSKiBAtEnd = srv1.RSSKiB
 	res.ClientRSSKiBAtEnd = self1.RSSKiB
-	if n := float64(total.n); n > 0 {
+	if n := float64(total.Count()); n > 0 {
 		res.AllocsPerCall = float64(res.Mallocs) / n
 		res.ClientCPUPerCall = float64(res.ClientCPUNs) / n / 1e3
 		res.ServerCPUPerCall = float64(res.ServerCPUNs) / n / 1e3

@@ -22,6 +22,7 @@ import (
 
 	"github.com/pulse-rpc/pulse"
 	"github.com/pulse-rpc/pulse/codec"
+	"github.com/pulse-rpc/pulse/internal/hist"
 )
 
 func init() {
@@ -324,7 +325,7 @@ func (cfg *benchConfig) caller(cl *pulse.Client) func(ctx context.Context) error
 // by the progress line.
 type benchWorker struct {
 	calls, errs atomic.Int64
-	hist        Histogram
+	hist        hist.Histogram
 	samples     []benchErrSample
 }
 
@@ -506,7 +507,7 @@ type benchResult struct {
 	Reconnects   int                `json:"reconnects"`
 	Interrupted  bool               `json:"interrupted"`
 
-	hist *Histogram
+	hist *hist.Histogram
 }
 
 // benchLatencyJSON holds the latencies of the successful calls, in
@@ -532,7 +533,7 @@ func benchMicros(d time.Duration) float64 { return math.Round(float64(d)) / 1e3 
 
 // result merges the workers' histograms and errors.
 func (p *benchPhase) result() *benchResult {
-	h := new(Histogram)
+	h := new(hist.Histogram)
 	var samples []benchErrSample
 	r := &benchResult{hist: h, ErrorSamples: []string{}, Histogram: []benchHistRowJSON{}}
 	for _, w := range p.workers {

@@ -27,7 +27,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"math/bits"
 	"net"
 	"net/rpc"
 	"os"
@@ -42,6 +41,7 @@ import (
 	"time"
 
 	"github.com/pulse-rpc/pulse"
+	"github.com/pulse-rpc/pulse/internal/hist"
 )
 
 func main() {
@@ -207,50 +207,15 @@ type result struct {
 
 func (r result) rate() float64 { return float64(r.calls) / r.elapsed.Seconds() }
 
-// hist is a log-linear latency histogram in nanoseconds: 128 buckets per
-// power of two (under 0.8% error), no allocation to record.
-type hist [64*128 + 256]uint32
-
-func bucket(ns int64) int {
-	v := uint64(max(ns, 0))
-	if v < 256 {
-		return int(v)
-	}
-	shift := bits.Len64(v) - 8
-	return shift*128 + int(v>>shift)
-}
-
-func bucketValue(i int) int64 {
-	if i < 256 {
-		return int64(i)
-	}
-	shift := i/128 - 1
-	m := i - shift*128
-	return int64(m)<<shift + (int64(1)<<shift)/2
-}
-
-func (h *hist) record(d time.Duration) { h[bucket(int64(d))]++ }
-
-func quantiles(hs []*hist, qs ...float64) []time.Duration {
-	var total hist
-	var n uint64
+// quantiles merges hs and returns their qs-quantiles.
+func quantiles(hs []*hist.Histogram, qs ...float64) []time.Duration {
+	var total hist.Histogram
 	for _, h := range hs {
-		for i, c := range h {
-			total[i] += c
-			n += uint64(c)
-		}
+		total.Merge(h)
 	}
 	out := make([]time.Duration, len(qs))
 	for k, q := range qs {
-		want := uint64(q * float64(n))
-		var seen uint64
-		for i, c := range total {
-			seen += uint64(c)
-			if seen > want {
-				out[k] = time.Duration(bucketValue(i))
-				break
-			}
-		}
+		out[k] = total.Quantile(q)
 	}
 	return out
 }
@@ -340,11 +305,11 @@ func runCell(system, addr string, c cell, warm, d time.Duration, maxCalls int) (
 		defer cn.close()
 	}
 	callers := make([]caller, c.g)
-	hists := make([]*hist, c.g)
+	hists := make([]*hist.Histogram, c.g)
 	payloads := make([][]byte, c.g)
 	for i := range callers {
 		callers[i] = conns[i%c.c].caller(i / c.c)
-		hists[i] = new(hist)
+		hists[i] = new(hist.Histogram)
 		payloads[i] = make([]byte, c.size)
 		for j := range payloads[i] {
 			payloads[i][j] = byte(i + j)
@@ -363,7 +328,7 @@ func runCell(system, addr string, c cell, warm, d time.Duration, maxCalls int) (
 		defer t.Stop()
 		for i := range callers {
 			wg.Add(1)
-			go func(cl caller, h *hist, p []byte) {
+			go func(cl caller, h *hist.Histogram, p []byte) {
 				defer wg.Done()
 				n := 0
 				for n < quota && !stop.Load() {
@@ -378,7 +343,7 @@ func runCell(system, addr string, c cell, warm, d time.Duration, maxCalls int) (
 						break
 					}
 					if record {
-						h.record(time.Since(t0))
+						h.Record(time.Since(t0))
 					}
 					n++
 				}

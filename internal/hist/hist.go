@@ -1,4 +1,7 @@
-package main
+// Package hist is the latency histogram of the pulse command's bench, the
+// benchmark module and the load checker: log-linear buckets, recording
+// without allocation, exact merges.
+package hist
 
 import (
 	"math"
@@ -18,45 +21,45 @@ import (
 // A Histogram is not safe for concurrent use: each goroutine records into
 // its own and they are merged at the end.
 type Histogram struct {
-	counts   [histBuckets]uint64
+	counts   [buckets]uint64
 	n        uint64
 	sum      uint64 // nanoseconds
 	min, max int64  // nanoseconds, valid when n > 0
 }
 
 const (
-	histSubBits = 5
-	histSub     = 1 << histSubBits // linear sub-buckets per power of two
-	histMaxBits = 36               // values up to 1<<histMaxBits - 1 ns
-	histBuckets = (histMaxBits - histSubBits + 1) << histSubBits
-	histMaxNS   = 1<<histMaxBits - 1
+	subBits = 5
+	sub     = 1 << subBits // linear sub-buckets per power of two
+	maxBits = 36           // values up to 1<<maxBits - 1 ns
+	buckets = (maxBits - subBits + 1) << subBits
+	maxNS   = 1<<maxBits - 1
 )
 
-// histBucketOf returns the index of the bucket holding v nanoseconds.
-func histBucketOf(v int64) int {
+// bucketOf returns the index of the bucket holding v nanoseconds.
+func bucketOf(v int64) int {
 	if v < 0 {
 		v = 0
 	}
-	if v > histMaxNS {
-		v = histMaxNS
+	if v > maxNS {
+		v = maxNS
 	}
 	u := uint64(v)
-	if u < histSub {
+	if u < sub {
 		return int(u)
 	}
-	shift := bits.Len64(u) - 1 - histSubBits
-	return (shift+1)<<histSubBits + int((u>>shift)&(histSub-1))
+	shift := bits.Len64(u) - 1 - subBits
+	return (shift+1)<<subBits + int((u>>shift)&(sub-1))
 }
 
-// histBucketRange returns the smallest and largest values (inclusive) that
+// bucketRange returns the smallest and largest values (inclusive) that
 // fall into bucket i.
-func histBucketRange(i int) (lo, hi int64) {
-	e := i >> histSubBits
+func bucketRange(i int) (lo, hi int64) {
+	e := i >> subBits
 	if e == 0 {
 		return int64(i), int64(i)
 	}
 	shift := e - 1
-	lo = int64(histSub+i&(histSub-1)) << shift
+	lo = int64(sub+i&(sub-1)) << shift
 	return lo, lo + 1<<shift - 1
 }
 
@@ -66,7 +69,7 @@ func (h *Histogram) Record(d time.Duration) {
 	if v < 0 {
 		v = 0
 	}
-	h.counts[histBucketOf(v)]++
+	h.counts[bucketOf(v)]++
 	if h.n == 0 || v < h.min {
 		h.min = v
 	}
@@ -131,7 +134,7 @@ func (h *Histogram) Quantile(q float64) time.Duration {
 	for i, c := range h.counts {
 		seen += c
 		if seen >= rank {
-			lo, hi := histBucketRange(i)
+			lo, hi := bucketRange(i)
 			v := lo + (hi-lo)/2
 			return time.Duration(min(max(v, h.min), h.max))
 		}
@@ -139,23 +142,23 @@ func (h *Histogram) Quantile(q float64) time.Duration {
 	return time.Duration(h.max)
 }
 
-// histRow is one row of a histogram as displayed: the values in
+// Row is one row of a histogram as displayed: the values in
 // (previous row's Le, Le].
-type histRow struct {
+type Row struct {
 	Le    time.Duration
 	Count uint64
 }
 
-// histNiceSeries are the bounds per decade that Rows may use, finest first.
-var histNiceSeries = [][]float64{
+// niceSeries are the bounds per decade that Rows may use, finest first.
+var niceSeries = [][]float64{
 	{1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8},
 	{1, 1.5, 2, 3, 5, 7},
 	{1, 2, 5},
 	{1},
 }
 
-// histNiceBounds returns the bounds of series from 10 ns to 1000 s.
-func histNiceBounds(series []float64) []int64 {
+// niceBounds returns the bounds of series from 10 ns to 1000 s.
+func niceBounds(series []float64) []int64 {
 	var b []int64
 	for p := 1e1; p < 1e12; p *= 10 {
 		for _, m := range series {
@@ -170,20 +173,20 @@ func histNiceBounds(series []float64) []int64 {
 // that fits, from the row holding Min to the row holding Max. Each bucket
 // goes to the row of its middle value, so a row's count is exact to within
 // one bucket width (3%) of its bound.
-func (h *Histogram) Rows(maxRows int) []histRow {
+func (h *Histogram) Rows(maxRows int) []Row {
 	if h.n == 0 {
 		return nil
 	}
 	var bounds []int64
 	first, last := 0, 0
-	for _, s := range histNiceSeries {
-		bounds = histNiceBounds(s)
-		first, last = histRowOf(bounds, h.min), histRowOf(bounds, h.max)
+	for _, s := range niceSeries {
+		bounds = niceBounds(s)
+		first, last = rowOf(bounds, h.min), rowOf(bounds, h.max)
 		if last-first+1 <= maxRows {
 			break
 		}
 	}
-	rows := make([]histRow, last-first+1)
+	rows := make([]Row, last-first+1)
 	for i := range rows {
 		if first+i < len(bounds) {
 			rows[i].Le = time.Duration(bounds[first+i])
@@ -195,9 +198,9 @@ func (h *Histogram) Rows(maxRows int) []histRow {
 		if c == 0 {
 			continue
 		}
-		lo, hi := histBucketRange(i)
+		lo, hi := bucketRange(i)
 		mid := min(max(lo+(hi-lo)/2, h.min), h.max)
-		r := min(max(histRowOf(bounds, mid)-first, 0), len(rows)-1)
+		r := min(max(rowOf(bounds, mid)-first, 0), len(rows)-1)
 		rows[r].Count += c
 	}
 	// A bucket straddling a bound can leave the first or last row empty.
@@ -210,7 +213,7 @@ func (h *Histogram) Rows(maxRows int) []histRow {
 	return rows
 }
 
-// histRowOf returns the index of the first bound ≥ v (len(bounds) if none).
-func histRowOf(bounds []int64, v int64) int {
+// rowOf returns the index of the first bound ≥ v (len(bounds) if none).
+func rowOf(bounds []int64, v int64) int {
 	return sort.Search(len(bounds), func(i int) bool { return bounds[i] >= v })
 }
