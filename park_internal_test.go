@@ -29,6 +29,16 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// parkedReaders returns how many readers are parked.
+func parkedReaders() int {
+	parkMu.Lock()
+	defer parkMu.Unlock()
+	if theParker == nil {
+		return 0
+	}
+	return theParker.used
+}
+
 // readerGoroutines counts the goroutines running a connection's reader.
 func readerGoroutines() int {
 	buf := make([]byte, 4<<20)

@@ -339,16 +339,6 @@ func (s *session) unpark() {
 	}
 }
 
-// parkedReaders returns how many readers are parked, for tests.
-func parkedReaders() int {
-	parkMu.Lock()
-	defer parkMu.Unlock()
-	if theParker == nil {
-		return 0
-	}
-	return theParker.used
-}
-
 // writeNow writes b to the socket without waiting and returns how much of
 // it the socket took (0 when it took nothing or the write failed: the
 // writer then tries again and sees the error). Only for sessions that can
