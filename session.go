@@ -161,7 +161,17 @@ type outMsg struct {
 	aborted bool    // abandoned by the caller; protected by session.mu
 	failed  bool    // the write of its last frame failed; protected by session.mu
 	sent    atomic.Bool
+	// hdrs holds the headers of the frames of one write round. It lives
+	// here, not in the session, so that an idle connection does not carry
+	// it; a large message is at least a frame long, so it adds little.
+	hdrs [maxRoundFrames * (wire.HeaderSize + wire.MessageLenSize)]byte
 }
+
+// maxRoundFrames bounds the frames of a large message sent in one write
+// round (and one system call, up to maxWriteSize bytes). A frame per
+// round cost a writev per 16 KiB on each side; control frames and small
+// messages still go out between rounds, at least every maxWriteSize bytes.
+const maxRoundFrames = 8
 
 // partialMsg is a message being reassembled from several frames.
 type partialMsg struct {
@@ -550,10 +560,10 @@ func (s *session) kickLocked(inline bool) {
 
 // writeLoop writes queued frames until the queues are empty. Each round
 // writes, in one system call where the transport allows it, all queued
-// control frames, then all queued small frames, then one frame of the
-// first large message.
+// control frames, then all queued small frames, then up to maxWriteSize
+// bytes of frames of the first large message.
 func (s *session) writeLoop(inline bool) {
-	var arr [4][]byte
+	var arr [2 + 2*maxRoundFrames][]byte
 	hdr := &s.hdr
 	yielded := false
 	for {
@@ -590,49 +600,62 @@ func (s *session) writeLoop(inline bool) {
 		if dataw != nil {
 			data = dataw.b
 		}
+		// The large part of the round: an abort frame for an abandoned
+		// message that was partly sent, or up to maxRoundFrames frames
+		// (maxWriteSize bytes) of the first message.
 		var (
-			chunk []byte
-			head  []byte
+			large [2 * maxRoundFrames][]byte
+			nl    int
 			done  *outMsg
 		)
-		for len(s.large) > 0 && head == nil {
+		for len(s.large) > 0 && nl == 0 {
 			m := s.large[0]
 			if m.aborted {
 				s.large = s.large[1:]
 				if m.off > 0 {
-					head = wire.AppendHeader(hdr[:0], wire.TypeContinuation, wire.FlagEnd|wire.FlagAbort, m.id, 0)
+					large[0] = wire.AppendHeader(hdr[:0], wire.TypeContinuation, wire.FlagEnd|wire.FlagAbort, m.id, 0)
+					nl = 1
 				}
 				putBuf(m.buf)
 				continue
 			}
-			first := m.off == 0
-			room := s.maxFrame
-			if first {
-				room -= wire.MessageLenSize
+			hb := m.hdrs[:0]
+			for bytes := 0; nl < len(large) && bytes < maxWriteSize; {
+				first := m.off == 0
+				room := s.maxFrame
+				if first {
+					room -= wire.MessageLenSize
+				}
+				n := min(room, len(m.body)-m.off)
+				typ, flags := m.typ, wire.Flags(0)
+				if !first {
+					typ = wire.TypeContinuation
+				}
+				if m.off+n == len(m.body) {
+					flags = wire.FlagEnd
+				}
+				start := len(hb)
+				if first {
+					hb = wire.AppendHeader(hb, typ, flags, m.id, wire.MessageLenSize+n)
+					hb = wire.AppendMessageLen(hb, len(m.body))
+				} else {
+					hb = wire.AppendHeader(hb, typ, flags, m.id, n)
+				}
+				large[nl], large[nl+1] = hb[start:len(hb):len(hb)], m.body[m.off:m.off+n]
+				nl += 2
+				m.off += n
+				bytes += n
+				if flags == wire.FlagEnd {
+					done = m
+					s.large = s.large[1:]
+					break
+				}
 			}
-			n := min(room, len(m.body)-m.off)
-			typ, flags := m.typ, wire.Flags(0)
-			if !first {
-				typ = wire.TypeContinuation
-			}
-			if m.off+n == len(m.body) {
-				flags = wire.FlagEnd
-				done = m
-				s.large = s.large[1:]
-			}
-			if first {
-				head = wire.AppendHeader(hdr[:0], typ, flags, m.id, wire.MessageLenSize+n)
-				head = wire.AppendMessageLen(head, len(m.body))
-			} else {
-				head = wire.AppendHeader(hdr[:0], typ, flags, m.id, n)
-			}
-			chunk = m.body[m.off : m.off+n]
-			m.off += n
 		}
 		if len(s.large) == 0 {
 			s.large = nil
 		}
-		if len(ctrl) == 0 && len(data) == 0 && head == nil {
+		if len(ctrl) == 0 && len(data) == 0 && nl == 0 {
 			s.stopWritingLocked()
 			s.mu.Unlock()
 			return
@@ -644,7 +667,12 @@ func (s *session) writeLoop(inline bool) {
 		s.mu.Unlock()
 
 		bufs := arr[:0]
-		for _, b := range [...][]byte{ctrl, data, head, chunk} {
+		for _, b := range [...][]byte{ctrl, data} {
+			if len(b) > 0 {
+				bufs = append(bufs, b)
+			}
+		}
+		for _, b := range large[:nl] {
 			if len(b) > 0 {
 				bufs = append(bufs, b)
 			}
@@ -653,6 +681,7 @@ func (s *session) writeLoop(inline bool) {
 		var err error
 		n, err = s.writeBuffers(bufs)
 		clear(arr[:]) // do not keep the written buffers alive
+		clear(large[:])
 		wrote := min(max(n-int64(len(ctrl)), 0), int64(len(data)))
 		s.flushed.Add(uint64(wrote))
 		if done != nil && err == nil {
