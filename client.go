@@ -139,6 +139,14 @@ func NewClient(conn net.Conn, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
+// closedChan is a closed channel: what a connected Client's ready is, so
+// that each of many idle clients does not keep a closed channel of its own.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
 func newClient(addr string, opts []Option, redial bool) (*Client, error) {
 	o, err := newOptions(opts)
 	if err != nil {
@@ -206,6 +214,7 @@ func (c *Client) start(ctx context.Context, conn net.Conn) error {
 	c.connecting = false
 	c.cur.Store(s)
 	close(c.ready)
+	c.ready = closedChan // let the closed one go: waiters hold their own reference
 	c.setStateLocked(StateReady, nil)
 	c.mu.Unlock()
 	go s.readLoop()

@@ -37,14 +37,30 @@ func (s *session) handlerDone() {
 
 // signalSettled wakes a drain waiting for handlers and messages to finish.
 func (s *session) signalSettled() {
-	select {
-	case <-s.draining:
+	if d := s.drainSt.Load(); d != nil {
 		select {
-		case s.settled <- struct{}{}:
+		case d.settled <- struct{}{}:
 		default:
 		}
-	default:
 	}
+}
+
+// drainState is made when the session starts draining: most connections
+// never drain, and an idle connection should carry no channel it does not
+// need.
+type drainState struct {
+	settled chan struct{} // signalled when a handler ends or a message completes
+}
+
+// drainingChan returns the channel that is closed when this side starts
+// draining, making it on first use.
+func (s *session) drainingChan() chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining == nil {
+		s.draining = make(chan struct{})
+	}
+	return s.draining
 }
 
 // pendingCount returns the number of calls this side started and still
@@ -65,7 +81,17 @@ func (s *session) startDrain(code wire.GoAwayCode, msg string) bool {
 	}
 	s.mu.Unlock()
 	s.sendGoAway(code, msg)
+	s.mu.Lock()
+	if s.drainSt.Load() != nil {
+		s.mu.Unlock()
+		return false // started meanwhile by another caller
+	}
+	if s.draining == nil {
+		s.draining = make(chan struct{})
+	}
 	close(s.draining)
+	s.drainSt.Store(&drainState{settled: make(chan struct{}, 1)})
+	s.mu.Unlock()
 	return true
 }
 
@@ -116,9 +142,13 @@ func (s *session) lingerClose(ce *ConnError, d time.Duration) {
 // arriving, the session closes, or stop fires. It reports whether the
 // session settled.
 func (s *session) waitSettled(stop <-chan struct{}) bool {
+	var settled chan struct{} // nil, which never fires, when not draining
+	if d := s.drainSt.Load(); d != nil {
+		settled = d.settled
+	}
 	for s.running.Load() > 0 {
 		select {
-		case <-s.settled:
+		case <-settled:
 		case <-s.done:
 			return false
 		case <-stop:
@@ -137,5 +167,5 @@ func Draining(ctx interface{ Value(any) any }) <-chan struct{} {
 	if p == nil {
 		return nil
 	}
-	return p.s.draining
+	return p.s.drainingChan()
 }

@@ -231,8 +231,7 @@ func newMonitor(s *session, hb Heartbeat, interval time.Duration, limits ConnLim
 			m.suspectLate = min(m.suspectLate, interval)
 		}
 	}
-	m.acked = ackProgress(s.conn)
-	m.ooo = oooProgress(s.conn)
+	m.acked, m.ooo = tcpProgress(s.conn)
 	now := nanotime()
 	m.lastWrite.Store(now)
 	m.lastActive.Store(now)

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 )
 
 // Parking idle readers (Linux).
@@ -63,6 +64,7 @@ func (s *session) initParking(conn net.Conn, rd *reads) {
 type parker struct {
 	epf    *os.File        // the epoll set
 	rc     syscall.RawConn // of epf
+	epfd   int             // epf's descriptor: valid while parkMu is held and the parker is theParker
 	wakefd int             // an eventfd that asks the parker to look whether it may stop
 	slots  []parkSlot
 	free   []int32
@@ -124,7 +126,7 @@ func newParker() (*parker, error) {
 		syscall.Close(wakefd)
 		return nil, err
 	}
-	return &parker{epf: epf, rc: rc, wakefd: wakefd}, nil
+	return &parker{epf: epf, rc: rc, epfd: epfd, wakefd: wakefd}, nil
 }
 
 // run waits for parked sockets and resumes their readers. It returns when
@@ -210,16 +212,6 @@ func stopParker() {
 	}
 }
 
-// ctl changes the registration of fd in the parker's set. The set stays
-// open while any socket is parked (the parker stops only when none is).
-func (p *parker) ctl(op, fd int, ev *syscall.EpollEvent) error {
-	var err error
-	if cerr := p.rc.Control(func(epfd uintptr) { err = syscall.EpollCtl(int(epfd), op, fd, ev) }); cerr != nil {
-		return cerr
-	}
-	return err
-}
-
 // addLocked puts s in a free slot and returns the slot and its generation.
 // Called with parkMu held.
 func (p *parker) addLocked(s *session) (int32, uint32) {
@@ -293,32 +285,23 @@ func (s *session) parkReader() bool {
 	// before it may park again.
 	pk.added = true
 	pk.rd.drained = false
-	parkMu.Unlock()
-
-	var err error
-	cerr := pk.raw.Control(func(fd uintptr) {
-		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: slot, Pad: int32(gen)}
-		err = p.ctl(op, int(fd), &ev)
-		switch {
-		case err == syscall.ENOENT && op == syscall.EPOLL_CTL_MOD:
-			err = p.ctl(syscall.EPOLL_CTL_ADD, int(fd), &ev)
-		case err == syscall.EEXIST && op == syscall.EPOLL_CTL_ADD:
-			err = p.ctl(syscall.EPOLL_CTL_MOD, int(fd), &ev)
-		}
-	})
-	if err == nil && cerr == nil {
-		return true
-	}
-	// Not armed (the connection is closing, or epoll refused). Take the
-	// slot back and read as usual, unless a close (unpark) took it first:
-	// it has started the next reader, and this one must stop.
-	parkMu.Lock()
-	took := p.takeLocked(slot, gen) == s
-	if took {
+	// Armed under parkMu too, through the shared arm request (armReq).
+	armReq = armRequest{epfd: p.epfd, op: op, ev: syscall.EpollEvent{
+		Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: slot, Pad: int32(gen)}}
+	cerr := pk.raw.Control(armSocket)
+	err := armReq.err
+	armReq = armRequest{}
+	if err != nil || cerr != nil {
+		// Not armed (the connection is closing, or epoll refused): take
+		// the slot back, before the lock lets a close (unpark) see it,
+		// and read as usual.
+		p.takeLocked(slot, gen)
 		pk.added = false
+		parkMu.Unlock()
+		return false
 	}
 	parkMu.Unlock()
-	return !took
+	return true
 }
 
 // unpark resumes a parked reader so that it sees the connection close.
@@ -342,17 +325,77 @@ func (s *session) unpark() {
 // writeNow writes b to the socket without waiting and returns how much of
 // it the socket took (0 when it took nothing or the write failed: the
 // writer then tries again and sees the error). Only for sessions that can
-// park (s.park.raw set).
+// park (s.park.raw set), by the goroutine that holds the session's
+// writing flag.
 func (s *session) writeNow(b []byte) int {
-	var n int
-	s.park.raw.Write(func(fd uintptr) bool {
-		if k, err := syscall.Write(int(fd), b); err == nil {
-			n = k
-		}
-		return true // never wait for the socket
-	})
+	sh := &writeShards[uintptr(unsafe.Pointer(s))/unsafe.Sizeof(session{})%uintptr(len(writeShards))]
+	sh.mu.Lock()
+	sh.b = b
+	s.park.raw.Control(sh.fn)
+	n := sh.n
+	sh.b, sh.n = nil, 0
+	sh.mu.Unlock()
 	if n > 0 && s.mon != nil {
 		s.mon.lastWrite.Store(nanotime())
 	}
 	return n
+}
+
+// The system calls on a parked connection's socket run in callbacks
+// (syscall.RawConn.Control) that hold the descriptor open. A closure that
+// captures its arguments is allocated on every call: on an idle
+// connection, once per heartbeat on each side, which was most of what an
+// idle process allocated, and so most of its heap growth between
+// collections. The callbacks are made once instead, and take their
+// arguments from variables guarded by a mutex held across the call: for
+// arming, parkMu, held anyway; for writes, one of a few shards, so that
+// writes on different connections do not wait on one lock.
+
+// armRequest is the argument and result of armSocket; armReq is guarded
+// by parkMu.
+type armRequest struct {
+	epfd int
+	op   int
+	ev   syscall.EpollEvent
+	err  error
+}
+
+var armReq armRequest
+
+// armSocket registers the socket fd in the parker's set as armReq says.
+// The socket stays in the set between parks; ENOENT and EEXIST cover a
+// registration that the kernel dropped or that survived.
+func armSocket(fd uintptr) {
+	r := &armReq
+	err := syscall.EpollCtl(r.epfd, r.op, int(fd), &r.ev)
+	switch {
+	case err == syscall.ENOENT && r.op == syscall.EPOLL_CTL_MOD:
+		err = syscall.EpollCtl(r.epfd, syscall.EPOLL_CTL_ADD, int(fd), &r.ev)
+	case err == syscall.EEXIST && r.op == syscall.EPOLL_CTL_ADD:
+		err = syscall.EpollCtl(r.epfd, syscall.EPOLL_CTL_MOD, int(fd), &r.ev)
+	}
+	r.err = err
+}
+
+// writeShard is the argument (b) and result (n) of its write callback fn,
+// guarded by mu.
+type writeShard struct {
+	mu sync.Mutex
+	b  []byte
+	n  int
+	fn func(fd uintptr)
+	_  [64]byte // keep shards on separate cache lines
+}
+
+var writeShards [16]writeShard
+
+func init() {
+	for i := range writeShards {
+		sh := &writeShards[i]
+		sh.fn = func(fd uintptr) {
+			if k, err := syscall.Write(int(fd), sh.b); err == nil {
+				sh.n = k
+			}
+		}
+	}
 }

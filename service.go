@@ -42,10 +42,14 @@ type registry struct {
 	services atomic.Pointer[map[string]*service]
 }
 
+// noServices is the map of every registry that has none: maps in a
+// registry are never modified (register copies), so they can share it,
+// and a client that serves no calls (most of them) allocates no map.
+var noServices = map[string]*service{}
+
 func newRegistry() *registry {
 	r := &registry{}
-	m := map[string]*service{}
-	r.services.Store(&m)
+	r.services.Store(&noServices)
 	return r
 }
 

@@ -35,7 +35,6 @@ type session struct {
 	conn     net.Conn
 	fr       *wire.Reader
 	codec    codec.Codec
-	dialer   bool
 	opts     *options
 	handlers *registry
 	log      *slog.Logger
@@ -60,48 +59,49 @@ type session struct {
 	peerMaxMsg int        // largest message this side sends
 	maxMsg     int        // largest message this side accepts
 
-	running    atomic.Int32  // peer calls admitted and not finished: arriving, running, or being refused
-	lastRead   *atomic.Int64 // monotonic ns of the last read that returned bytes
-	draining   chan struct{} // closed when this side starts draining
-	settled    chan struct{} // signalled when a handler ends or a message completes while draining
-	flushed    atomic.Uint64
-	done       chan struct{} // closed when the session is closed
-	readerDone chan struct{} // closed when the reader ends for good
-	park       parkState     // the reader's; see park_linux.go
+	running     atomic.Int32               // peer calls admitted and not finished: arriving, running, or being refused
+	pingStrikes int32                      // owned by the reader
+	lastRead    *atomic.Int64              // monotonic ns of the last read that returned bytes
+	drainSt     atomic.Pointer[drainState] // set when this side starts draining (drain.go)
+	flushed     atomic.Uint64
+	done        chan struct{} // closed when the session is closed
+	readerDone  chan struct{} // closed when the reader ends for good
+	park        parkState     // the reader's; see park_linux.go
 
-	// iov is the writev list and hdr the frame header of a large message's
-	// next frame, reused by whichever goroutine is the writer (there is one
-	// at a time: mu's writing flag).
+	// iov is the writev list, reused by whichever goroutine is the writer
+	// (there is one at a time: mu's writing flag).
 	iov net.Buffers
-	hdr [wire.HeaderSize + wire.MessageLenSize]byte
 
 	// Owned by the reader goroutine.
 	partial      map[uint32]*partialMsg
-	lastPingRecv int64   // ns, for the ping rate limit
-	pingTokens   float64 // pings the peer may send now (a token bucket)
-	pingStrikes  int
+	lastPingRecv int64         // ns, for the ping rate limit
+	pingTokens   float64       // pings the peer may send now (a token bucket)
 	minPingGap   time.Duration // pings closer than this are excess; 0 for no limit
 
-	mu          sync.Mutex // protects following
+	mu          sync.Mutex    // protects following
+	draining    chan struct{} // closed when this side starts draining; made on first use (drainingChan)
 	nextID      uint32
+	lastPeerID  uint32                        // highest call id from the peer accepted here
 	pending     map[uint32]*Call              // calls this side started
 	inflight    map[uint32]context.CancelFunc // peer calls running here
 	ctrl        *wbuf                         // queued control frames
 	data        *wbuf                         // queued small data frames
 	large       []*outMsg                     // queued messages sent in several frames
-	writing     bool                          // a writeLoop is running
 	idle        chan struct{}                 // closed when the writer goes idle
 	queued      uint64                        // bytes ever appended to data
 	handed      uint64                        // bytes of data given to a write: written, or possibly on their way
-	lastPeerID  uint32                        // highest call id from the peer accepted here
-	closed      bool
 	err         *ConnError                    // the first cause of the close
 	goAwayIn    *wire.GoAway                  // GOAWAY received from the peer
-	goAwayOut   bool                          // this side sent GOAWAY, naming lastPeerID
-	writeClosed bool                          // this side half-closed the connection: nothing more is written
 	pings       map[uint64]chan time.Duration // Ping calls waiting for their PONG
 	notifyQ     []pendingNotify               // notifications waiting for their turn
-	notifying   bool                          // a goroutine runs notifyQ
+	writing     bool                          // a writeLoop is running
+	closed      bool
+	goAwayOut   bool // this side sent GOAWAY, naming lastPeerID
+	writeClosed bool // this side half-closed the connection: nothing more is written
+	notifying   bool // a goroutine runs notifyQ
+
+	// Fixed at the start; beside the flags above, to save padding.
+	dialer bool // this side dialed: it uses odd call ids
 }
 
 // wbuf is a write buffer. The lanes take one from wbufPool when a frame is
@@ -371,8 +371,6 @@ func newSession(conn net.Conn, fr *wire.Reader, c codec.Codec, dialer bool, o *o
 		done:       make(chan struct{}),
 		readerDone: make(chan struct{}),
 		lastRead:   &rd.last,
-		draining:   make(chan struct{}),
-		settled:    make(chan struct{}, 1),
 	}
 	s.initParking(conn, rd)
 	s.peerMaxMsg = int(peerHello.MaxMessageSize)
@@ -564,7 +562,6 @@ func (s *session) kickLocked(inline bool) {
 // bytes of frames of the first large message.
 func (s *session) writeLoop(inline bool) {
 	var arr [2 + 2*maxRoundFrames][]byte
-	hdr := &s.hdr
 	yielded := false
 	for {
 		s.mu.Lock()
@@ -613,7 +610,7 @@ func (s *session) writeLoop(inline bool) {
 			if m.aborted {
 				s.large = s.large[1:]
 				if m.off > 0 {
-					large[0] = wire.AppendHeader(hdr[:0], wire.TypeContinuation, wire.FlagEnd|wire.FlagAbort, m.id, 0)
+					large[0] = wire.AppendHeader(m.hdrs[:0], wire.TypeContinuation, wire.FlagEnd|wire.FlagAbort, m.id, 0)
 					nl = 1
 				}
 				putBuf(m.buf)

@@ -53,79 +53,72 @@ const (
 	tcpInfoRcvOoopack = 224 // tcpi_rcv_ooopack, u32, Linux 5.4 and later: packets received out of order
 )
 
-// ackProgress returns a function that reports on the peer's
-// acknowledgements of conn's data, for the write watchdog and the
-// dead-peer detector, or nil when conn is not TCP or the kernel does not
-// say. See tcpAcks.
-func ackProgress(conn net.Conn) func() (tcpAcks, bool) {
-	read := tcpInfoReader(conn, tcpInfoDelivered+4)
-	if read == nil {
-		return nil
-	}
-	return func() (tcpAcks, bool) {
-		var buf [tcpInfoLen]byte
-		if !read(&buf) {
-			return tcpAcks{}, false
+// tcpProgress returns functions that report, for the write watchdog and
+// the dead-peer detector, on the peer's acknowledgements of conn's data
+// (see tcpAcks) and on how many packets the kernel has received out of
+// order on conn (while TCP waits for a lost segment to be retransmitted,
+// the data that follows it arrives but cannot be read). Each is nil when
+// conn is not TCP or the kernel does not say. Both read the same
+// tcp_info, through one reader, so that a connection carries one set of
+// closures, not two.
+func tcpProgress(conn net.Conn) (acks func() (tcpAcks, bool), ooo func() (uint64, bool)) {
+	read, n := tcpInfoReader(conn)
+	if n >= tcpInfoDelivered+4 {
+		acks = func() (tcpAcks, bool) {
+			var buf [tcpInfoLen]byte
+			if read(&buf) < tcpInfoDelivered+4 {
+				return tcpAcks{}, false
+			}
+			return tcpAcks{
+				progress: binary.NativeEndian.Uint64(buf[tcpInfoBytesAcked:]) +
+					uint64(binary.NativeEndian.Uint32(buf[tcpInfoDelivered:])),
+				unacked: binary.NativeEndian.Uint32(buf[tcpInfoUnacked:]),
+				rtt:     time.Duration(binary.NativeEndian.Uint32(buf[tcpInfoRTT:])) * time.Microsecond,
+			}, true
 		}
-		return tcpAcks{
-			progress: binary.NativeEndian.Uint64(buf[tcpInfoBytesAcked:]) +
-				uint64(binary.NativeEndian.Uint32(buf[tcpInfoDelivered:])),
-			unacked: binary.NativeEndian.Uint32(buf[tcpInfoUnacked:]),
-			rtt:     time.Duration(binary.NativeEndian.Uint32(buf[tcpInfoRTT:])) * time.Microsecond,
-		}, true
 	}
-}
-
-// oooProgress returns a function that reports how many packets the kernel
-// has received out of order on conn, for the dead-peer detector: while TCP
-// waits for a lost segment to be retransmitted, the data that follows it
-// arrives but cannot be read. It returns nil when conn is not TCP or the
-// kernel does not say.
-func oooProgress(conn net.Conn) func() (uint64, bool) {
-	read := tcpInfoReader(conn, tcpInfoRcvOoopack+4)
-	if read == nil {
-		return nil
-	}
-	return func() (uint64, bool) {
-		var buf [tcpInfoLen]byte
-		if !read(&buf) {
-			return 0, false
+	if n >= tcpInfoRcvOoopack+4 {
+		ooo = func() (uint64, bool) {
+			var buf [tcpInfoLen]byte
+			if read(&buf) < tcpInfoRcvOoopack+4 {
+				return 0, false
+			}
+			return uint64(binary.NativeEndian.Uint32(buf[tcpInfoRcvOoopack:])), true
 		}
-		return uint64(binary.NativeEndian.Uint32(buf[tcpInfoRcvOoopack:])), true
 	}
+	return acks, ooo
 }
 
 // tcpInfoLen is more than the struct tcp_info of any kernel so far.
 const tcpInfoLen = 256
 
 // tcpInfoReader returns a function that reads conn's struct tcp_info into
-// a buffer and reports whether the kernel filled at least need bytes, or
-// nil when conn is not TCP or the kernel's tcp_info is shorter than need.
-func tcpInfoReader(conn net.Conn, need int) func(*[tcpInfoLen]byte) bool {
+// a buffer and returns how many bytes the kernel filled (0 on failure),
+// and what a first read filled; nil and 0 when conn is not TCP.
+func tcpInfoReader(conn net.Conn) (func(*[tcpInfoLen]byte) int, int) {
 	if t, ok := conn.(*tls.Conn); ok {
 		conn = t.NetConn()
 	}
 	tc, ok := conn.(*net.TCPConn)
 	if !ok {
-		return nil
+		return nil, 0
 	}
 	raw, err := tc.SyscallConn()
 	if err != nil {
-		return nil
+		return nil, 0
 	}
-	read := func(buf *[tcpInfoLen]byte) bool {
-		var got bool
+	read := func(buf *[tcpInfoLen]byte) int {
+		var got int
 		raw.Control(func(fd uintptr) {
 			n := uint32(len(buf))
 			_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
 				uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
-			got = errno == 0 && int(n) >= need
+			if errno == 0 {
+				got = int(n)
+			}
 		})
 		return got
 	}
 	var buf [tcpInfoLen]byte
-	if !read(&buf) {
-		return nil
-	}
-	return read
+	return read, read(&buf)
 }

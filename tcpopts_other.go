@@ -12,10 +12,7 @@ import (
 // bounds what Pulse itself queues ahead of a heartbeat.
 func tuneTCP(net.Conn, time.Duration) {}
 
-// ackProgress is not available outside Linux: the write watchdog then
-// judges each write call by its duration.
-func ackProgress(net.Conn) func() (tcpAcks, bool) { return nil }
-
-// oooProgress is not available outside Linux: only bytes read count as
+// tcpProgress is not available outside Linux: the write watchdog then
+// judges each write call by its duration, and only bytes read count as
 // signs of life.
-func oooProgress(net.Conn) func() (uint64, bool) { return nil }
+func tcpProgress(net.Conn) (func() (tcpAcks, bool), func() (uint64, bool)) { return nil, nil }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package pulse
+
+const raceEnabled = false
