@@ -9,8 +9,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/pulse-rpc/pulse/wire"
 )
 
 // ParkEcho is the service of the parking test.
@@ -288,6 +291,64 @@ func TestIdleHeartbeatsDoNotAllocate(t *testing.T) {
 	for _, c := range clients {
 		c.Close()
 	}
+	srv.Close()
+	<-served
+}
+
+// TestFramesQueuedDuringNoWaitWrite: a frame queued by another goroutine
+// while the reader (or a method running on it) writes without waiting is
+// written when that write is done. It was left in the queue until the next
+// write: the other goroutine saw a writer at work and left the frame to
+// it, and the writer then stopped. A reply could wait for the next
+// heartbeat.
+func TestFramesQueuedDuringNoWaitWrite(t *testing.T) {
+	hb := WithHeartbeat(Heartbeat{Interval: time.Minute, Timeout: 10 * time.Minute})
+	srv, l, served := startParkServer(t, hb)
+	ctx := context.Background()
+	c, err := Dial(ctx, l.Addr().String(), hb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r string
+	if err := c.Call(ctx, "ParkEcho.Echo", "hi", &r); err != nil {
+		t.Fatal(err)
+	}
+	s := c.cur.Load()
+	pinged := make(chan error, 1)
+	var once sync.Once
+	hook := func(hs *session) {
+		if hs != s {
+			return
+		}
+		once.Do(func() {
+			// A PING queued while this write is in progress.
+			go func() {
+				pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				_, err := s.ping(pctx)
+				pinged <- err
+			}()
+			waitFor(t, 5*time.Second, "the PING to be queued", func() bool {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				return s.ctrl != nil
+			})
+		})
+	}
+	testHookNoWaitWritten.Store(&hook)
+	defer testHookNoWaitWritten.Store(nil)
+
+	// A PONG nobody waits for (the peer ignores it), written without waiting.
+	s.sendControlNow(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePong, 0) })
+	select {
+	case err := <-pinged:
+		if err != nil {
+			t.Fatalf("ping: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the PING queued during the write was not sent")
+	}
+	c.Close()
 	srv.Close()
 	<-served
 }

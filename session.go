@@ -537,6 +537,21 @@ func (s *session) abandon(call *Call, err error) {
 
 // ---- Writing ----
 
+// writeMode says who writes a queued frame.
+type writeMode uint8
+
+const (
+	// background: a writer goroutine. The reader uses it: it must never
+	// wait on a write.
+	background writeMode = iota
+	// inline: the calling goroutine, waiting for the socket if it must.
+	inline
+	// noWait: the calling goroutine writes what the socket takes at once
+	// and leaves the rest to a writer goroutine (a handler running on the
+	// reader goroutine, handlerOnReader).
+	noWait
+)
+
 // kickLocked makes sure a writer will send what is queued, then unlocks
 // s.mu. With inline set and only small frames queued, the calling
 // goroutine becomes the writer: the write happens without a goroutine
@@ -791,12 +806,9 @@ func (s *session) queueControl(build func([]byte) []byte) {
 	s.kickLocked(false)
 }
 
-// sendControlNow queues a control frame and, when no writer runs and
-// nothing else is queued, writes it at once from the calling goroutine
-// without blocking (the reader must never wait on a write): a heartbeat
-// on an idle connection then costs no goroutine. What the socket does not
-// take at once is left to a writer goroutine, ahead of anything queued
-// meanwhile.
+// sendControlNow queues a control frame and writes it at once from the
+// calling goroutine without blocking (flushNowLocked): a heartbeat on an
+// idle connection then costs no goroutine. The reader uses it.
 func (s *session) sendControlNow(build func([]byte) []byte) {
 	s.mu.Lock()
 	if s.closed {
@@ -805,29 +817,100 @@ func (s *session) sendControlNow(build func([]byte) []byte) {
 	}
 	c := lane(&s.ctrl)
 	c.b = build(c.b)
-	if s.park.raw == nil || s.writing || s.writeClosed || s.data != nil || len(s.large) > 0 {
+	s.flushNowLocked()
+}
+
+// flushNowLocked writes the queued control and small data frames from the
+// calling goroutine without waiting for the socket (the reader must never
+// wait on a write), when no writer runs and no large message is queued;
+// otherwise, and with what the socket does not take at once, it leaves
+// them to a writer goroutine, ahead of anything queued meanwhile. Called
+// with s.mu held; it unlocks it.
+func (s *session) flushNowLocked() {
+	if s.park.raw == nil || s.writing || s.closed || s.writeClosed || len(s.large) > 0 {
 		s.kickLocked(false)
 		return
 	}
-	s.writing = true
-	s.ctrl = nil
-	s.mu.Unlock()
-	n := s.writeNow(c.b)
-	s.mu.Lock()
-	if n == len(c.b) {
-		putWbuf(c)
-		s.stopWritingLocked()
+	c, d := s.ctrl, s.data
+	if c == nil && d == nil {
 		s.mu.Unlock()
 		return
 	}
-	c.b = append(c.b[:0], c.b[n:]...)
-	if q := s.ctrl; q != nil {
-		c.b = append(c.b, q.b...)
-		putWbuf(q)
+	s.writing = true
+	s.ctrl, s.data = nil, nil
+	s.handed = s.queued
+	s.mu.Unlock()
+
+	// One buffer: the control frames, then the data frames.
+	w, ctrlLen, dataLen := c, 0, 0
+	switch {
+	case c == nil:
+		w, dataLen = d, len(d.b)
+	case d != nil:
+		ctrlLen, dataLen = len(c.b), len(d.b)
+		if n := len(c.b) + len(d.b); n > cap(c.b) {
+			growLane(c, n)
+		}
+		c.b = append(c.b, d.b...)
+		putWbuf(d)
+	default:
+		ctrlLen = len(c.b)
 	}
-	s.ctrl = c
+	n := s.writeNow(w.b)
+	s.flushed.Add(uint64(min(max(n-ctrlLen, 0), dataLen)))
+	if h := testHookNoWaitWritten.Load(); h != nil {
+		(*h)(s)
+	}
+	s.mu.Lock()
+	if n == len(w.b) {
+		putWbuf(w)
+		s.stopWritingLocked()
+		if s.ctrl != nil || s.data != nil || len(s.large) > 0 {
+			// Queued while this goroutine was the writer: others left
+			// them to it.
+			s.kickLocked(false)
+			return
+		}
+		s.mu.Unlock()
+		return
+	}
+	// The rest goes first, each part in front of its lane (the data lane
+	// counts what it carries, for Call.sent).
+	if n < ctrlLen {
+		s.ctrl = prependLane(s.ctrl, w.b[n:ctrlLen])
+		s.data = prependLane(s.data, w.b[ctrlLen:])
+	} else {
+		s.data = prependLane(s.data, w.b[n:])
+	}
+	putWbuf(w)
 	s.writing = false
 	s.kickLocked(false)
+}
+
+// testHookNoWaitWritten, when set, runs in flushNowLocked between the
+// write and the lock that follows it.
+var testHookNoWaitWritten atomic.Pointer[func(*session)]
+
+// prependLane returns lane q with b in front of what it holds.
+func prependLane(q *wbuf, b []byte) *wbuf {
+	if len(b) == 0 {
+		return q
+	}
+	var w *wbuf
+	w = lane(&w)
+	n := len(b)
+	if q != nil {
+		n += len(q.b)
+	}
+	if n > cap(w.b) {
+		growLane(w, n)
+	}
+	w.b = append(w.b, b...)
+	if q != nil {
+		w.b = append(w.b, q.b...)
+		putWbuf(q)
+	}
+	return w
 }
 
 // flush waits until everything queued so far is written, the session
@@ -1003,6 +1086,9 @@ func (s *session) readFrames() {
 			s.park.sawData = true
 		}
 		if err := s.handleFrame(h, p); err != nil {
+			if err == errReaderMoved {
+				return // another goroutine reads now
+			}
 			s.log.Warn("pulse: protocol error from peer", "remote", s.conn.RemoteAddr(), "err", err)
 			code := wire.GoAwayProtocolError
 			if errors.As(err, new(tooManyStreamsError)) {
@@ -1067,8 +1153,8 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 			}
 			if len(p) > s.maxMsg {
 				s.tooLarge(h.Type, h.ID)
-			} else {
-				s.dispatch(h.Type, h.ID, p)
+			} else if s.dispatch(h.Type, h.ID, p) {
+				return errReaderMoved
 			}
 			return nil
 		}
@@ -1126,8 +1212,11 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 			default:
 				// The message is decoded before dispatch returns (codecs
 				// keep nothing of it), so its buffer can serve again.
-				s.dispatch(pm.typ, h.ID, pm.buf)
+				moved := s.dispatch(pm.typ, h.ID, pm.buf)
 				pm.release()
+				if moved {
+					return errReaderMoved
+				}
 			}
 		}
 	case wire.TypeCancel:
@@ -1183,7 +1272,7 @@ func (s *session) tooLarge(typ wire.FrameType, id uint32) {
 	}
 	switch typ {
 	case wire.TypeCall:
-		s.replyError(id, wire.StatusTooLarge, msg, false)
+		s.replyError(id, wire.StatusTooLarge, msg, background)
 	case wire.TypeReply:
 		if call := s.takePending(id); call != nil {
 			call.Error = &CallError{Method: call.ServiceMethod, Status: wire.StatusTooLarge, Message: "reply " + msg, Err: ErrMessageTooLarge, reached: true}
@@ -1205,12 +1294,15 @@ func (s *session) takePending(id uint32) *Call {
 }
 
 // dispatch acts on a complete message. msg is valid only during the call.
-func (s *session) dispatch(typ wire.FrameType, id uint32, msg []byte) {
+// dispatch handles a whole message. It reports whether the reader goroutine
+// moved on while it ran a handler (serveOnReader): the caller, no longer the
+// reader, must return.
+func (s *session) dispatch(typ wire.FrameType, id uint32, msg []byte) (readerMoved bool) {
 	if typ == wire.TypeReply {
 		s.handleReply(id, msg)
-		return
+		return false
 	}
-	s.handleCall(typ == wire.TypeNotify, id, msg)
+	return s.handleCall(typ == wire.TypeNotify, id, msg)
 }
 
 func (s *session) handleReply(id uint32, msg []byte) {
@@ -1240,29 +1332,29 @@ func (s *session) handleReply(id uint32, msg []byte) {
 // handleCall runs a CALL or NOTIFY from the peer. Lookup and argument
 // decoding happen here on the reader, so the read buffer need not be
 // copied; the method runs on a goroutine of its own.
-func (s *session) handleCall(notify bool, id uint32, msg []byte) {
+func (s *session) handleCall(notify bool, id uint32, msg []byte) (readerMoved bool) {
 	method, timeout, args, err := wire.ParseCall(msg)
 	if err != nil {
 		s.refuse(notify, id, wire.StatusBadArgs, err.Error(), method)
-		return
+		return false
 	}
 	svc, mt, kind := s.handlers.lookup(method)
 	switch kind {
 	case kindUnknownService:
 		s.refuse(notify, id, wire.StatusUnknownService, fmt.Sprintf("unknown service in %q", method), method)
-		return
+		return false
 	case kindUnknownMethod:
 		s.refuse(notify, id, wire.StatusUnknownMethod, fmt.Sprintf("service %s has no method in %q", svc.name, method), method)
-		return
+		return false
 	}
 	argp, argv := mt.newArgs()
 	if err := s.codec.Unmarshal(args, argp); err != nil {
 		s.refuse(notify, id, wire.StatusBadArgs, fmt.Sprintf("cannot decode arguments of %s.%s into %v: %v", svc.name, mt.method.Name, mt.argType, err), method)
-		return
+		return false
 	}
 	if int(s.running.Load()) > s.opts.maxConcurrentCalls {
 		s.refuse(notify, id, wire.StatusBusy, fmt.Sprintf("%d calls already running on this connection", s.opts.maxConcurrentCalls), method)
-		return
+		return false
 	}
 	// A method that takes a context gets one that carries the caller's
 	// deadline and ends when the caller cancels (CANCEL, via inflight) or
@@ -1292,9 +1384,13 @@ func (s *session) handleCall(notify bool, id uint32, msg []byte) {
 	}
 	if notify {
 		s.queueNotification(pendingNotify{ctx, cancel, id, svc, mt, argv})
-		return
+		return false
+	}
+	if s.mayServeOnReader() {
+		return s.serveOnReader(ctx, cancel, id, svc, mt, argv)
 	}
 	workers.run(handlerTask{s: s, n: pendingNotify{ctx, cancel, id, svc, mt, argv}})
+	return false
 }
 
 // refuse answers a call that will not run. A refused notification is
@@ -1305,11 +1401,11 @@ func (s *session) refuse(notify bool, id uint32, status wire.Status, msg string,
 		s.log.Warn("pulse: dropped notification", "remote", s.conn.RemoteAddr(), "method", string(method), "status", status, "err", msg)
 		return
 	}
-	s.replyError(id, status, msg, false)
+	s.replyError(id, status, msg, background)
 }
 
 // serve runs one method and sends its reply.
-func (s *session) serve(ctx context.Context, cancel context.CancelFunc, notify bool, id uint32, svc *service, mt *methodType, argv reflect.Value) {
+func (s *session) serve(ctx context.Context, cancel context.CancelFunc, notify bool, id uint32, svc *service, mt *methodType, argv reflect.Value, mode writeMode) {
 	defer s.handlerDone()
 	replyv := mt.newReply()
 	err, panicked := s.invoke(ctx, svc, mt, argv, replyv)
@@ -1329,11 +1425,11 @@ func (s *session) serve(ctx context.Context, cancel context.CancelFunc, notify b
 	}
 	switch {
 	case panicked:
-		s.replyError(id, wire.StatusPanic, err.Error(), true)
+		s.replyError(id, wire.StatusPanic, err.Error(), mode)
 	case err != nil:
-		s.replyError(id, wire.StatusError, err.Error(), true)
+		s.replyError(id, wire.StatusError, err.Error(), mode)
 	default:
-		s.replyOK(id, replyv.Interface(), svc, mt)
+		s.replyOK(id, replyv.Interface(), svc, mt, mode)
 	}
 }
 
@@ -1355,7 +1451,7 @@ func (s *session) invoke(ctx context.Context, svc *service, mt *methodType, argv
 // replyOK sends the reply of a method of svc that returned no error. The
 // method's name is only built for an error message (it cost an allocation
 // per call).
-func (s *session) replyOK(id uint32, reply any, svc *service, mt *methodType) {
+func (s *session) replyOK(id uint32, reply any, svc *service, mt *methodType, mode writeMode) {
 	bp := getBufFor(reply, wire.HeaderSize+32)
 	b := wire.AppendHeader((*bp)[:0], wire.TypeReply, wire.FlagEnd, id, 0)
 	b = wire.AppendReplyHead(b, wire.StatusOK)
@@ -1363,20 +1459,19 @@ func (s *session) replyOK(id uint32, reply any, svc *service, mt *methodType) {
 	*bp = b
 	if err != nil {
 		putBuf(bp)
-		s.replyError(id, wire.StatusInternal, fmt.Sprintf("cannot encode reply of %s.%s: %v", svc.name, mt.method.Name, err), true)
+		s.replyError(id, wire.StatusInternal, fmt.Sprintf("cannot encode reply of %s.%s: %v", svc.name, mt.method.Name, err), mode)
 		return
 	}
 	if n := len(b) - wire.HeaderSize; n > s.peerMaxMsg {
 		putBuf(bp)
-		s.replyError(id, wire.StatusTooLarge, fmt.Sprintf("reply of %s.%s is %d bytes, over the caller's limit of %d", svc.name, mt.method.Name, n, s.peerMaxMsg), true)
+		s.replyError(id, wire.StatusTooLarge, fmt.Sprintf("reply of %s.%s is %d bytes, over the caller's limit of %d", svc.name, mt.method.Name, n, s.peerMaxMsg), mode)
 		return
 	}
-	s.queueMessage(bp, id, wire.TypeReply, true)
+	s.queueMessage(bp, id, wire.TypeReply, mode)
 }
 
-// replyError sends a REPLY with an error status. inline says whether the
-// calling goroutine may do the write itself (not the reader's).
-func (s *session) replyError(id uint32, status wire.Status, msg string, inline bool) {
+// replyError sends a REPLY with an error status, written as mode says.
+func (s *session) replyError(id uint32, status wire.Status, msg string, mode writeMode) {
 	bp := getBuf()
 	b := wire.AppendHeader((*bp)[:0], wire.TypeReply, wire.FlagEnd, id, 0)
 	b = wire.AppendReplyHead(b, status)
@@ -1384,10 +1479,10 @@ func (s *session) replyError(id uint32, status wire.Status, msg string, inline b
 		msg = msg[:max]
 	}
 	*bp = append(b, msg...)
-	s.queueMessage(bp, id, wire.TypeReply, inline)
+	s.queueMessage(bp, id, wire.TypeReply, mode)
 }
 
-func (s *session) queueMessage(bp *[]byte, id uint32, typ wire.FrameType, inline bool) {
+func (s *session) queueMessage(bp *[]byte, id uint32, typ wire.FrameType, mode writeMode) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -1395,7 +1490,11 @@ func (s *session) queueMessage(bp *[]byte, id uint32, typ wire.FrameType, inline
 		return
 	}
 	s.enqueueLocked(bp, id, typ, nil)
-	s.kickLocked(inline)
+	if mode == noWait {
+		s.flushNowLocked()
+		return
+	}
+	s.kickLocked(mode == inline)
 }
 
 // handleGoAway records the peer's GOAWAY. Calls this side started above
@@ -1464,7 +1563,7 @@ func (s *session) runNotifications() {
 		s.notifyQ[0] = pendingNotify{}
 		s.notifyQ = s.notifyQ[1:]
 		s.mu.Unlock()
-		s.serve(n.ctx, n.cancel, true, n.id, n.svc, n.mt, n.argv)
+		s.serve(n.ctx, n.cancel, true, n.id, n.svc, n.mt, n.argv, inline)
 	}
 }
 
@@ -1533,7 +1632,7 @@ func (t *handlerTask) run() {
 		return
 	}
 	n := &t.n
-	t.s.serve(n.ctx, n.cancel, false, n.id, n.svc, n.mt, n.argv)
+	t.s.serve(n.ctx, n.cancel, false, n.id, n.svc, n.mt, n.argv, inline)
 }
 
 type worker struct {

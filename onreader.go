@@ -1,0 +1,146 @@
+package pulse
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+// Running a lone call on the reader.
+//
+// A call normally runs on a worker: the reader hands it over and goes back
+// to reading. When the call is the only one on the connection and nothing
+// more has arrived, that hand-over is most of what the call costs: waking
+// the worker wakes a second thread, which then goes back to sleep, and the
+// reader makes one more read only to find the socket empty. So the reader
+// runs such a call itself and writes the reply without waiting for the
+// socket (flushNowLocked), then reads on.
+//
+// A reader busy in a method cannot read, and must not stay so for long:
+// heartbeats from the peer would go unanswered, CANCEL frames unread, and
+// a method that calls back to the peer over the same connection would wait
+// for a reply that nobody reads. A watchdog hands the reader's job to a
+// worker when a method has run for onReaderMax: that worker reads on, and
+// the goroutine that ran the method, once it returns, is no longer the
+// reader. So a slow method costs what it always did, plus at most about
+// two onReaderMax of delay for the frames behind it; a fast one (the
+// usual case) costs no goroutine switch.
+//
+// Calls run on the reader only where the reply can be written without
+// waiting, sockets that can park (Linux, TCP and Unix; not TLS).
+
+const (
+	// onReaderMax is how long a method may hold the reader.
+	onReaderMax = time.Millisecond
+	// onReaderIdleTicks is how many empty watchdog rounds the watchdog
+	// waits before it exits, so that one is not started for every call.
+	onReaderIdleTicks = 100
+)
+
+// errReaderMoved tells the reader loop that it is no longer the reader.
+var errReaderMoved = errors.New("pulse: the reader moved to another goroutine")
+
+// onReaderShard tracks the sessions whose reader runs a method. Sessions
+// are spread over shards so that busy connections do not share one lock.
+type onReaderShard struct {
+	mu       sync.Mutex
+	runs     []onReaderRun
+	watching bool // a watchdog goroutine runs for this shard
+	_        [40]byte
+}
+
+type onReaderRun struct {
+	s     *session
+	start int64 // nanotime
+	moved bool  // the watchdog gave the reader's job to a worker
+}
+
+var onReaderShards [8]onReaderShard
+
+func (s *session) onReaderShard() *onReaderShard {
+	return &onReaderShards[uintptr(unsafe.Pointer(s))/unsafe.Sizeof(session{})%uintptr(len(onReaderShards))]
+}
+
+// mayServeOnReader reports whether the call just decoded is alone: no other
+// peer call runs or is arriving, nothing more is buffered, the reply can be
+// written without waiting, and no method of this session still runs on a
+// goroutine that was the reader. Called by the reader.
+func (s *session) mayServeOnReader() bool {
+	if s.park.raw == nil || s.running.Load() != 1 || s.fr.Buffered() != 0 || len(s.partial) != 0 {
+		return false
+	}
+	sh := s.onReaderShard()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for i := range sh.runs {
+		if sh.runs[i].s == s {
+			return false
+		}
+	}
+	return true
+}
+
+// serveOnReader runs the call on the reader goroutine. It reports whether
+// the reader's job moved to another goroutine meanwhile.
+func (s *session) serveOnReader(ctx context.Context, cancel context.CancelFunc, id uint32, svc *service, mt *methodType, argv reflect.Value) (readerMoved bool) {
+	sh := s.onReaderShard()
+	sh.mu.Lock()
+	sh.runs = append(sh.runs, onReaderRun{s: s, start: nanotime()})
+	if !sh.watching {
+		sh.watching = true
+		go sh.watch()
+	}
+	sh.mu.Unlock()
+
+	s.serve(ctx, cancel, false, id, svc, mt, argv, noWait)
+
+	sh.mu.Lock()
+	for i := range sh.runs {
+		if r := &sh.runs[i]; r.s == s {
+			readerMoved = r.moved
+			last := len(sh.runs) - 1
+			sh.runs[i] = sh.runs[last]
+			sh.runs[last] = onReaderRun{}
+			sh.runs = sh.runs[:last]
+			break
+		}
+	}
+	sh.mu.Unlock()
+	return readerMoved
+}
+
+// watch moves the reader's job off the methods that hold it too long. It
+// exits after onReaderIdleTicks rounds with no method on a reader, or at
+// once when no session is left.
+func (sh *onReaderShard) watch() {
+	var move []*session
+	for idle := 0; ; {
+		time.Sleep(onReaderMax)
+		sh.mu.Lock()
+		if len(sh.runs) == 0 {
+			if idle++; idle >= onReaderIdleTicks || liveSessions.Load() == 0 {
+				sh.watching = false
+				sh.mu.Unlock()
+				return
+			}
+		} else {
+			idle = 0
+		}
+		now := nanotime()
+		for i := range sh.runs {
+			if r := &sh.runs[i]; !r.moved && now-r.start >= int64(onReaderMax) {
+				r.moved = true
+				move = append(move, r.s)
+			}
+		}
+		sh.mu.Unlock()
+		for i, s := range move {
+			workers.run(handlerTask{s: s, read: true})
+			move[i] = nil
+		}
+		move = move[:0]
+	}
+}
