@@ -605,7 +605,7 @@ func (c *Client) Close() error {
 	c.mu.Unlock()
 	if s != nil {
 		s.close()
-		<-s.readerDone
+		<-s.readerDoneChan()
 	}
 	c.wg.Wait()
 	c.hooks.wait()

@@ -129,8 +129,8 @@ func (s *session) lingerClose(ce *ConnError, d time.Duration) {
 	if ok && cw.CloseWrite() == nil {
 		t := time.NewTimer(d)
 		select {
-		case <-s.readerDone:
-		case <-s.done:
+		case <-s.readerDoneChan():
+		case <-s.doneChan():
 		case <-t.C:
 		}
 		t.Stop()
@@ -146,10 +146,11 @@ func (s *session) waitSettled(stop <-chan struct{}) bool {
 	if d := s.drainSt.Load(); d != nil {
 		settled = d.settled
 	}
+	done := s.doneChan()
 	for s.running.Load() > 0 {
 		select {
 		case <-settled:
-		case <-s.done:
+		case <-done:
 			return false
 		case <-stop:
 			return false

@@ -586,7 +586,7 @@ func (s *session) ping(ctx context.Context) (time.Duration, error) {
 			return 0, s.closeErr()
 		}
 		return rtt, nil
-	case <-s.done:
+	case <-s.doneChan():
 		return 0, s.closeErr()
 	case <-ctx.Done():
 		s.mu.Lock()

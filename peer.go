@@ -63,7 +63,7 @@ func (p *Peer) LocalAddr() net.Addr { return p.s.conn.LocalAddr() }
 func (p *Peer) Codec() string { return p.s.codec.Name() }
 
 // Done returns a channel that is closed when the connection closes.
-func (p *Peer) Done() <-chan struct{} { return p.s.done }
+func (p *Peer) Done() <-chan struct{} { return p.s.doneChan() }
 
 // Err returns why the connection closed (a *ConnError), or nil while it
 // is open.

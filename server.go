@@ -332,6 +332,6 @@ func (srv *Server) Close() error {
 func (srv *Server) wait(sessions []*session) {
 	srv.wg.Wait()
 	for _, s := range sessions {
-		<-s.readerDone
+		<-s.readerDoneChan()
 	}
 }

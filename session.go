@@ -64,9 +64,7 @@ type session struct {
 	lastRead    *atomic.Int64              // monotonic ns of the last read that returned bytes
 	drainSt     atomic.Pointer[drainState] // set when this side starts draining (drain.go)
 	flushed     atomic.Uint64
-	done        chan struct{} // closed when the session is closed
-	readerDone  chan struct{} // closed when the reader ends for good
-	park        parkState     // the reader's; see park_linux.go
+	park        parkState // the reader's; see park_linux.go
 
 	// iov is the writev list, reused by whichever goroutine is the writer
 	// (there is one at a time: mu's writing flag).
@@ -78,27 +76,35 @@ type session struct {
 	pingTokens   float64       // pings the peer may send now (a token bucket)
 	minPingGap   time.Duration // pings closer than this are excess; 0 for no limit
 
-	mu          sync.Mutex    // protects following
-	draining    chan struct{} // closed when this side starts draining; made on first use (drainingChan)
-	nextID      uint32
-	lastPeerID  uint32                        // highest call id from the peer accepted here
-	pending     map[uint32]*Call              // calls this side started
-	inflight    map[uint32]context.CancelFunc // peer calls running here
-	ctrl        *wbuf                         // queued control frames
-	data        *wbuf                         // queued small data frames
-	large       []*outMsg                     // queued messages sent in several frames
-	idle        chan struct{}                 // closed when the writer goes idle
-	queued      uint64                        // bytes ever appended to data
-	handed      uint64                        // bytes of data given to a write: written, or possibly on their way
-	err         *ConnError                    // the first cause of the close
-	goAwayIn    *wire.GoAway                  // GOAWAY received from the peer
-	pings       map[uint64]chan time.Duration // Ping calls waiting for their PONG
-	notifyQ     []pendingNotify               // notifications waiting for their turn
-	writing     bool                          // a writeLoop is running
+	mu         sync.Mutex    // protects following
+	draining   chan struct{} // closed when this side starts draining; made on first use (drainingChan)
+	nextID     uint32
+	lastPeerID uint32                        // highest call id from the peer accepted here
+	pending    map[uint32]*Call              // calls this side started
+	inflight   map[uint32]context.CancelFunc // peer calls running here
+	ctrl       *wbuf                         // queued control frames
+	data       *wbuf                         // queued small data frames
+	large      []*outMsg                     // queued messages sent in several frames
+	idle       chan struct{}                 // closed when the writer goes idle
+	queued     uint64                        // bytes ever appended to data
+	handed     uint64                        // bytes of data given to a write: written, or possibly on their way
+	err        *ConnError                    // the first cause of the close
+	goAwayIn   *wire.GoAway                  // GOAWAY received from the peer
+	pings      map[uint64]chan time.Duration // Ping calls waiting for their PONG
+	// done is closed when the session is closed (after its pending calls
+	// have failed), readerDone when the reader ends for good. Few wait
+	// for them, so they are made on first use (doneChan, readerDoneChan):
+	// an idle connection carries neither.
+	done        chan struct{}
+	readerDone  chan struct{}
+	notifyQ     []pendingNotify // notifications waiting for their turn
+	writing     bool            // a writeLoop is running
 	closed      bool
 	goAwayOut   bool // this side sent GOAWAY, naming lastPeerID
 	writeClosed bool // this side half-closed the connection: nothing more is written
 	notifying   bool // a goroutine runs notifyQ
+	doneClosed  bool // done is closed, or would be if it had been made
+	readerEnded bool // readerDone is closed, or would be if it had been made
 
 	// Fixed at the start; beside the flags above, to save padding.
 	dialer bool // this side dialed: it uses odd call ids
@@ -356,21 +362,19 @@ var liveSessions atomic.Int64
 // fr is the reader that read the handshake: it may hold frames already.
 func newSession(conn net.Conn, fr *wire.Reader, c codec.Codec, dialer bool, o *options, handlers *registry, peerHello wire.Hello, rd *reads, onClose func(*session)) *session {
 	s := &session{
-		conn:       conn,
-		fr:         fr,
-		codec:      c,
-		dialer:     dialer,
-		opts:       o,
-		handlers:   handlers,
-		log:        o.logger,
-		onClose:    onClose,
-		hello:      peerHello,
-		maxFrame:   int(peerHello.MaxFrameSize),
-		maxMsg:     int(o.maxMessageSize),
-		pending:    make(map[uint32]*Call),
-		done:       make(chan struct{}),
-		readerDone: make(chan struct{}),
-		lastRead:   &rd.last,
+		conn:     conn,
+		fr:       fr,
+		codec:    c,
+		dialer:   dialer,
+		opts:     o,
+		handlers: handlers,
+		log:      o.logger,
+		onClose:  onClose,
+		hello:    peerHello,
+		maxFrame: int(peerHello.MaxFrameSize),
+		maxMsg:   int(o.maxMessageSize),
+		pending:  make(map[uint32]*Call),
+		lastRead: &rd.last,
 	}
 	s.initParking(conn, rd)
 	s.peerMaxMsg = int(peerHello.MaxMessageSize)
@@ -913,6 +917,42 @@ func prependLane(q *wbuf, b []byte) *wbuf {
 	return w
 }
 
+// lazyChanLocked returns *ch, making it if it is nil, or a closed channel
+// if it should be closed already. Called with s.mu held.
+func (s *session) lazyChanLocked(ch *chan struct{}, closed bool) chan struct{} {
+	if *ch == nil {
+		if closed {
+			return closedChan
+		}
+		*ch = make(chan struct{})
+	}
+	return *ch
+}
+
+// closeLazyLocked marks a channel of lazyChanLocked closed, closing it if
+// it was made. Called with s.mu held.
+func closeLazyLocked(ch *chan struct{}, closed *bool) {
+	*closed = true
+	if *ch != nil {
+		close(*ch)
+	}
+}
+
+// doneChan returns a channel that is closed when the session is closed.
+func (s *session) doneChan() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lazyChanLocked(&s.done, s.doneClosed)
+}
+
+// readerDoneChan returns a channel that is closed when the reader ends for
+// good.
+func (s *session) readerDoneChan() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lazyChanLocked(&s.readerDone, s.readerEnded)
+}
+
 // flush waits until everything queued so far is written, the session
 // closes, or d passes.
 func (s *session) flush(d time.Duration) {
@@ -925,12 +965,13 @@ func (s *session) flush(d time.Duration) {
 		s.idle = make(chan struct{})
 	}
 	idle := s.idle
+	done := s.lazyChanLocked(&s.done, s.doneClosed)
 	s.mu.Unlock()
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-idle:
-	case <-s.done:
+	case <-done:
 	case <-t.C:
 	}
 }
@@ -1016,7 +1057,9 @@ func (s *session) fail(ce *ConnError) {
 		call.Error = ce.withSent(sent[id])
 		call.done()
 	}
-	close(s.done)
+	s.mu.Lock()
+	closeLazyLocked(&s.done, &s.doneClosed)
+	s.mu.Unlock()
 	if ce.Reason == ReasonShutdown || (ce.Reason == ReasonGoAway && ce.Code == wire.GoAwayNormal) || ce.Reason == ReasonPeerClose {
 		s.log.Debug("pulse: connection closed", "remote", s.conn.RemoteAddr(), "reason", ce.Reason)
 	} else {
@@ -1066,7 +1109,9 @@ func (s *session) readerEnd() {
 		workers.stopIdle()
 		stopParker()
 	}
-	close(s.readerDone)
+	s.mu.Lock()
+	closeLazyLocked(&s.readerDone, &s.readerEnded)
+	s.mu.Unlock()
 }
 
 // readFrames is the reader: it reads and handles frames until the

@@ -53,7 +53,7 @@ func TestMonitorLocalStall(t *testing.T) {
 	silentFor(time.Second)
 	checkAt(0)
 	select {
-	case <-s.done:
+	case <-s.doneChan():
 	case <-time.After(5 * time.Second):
 		t.Fatal("an on-time check did not convict a peer silent for 1s (timeout 200ms)")
 	}
@@ -186,7 +186,7 @@ func TestMonitorStallAfterRTT(t *testing.T) {
 	rd.last.Store(nanotime())
 	checkNow(m)
 	select {
-	case <-s.done:
+	case <-s.doneChan():
 	case <-time.After(5 * time.Second):
 		t.Fatal("a write without progress for 900ms was not declared stuck")
 	}
