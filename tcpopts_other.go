@@ -8,8 +8,8 @@ import (
 )
 
 // tuneTCP does nothing outside Linux: stuck writes are still caught by the
-// session's own write watchdog, and the writer's one-frame-per-round rule
-// bounds what Pulse itself queues ahead of a heartbeat.
+// session's own write watchdog, and the writer's rounds of at most 64 KiB
+// bound what Pulse itself queues ahead of a heartbeat.
 func tuneTCP(net.Conn, time.Duration) {}
 
 // tcpProgress is not available outside Linux: the write watchdog then
