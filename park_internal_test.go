@@ -71,6 +71,21 @@ func startParkServer(t *testing.T, hb Option) (*Server, net.Listener, chan struc
 	return srv, l, served
 }
 
+// dialEcho dials addr and makes one call, so that the connection has
+// carried data before it goes idle.
+func dialEcho(t *testing.T, addr string, hb Option) *Client {
+	t.Helper()
+	c, err := Dial(context.Background(), addr, hb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r string
+	if err := c.Call(context.Background(), "ParkEcho.Echo", "hi", &r); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // TestIdleReadersPark: the readers of idle connections give up their
 // goroutines on Linux and come back for heartbeats, calls, pushes and the
 // end of the connection. Heartbeats keep flowing while they are parked (a
@@ -178,21 +193,9 @@ func (p pushSink) Note(m string, _ *struct{}) error { p <- m; return nil }
 func TestParkCloseRace(t *testing.T) {
 	hb := WithHeartbeat(Heartbeat{Interval: 5 * time.Millisecond, Timeout: 100 * time.Millisecond, MinInterval: time.Millisecond})
 	srv, l, served := startParkServer(t, hb)
-	ctx := context.Background()
-	dial := func() *Client {
-		c, err := Dial(ctx, l.Addr().String(), hb)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var r string
-		if err := c.Call(ctx, "ParkEcho.Echo", "hi", &r); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
 	clients := make([]*Client, 16)
 	for i := range clients {
-		clients[i] = dial()
+		clients[i] = dialEcho(t, l.Addr().String(), hb)
 	}
 	deadline := time.Now().Add(time.Second)
 	for round := 0; round < 200 && time.Now().Before(deadline); round++ {
@@ -207,7 +210,7 @@ func TestParkCloseRace(t *testing.T) {
 			clients[i].Close()
 		}
 		time.Sleep(time.Duration(round%7) * time.Millisecond)
-		clients[i] = dial()
+		clients[i] = dialEcho(t, l.Addr().String(), hb)
 	}
 	srv.Close()
 	<-served
@@ -258,18 +261,9 @@ func TestIdleHeartbeatsDoNotAllocate(t *testing.T) {
 	const n = 50
 	hb := WithHeartbeat(Heartbeat{Interval: 10 * time.Millisecond, Timeout: 500 * time.Millisecond, MinInterval: 5 * time.Millisecond})
 	srv, l, served := startParkServer(t, hb)
-	ctx := context.Background()
 	var clients []*Client
 	for range n {
-		c, err := Dial(ctx, l.Addr().String(), hb)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var r string
-		if err := c.Call(ctx, "ParkEcho.Echo", "hi", &r); err != nil {
-			t.Fatal(err)
-		}
-		clients = append(clients, c)
+		clients = append(clients, dialEcho(t, l.Addr().String(), hb))
 	}
 	waitFor(t, 5*time.Second, "idle readers to park", func() bool { return parkedReaders() >= n })
 	time.Sleep(50 * time.Millisecond) // past the first heartbeats (the workers that resume readers start)
@@ -305,14 +299,7 @@ func TestFramesQueuedDuringNoWaitWrite(t *testing.T) {
 	hb := WithHeartbeat(Heartbeat{Interval: time.Minute, Timeout: 10 * time.Minute})
 	srv, l, served := startParkServer(t, hb)
 	ctx := context.Background()
-	c, err := Dial(ctx, l.Addr().String(), hb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r string
-	if err := c.Call(ctx, "ParkEcho.Echo", "hi", &r); err != nil {
-		t.Fatal(err)
-	}
+	c := dialEcho(t, l.Addr().String(), hb)
 	s := c.cur.Load()
 	pinged := make(chan error, 1)
 	var once sync.Once
