@@ -95,9 +95,25 @@ func (s *session) serveOnReader(ctx context.Context, cancel context.CancelFunc, 
 	}
 	sh.mu.Unlock()
 
+	returned := false
+	defer func() {
+		if !returned {
+			// The method ended this goroutine (runtime.Goexit): someone
+			// else must read.
+			if !sh.finish(s) {
+				workers.run(handlerTask{s: s, read: true})
+			}
+		}
+	}()
 	s.serve(ctx, cancel, false, id, svc, mt, argv, noWait)
+	returned = true
+	return sh.finish(s)
+}
 
+// finish removes s's run and reports whether its reader moved meanwhile.
+func (sh *onReaderShard) finish(s *session) (readerMoved bool) {
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	for i := range sh.runs {
 		if r := &sh.runs[i]; r.s == s {
 			readerMoved = r.moved
@@ -108,7 +124,6 @@ func (s *session) serveOnReader(ctx context.Context, cancel context.CancelFunc, 
 			break
 		}
 	}
-	sh.mu.Unlock()
 	return readerMoved
 }
 

@@ -159,3 +159,27 @@ func TestSlowMethodOnReaderMovesReader(t *testing.T) {
 		return c.Call(ctx, "OnReader.Where", "", &onReader)
 	})
 }
+
+// Exit ends the goroutine that runs it.
+func (*OnReader) Exit(_ string, _ *string) error {
+	runtime.Goexit()
+	return nil
+}
+
+// TestGoexitOnReader: a method that ends its goroutine (runtime.Goexit)
+// while running on the reader does not take the connection's reading with
+// it. Its caller gets no reply; the next calls work.
+func TestGoexitOnReader(t *testing.T) {
+	_, c := startOnReader(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := c.Call(ctx, "OnReader.Exit", "", new(string)); err == nil {
+		t.Fatal("a method that exited its goroutine replied")
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	var onReader bool
+	if err := c.Call(ctx2, "OnReader.Where", "", &onReader); err != nil {
+		t.Fatalf("call after the Goexit: %v", err)
+	}
+}
