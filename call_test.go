@@ -1,6 +1,7 @@
 package pulse_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/pulse-rpc/pulse"
+	"github.com/pulse-rpc/pulse/codec"
 )
 
 func TestCallMethodShapes(t *testing.T) {
@@ -396,4 +398,70 @@ func TestMessageTooLarge(t *testing.T) {
 			}
 		})
 	})
+}
+
+// RawArgs records the arguments it gets on the raw codec.
+type RawArgs struct{ got chan []byte }
+
+func (r *RawArgs) Take(a []byte, n *[]byte) error {
+	r.got <- a
+	*n = fmt.Append(nil, len(a))
+	return nil
+}
+
+func (r *RawArgs) TakeRaw(a *codec.RawMessage, n *[]byte) error {
+	r.got <- *a
+	*n = fmt.Append(nil, len(*a))
+	return nil
+}
+
+// TestRawLargeArgument: on the raw codec, the argument of a message of
+// several frames arrives intact, on every transport, and is the message's
+// own buffer (length equal to capacity: a copy made by append would have
+// the capacity of an allocation size class), which the method may keep.
+func TestRawLargeArgument(t *testing.T) {
+	for _, tr := range allTransports {
+		t.Run(string(tr), func(t *testing.T) {
+			ts := newTestServer(t, tr, pulse.WithCodec("raw"))
+			ra := &RawArgs{got: make(chan []byte, 8)}
+			ts.register(t, ra)
+			c := ts.dial(t, pulse.WithCodec("raw"))
+			var kept [][]byte
+			for _, size := range []int{100, 16<<10 + 1, 100_003, 1 << 20} {
+				for _, method := range []string{"RawArgs.Take", "RawArgs.TakeRaw"} {
+					arg := make([]byte, size)
+					for i := range arg {
+						arg[i] = byte(i * 7)
+					}
+					var n []byte
+					var err error
+					if method == "RawArgs.TakeRaw" {
+						err = c.Call(testContext(t), method, codec.RawMessage(arg), &n)
+					} else {
+						err = c.Call(testContext(t), method, arg, &n)
+					}
+					if err != nil || string(n) != fmt.Sprint(size) {
+						t.Fatalf("%s(%d bytes) = %q, %v", method, size, n, err)
+					}
+					got := <-ra.got
+					if !bytes.Equal(got, arg) {
+						t.Fatalf("%s(%d bytes): the method got different bytes", method, size)
+					}
+					if size > 16<<10 && cap(got) != len(got) {
+						t.Errorf("%s(%d bytes): argument has capacity %d: copied, not the message's buffer", method, size, cap(got))
+					}
+					kept = append(kept, got)
+				}
+			}
+			// What the methods kept is still theirs: later messages did
+			// not write over it.
+			for i, k := range kept {
+				for j := range k {
+					if k[j] != byte(j*7) {
+						t.Fatalf("kept argument %d changed at byte %d", i, j)
+					}
+				}
+			}
+		})
+	}
 }

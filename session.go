@@ -1198,7 +1198,7 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 			}
 			if len(p) > s.maxMsg {
 				s.tooLarge(h.Type, h.ID)
-			} else if s.dispatch(h.Type, h.ID, p) {
+			} else if s.dispatch(h.Type, h.ID, p, false) {
 				return errReaderMoved
 			}
 			return nil
@@ -1216,6 +1216,12 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 		pm := &partialMsg{typ: h.Type, total: int(total), discard: !admitted}
 		if int(total) > s.maxMsg {
 			pm.tooBig = true // discarded as it arrives
+		} else if admitted && h.Type != wire.TypeReply && s.codec.Name() == codec.RawName {
+			// The argument of a method on the raw codec is the message
+			// itself (adoptRaw): a buffer of the message's size, which
+			// the argument keeps, rather than one from the pool that
+			// would be copied out of.
+			pm.buf = append(make([]byte, 0, total), rest...)
 		} else if admitted {
 			pm.bp = getLarge(int(total))
 			pm.buf = append((*pm.bp)[:0], rest...)
@@ -1257,7 +1263,7 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 			default:
 				// The message is decoded before dispatch returns (codecs
 				// keep nothing of it), so its buffer can serve again.
-				moved := s.dispatch(pm.typ, h.ID, pm.buf)
+				moved := s.dispatch(pm.typ, h.ID, pm.buf, pm.bp == nil)
 				pm.release()
 				if moved {
 					return errReaderMoved
@@ -1342,12 +1348,14 @@ func (s *session) takePending(id uint32) *Call {
 // dispatch handles a whole message. It reports whether the reader goroutine
 // moved on while it ran a handler (serveOnReader): the caller, no longer the
 // reader, must return.
-func (s *session) dispatch(typ wire.FrameType, id uint32, msg []byte) (readerMoved bool) {
+// msg is owned when nothing else uses its memory (a message of several
+// frames, in a buffer of its own): a raw argument may then keep it.
+func (s *session) dispatch(typ wire.FrameType, id uint32, msg []byte, owned bool) (readerMoved bool) {
 	if typ == wire.TypeReply {
 		s.handleReply(id, msg)
 		return false
 	}
-	return s.handleCall(typ == wire.TypeNotify, id, msg)
+	return s.handleCall(typ == wire.TypeNotify, id, msg, owned)
 }
 
 func (s *session) handleReply(id uint32, msg []byte) {
@@ -1377,7 +1385,7 @@ func (s *session) handleReply(id uint32, msg []byte) {
 // handleCall runs a CALL or NOTIFY from the peer. Lookup and argument
 // decoding happen here on the reader, so the read buffer need not be
 // copied; the method runs on a goroutine of its own.
-func (s *session) handleCall(notify bool, id uint32, msg []byte) (readerMoved bool) {
+func (s *session) handleCall(notify bool, id uint32, msg []byte, owned bool) (readerMoved bool) {
 	method, timeout, args, err := wire.ParseCall(msg)
 	if err != nil {
 		s.refuse(notify, id, wire.StatusBadArgs, err.Error(), method)
@@ -1393,7 +1401,9 @@ func (s *session) handleCall(notify bool, id uint32, msg []byte) (readerMoved bo
 		return false
 	}
 	argp, argv := mt.newArgs()
-	if err := s.codec.Unmarshal(args, argp); err != nil {
+	if owned && adoptRaw(s.codec, args, argp) {
+		// The argument is the message's own buffer: no copy.
+	} else if err := s.codec.Unmarshal(args, argp); err != nil {
 		s.refuse(notify, id, wire.StatusBadArgs, fmt.Sprintf("cannot decode arguments of %s.%s into %v: %v", svc.name, mt.method.Name, mt.argType, err), method)
 		return false
 	}
@@ -1436,6 +1446,24 @@ func (s *session) handleCall(notify bool, id uint32, msg []byte) (readerMoved bo
 	}
 	workers.run(handlerTask{s: s, n: pendingNotify{ctx, cancel, id, svc, mt, argv}})
 	return false
+}
+
+// adoptRaw makes data itself the decoded argument, when c is the raw codec
+// and the argument a []byte or a RawMessage, and reports whether it did.
+// The caller gives data up.
+func adoptRaw(c codec.Codec, data []byte, argp any) bool {
+	if c.Name() != codec.RawName {
+		return false
+	}
+	switch p := argp.(type) {
+	case *[]byte:
+		*p = data[:len(data):len(data)]
+	case *codec.RawMessage:
+		*p = data[:len(data):len(data)]
+	default:
+		return false
+	}
+	return true
 }
 
 // refuse answers a call that will not run. A refused notification is
