@@ -48,8 +48,8 @@ var errReaderMoved = errors.New("pulse: the reader moved to another goroutine")
 type onReaderShard struct {
 	mu       sync.Mutex
 	runs     []onReaderRun
-	watching bool // a watchdog goroutine runs for this shard
-	_        [40]byte
+	watching bool     // a watchdog goroutine runs for this shard
+	_        [24]byte // one cache line per shard (64 bytes)
 }
 
 type onReaderRun struct {

@@ -384,7 +384,7 @@ type writeShard struct {
 	b  []byte
 	n  int
 	fn func(fd uintptr)
-	_  [64]byte // keep shards on separate cache lines
+	_  [16]byte // one cache line per shard (64 bytes)
 }
 
 var writeShards [16]writeShard
