@@ -552,7 +552,7 @@ const (
 	inline
 	// noWait: the calling goroutine writes what the socket takes at once
 	// and leaves the rest to a writer goroutine (a handler running on the
-	// reader goroutine, handlerOnReader).
+	// reader goroutine, serveOnReader).
 	noWait
 )
 
