@@ -51,6 +51,20 @@ func readerGoroutines() int {
 	return strings.Count(string(buf), "pulse.(*session).readFrames(")
 }
 
+// checkReadersGone waits for the parker to stop and checks that no reader
+// goroutine is left, once every connection is closed.
+func checkReadersGone(t *testing.T) {
+	t.Helper()
+	waitFor(t, 5*time.Second, "the parker to stop", func() bool {
+		parkMu.Lock()
+		defer parkMu.Unlock()
+		return theParker == nil
+	})
+	if g := readerGoroutines(); g != 0 {
+		t.Errorf("%d reader goroutines left after every connection closed", g)
+	}
+}
+
 // startParkServer starts a server with ParkEcho on a loopback listener;
 // served is closed when Serve returns.
 func startParkServer(t *testing.T, hb Option) (*Server, net.Listener, chan struct{}) {
@@ -170,14 +184,7 @@ func TestIdleReadersPark(t *testing.T) {
 	for _, c := range clients[n/2:] {
 		c.Close()
 	}
-	waitFor(t, 5*time.Second, "the parker to stop", func() bool {
-		parkMu.Lock()
-		defer parkMu.Unlock()
-		return theParker == nil
-	})
-	if g := readerGoroutines(); g != 0 {
-		t.Errorf("%d reader goroutines left after every connection closed", g)
-	}
+	checkReadersGone(t)
 }
 
 // pushSink is the client-side service that receives the server's pushes.
@@ -217,14 +224,7 @@ func TestParkCloseRace(t *testing.T) {
 	for _, c := range clients {
 		c.Close()
 	}
-	waitFor(t, 5*time.Second, "the parker to stop", func() bool {
-		parkMu.Lock()
-		defer parkMu.Unlock()
-		return theParker == nil
-	})
-	if g := readerGoroutines(); g != 0 {
-		t.Errorf("%d reader goroutines left after every connection closed", g)
-	}
+	checkReadersGone(t)
 }
 
 // readSyscalls returns the read-like system calls this process has made
