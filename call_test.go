@@ -5,12 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pulse-rpc/pulse"
 	"github.com/pulse-rpc/pulse/codec"
+	"github.com/pulse-rpc/pulse/internal/faultproxy"
 )
 
 func TestCallMethodShapes(t *testing.T) {
@@ -464,4 +467,103 @@ func TestRawLargeArgument(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Big replies with as many bytes as its argument, in decimal, asks for:
+// byte i is i % 251.
+func (r *RawArgs) Big(a []byte, out *[]byte) error {
+	n, err := strconv.Atoi(string(a))
+	if err != nil {
+		return err
+	}
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i % 251)
+	}
+	*out = b
+	return nil
+}
+
+func checkBig(t *testing.T, got []byte, n int) {
+	t.Helper()
+	if len(got) != n {
+		t.Fatalf("reply of %d bytes, want %d", len(got), n)
+	}
+	for i, b := range got {
+		if b != byte(i%251) {
+			t.Fatalf("reply byte %d = %d, want %d", i, b, i%251)
+		}
+	}
+}
+
+// TestRawReplyIntoCallerSlice: on the raw codec, a reply of several frames
+// arrives intact in the caller's reply slice, in the same array when it
+// has room (it goes straight there; TestRawReplyIntoAbandonedSlice shows
+// that it does) and in a new one when it has not, on every transport.
+func TestRawReplyIntoCallerSlice(t *testing.T) {
+	for _, tr := range allTransports {
+		t.Run(string(tr), func(t *testing.T) {
+			ts := newTestServer(t, tr, pulse.WithCodec("raw"))
+			ts.register(t, &RawArgs{})
+			c := ts.dial(t, pulse.WithCodec("raw"))
+			buf := make([]byte, 0, 1<<20)
+			for _, n := range []int{100, 16<<10 + 1, 100_003, 1 << 20} {
+				got := buf
+				if err := c.Call(testContext(t), "RawArgs.Big", []byte(strconv.Itoa(n)), &got); err != nil {
+					t.Fatal(err)
+				}
+				checkBig(t, got, n)
+				if &got[:1][0] != &buf[:1][0] {
+					t.Errorf("%d bytes: the reply is not in the caller's slice", n)
+				}
+				var small codec.RawMessage = make([]byte, 0, 10)
+				if err := c.Call(testContext(t), "RawArgs.Big", []byte(strconv.Itoa(n)), &small); err != nil {
+					t.Fatal(err)
+				}
+				checkBig(t, small, n)
+			}
+		})
+	}
+}
+
+// TestRawReplyIntoAbandonedSlice: once a call whose reply was going into
+// the caller's slice has been given up (its context ended), nothing more
+// is written to the slice, although the rest of the reply keeps arriving.
+// The test writes the slice itself meanwhile: a late write from the
+// connection would change what it reads back, and the race detector would
+// report it.
+func TestRawReplyIntoAbandonedSlice(t *testing.T) {
+	checkLeaks(t)
+	ts, addr := newTCPServer(t, pulse.WithCodec("raw"))
+	ts.register(t, &RawArgs{})
+	p := newProxy(t, addr)
+	c := dialAddr(t, p.Addr(), pulse.WithCodec("raw"))
+	const n = 1 << 20
+	p.Throttle(faultproxy.Downstream, 512<<10) // 2 s for the reply
+	buf := make([]byte, 0, n)
+	got := buf
+	ctx, cancel := context.WithTimeout(testContext(t), 300*time.Millisecond)
+	defer cancel()
+	if err := c.Call(ctx, "RawArgs.Big", []byte(strconv.Itoa(n)), &got); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Call() = %v, want %v", err, context.DeadlineExceeded)
+	}
+	buf = buf[:n]
+	for round := range 5 {
+		for i := range buf {
+			buf[i] = 0xEE
+		}
+		time.Sleep(100 * time.Millisecond) // the reply keeps arriving
+		for i, b := range buf {
+			if b != 0xEE {
+				t.Fatalf("round %d: byte %d of the given-up reply slice changed to %d", round, i, b)
+			}
+		}
+	}
+	p.Heal()
+	// The connection is still good.
+	got = nil
+	if err := c.Call(testContext(t), "RawArgs.Big", []byte("1000"), &got); err != nil {
+		t.Fatal(err)
+	}
+	checkBig(t, got, 1000)
 }

@@ -188,6 +188,9 @@ type partialMsg struct {
 	got     int  // bytes received so far
 	tooBig  bool // exceeded maxMsg: the rest is discarded
 	discard bool // nobody waits for it
+	// into is the call whose reply slice buf is, when the body of this
+	// REPLY goes straight there (replyInto); buf then holds the body only.
+	into *Call
 }
 
 // yieldBelow is the size of the queued small frames under which a writer
@@ -1216,6 +1219,8 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 		pm := &partialMsg{typ: h.Type, total: int(total), discard: !admitted}
 		if int(total) > s.maxMsg {
 			pm.tooBig = true // discarded as it arrives
+		} else if h.Type == wire.TypeReply && s.replyInto(pm, h.ID, rest) {
+			// The body goes straight into the caller's reply slice.
 		} else if admitted && h.Type != wire.TypeReply && s.codec.Name() == codec.RawName {
 			// The argument of a method on the raw codec is the message
 			// itself (adoptRaw): a buffer of the message's size, which
@@ -1248,7 +1253,10 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 		if pm.got > pm.total {
 			return fmt.Errorf("message id %d: %d bytes received, %d announced", h.ID, pm.got, pm.total)
 		}
-		if !pm.tooBig && !pm.discard {
+		switch {
+		case pm.into != nil:
+			s.appendInto(pm, h.ID, p)
+		case !pm.tooBig && !pm.discard:
 			pm.buf = append(pm.buf, p...)
 		}
 		if h.Flags&wire.FlagEnd != 0 {
@@ -1260,6 +1268,8 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 			case pm.discard:
 			case pm.tooBig:
 				s.tooLarge(pm.typ, h.ID)
+			case pm.into != nil:
+				s.finishInto(pm, h.ID)
 			default:
 				// The message is decoded before dispatch returns (codecs
 				// keep nothing of it), so its buffer can serve again.
@@ -1446,6 +1456,76 @@ func (s *session) handleCall(notify bool, id uint32, msg []byte, owned bool) (re
 	}
 	workers.run(handlerTask{s: s, n: pendingNotify{ctx, cancel, id, svc, mt, argv}})
 	return false
+}
+
+// A large raw reply goes straight into the caller's reply slice when it
+// has room, as the raw codec's Unmarshal would refill it, instead of into
+// a pooled buffer first and then into the slice: one copy of the body
+// fewer. The caller's slice is written only under s.mu and only while the
+// call is pending, so that once abandon or fail has taken the call (and
+// its caller may use the slice again), nothing more is written to it.
+
+// replyInto starts the REPLY id, whose first frame carries rest, in the
+// reply slice of its call, if the codec is raw, the status OK, and the
+// caller's *[]byte or *RawMessage has room for the whole body. It reports
+// whether it did.
+func (s *session) replyInto(pm *partialMsg, id uint32, rest []byte) bool {
+	if s.codec.Name() != codec.RawName || len(rest) < 1 || wire.Status(rest[0]) != wire.StatusOK {
+		return false
+	}
+	n := pm.total - 1
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	call := s.pending[id]
+	if call == nil {
+		return false
+	}
+	var dst []byte
+	switch r := call.Reply.(type) {
+	case *[]byte:
+		dst = *r
+	case *codec.RawMessage:
+		dst = *r
+	default:
+		return false
+	}
+	if cap(dst) < n {
+		return false
+	}
+	pm.into = call
+	pm.buf = append(dst[:0], rest[1:]...)
+	return true
+}
+
+// appendInto appends p to the body of a REPLY going into its call's
+// slice, while the call is pending; once it is not, the rest is dropped.
+func (s *session) appendInto(pm *partialMsg, id uint32, p []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending[id] != pm.into {
+		pm.into, pm.buf, pm.discard = nil, nil, true
+		return
+	}
+	pm.buf = append(pm.buf, p...) // within the slice's capacity: checked in replyInto
+}
+
+// finishInto completes the call of a REPLY that went into its slice.
+func (s *session) finishInto(pm *partialMsg, id uint32) {
+	call := pm.into
+	s.mu.Lock()
+	if s.pending[id] != call {
+		s.mu.Unlock()
+		return // abandoned by its caller
+	}
+	delete(s.pending, id)
+	s.mu.Unlock()
+	switch r := call.Reply.(type) {
+	case *[]byte:
+		*r = pm.buf
+	case *codec.RawMessage:
+		*r = pm.buf
+	}
+	call.done()
 }
 
 // adoptRaw makes data itself the decoded argument, when c is the raw codec
