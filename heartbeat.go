@@ -525,7 +525,7 @@ func (m *monitor) check() {
 		return
 	}
 	if ping {
-		s.sendControlNow(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePing, uint64(now)) })
+		s.queueControl(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePing, uint64(now)) }, noWait)
 	}
 	if suspectChanged && s.onSuspect != nil {
 		s.onSuspect(s, suspect)
@@ -579,7 +579,7 @@ func (s *session) ping(ctx context.Context) (time.Duration, error) {
 	if s.mon != nil {
 		s.mon.lastWrite.Store(nanotime())
 	}
-	s.queueControl(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePing, token) })
+	s.queueControl(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePing, token) }, background)
 	select {
 	case rtt, ok := <-ch:
 		if !ok {

@@ -326,7 +326,7 @@ func TestFramesQueuedDuringNoWaitWrite(t *testing.T) {
 	defer testHookNoWaitWritten.Store(nil)
 
 	// A PONG nobody waits for (the peer ignores it), written without waiting.
-	s.sendControlNow(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePong, 0) })
+	s.queueControl(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePong, 0) }, noWait)
 	select {
 	case err := <-pinged:
 		if err != nil {

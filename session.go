@@ -554,8 +554,9 @@ const (
 	// inline: the calling goroutine, waiting for the socket if it must.
 	inline
 	// noWait: the calling goroutine writes what the socket takes at once
-	// and leaves the rest to a writer goroutine (a handler running on the
-	// reader goroutine, serveOnReader).
+	// and leaves the rest to a writer goroutine (flushNowLocked): the
+	// reader's PONGs, the monitor's PINGs, and the replies of methods run
+	// on the reader (serveOnReader).
 	noWait
 )
 
@@ -799,10 +800,11 @@ func writeReason(err error) Reason {
 	return ReasonIO
 }
 
-// queueControl queues a control frame built by build and makes sure a
-// background writer sends it. It never blocks on the connection, so the
-// reader can use it.
-func (s *session) queueControl(build func([]byte) []byte) {
+// queueControl queues a control frame built by build and has it written
+// as mode says (writeQueuedLocked). Neither background nor noWait ever
+// blocks on the connection, so the reader can use them; noWait writes a
+// heartbeat of an idle connection without a writer goroutine.
+func (s *session) queueControl(build func([]byte) []byte, mode writeMode) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -810,21 +812,17 @@ func (s *session) queueControl(build func([]byte) []byte) {
 	}
 	c := lane(&s.ctrl)
 	c.b = build(c.b)
-	s.kickLocked(false)
+	s.writeQueuedLocked(mode)
 }
 
-// sendControlNow queues a control frame and writes it at once from the
-// calling goroutine without blocking (flushNowLocked): a heartbeat on an
-// idle connection then costs no goroutine. The reader uses it.
-func (s *session) sendControlNow(build func([]byte) []byte) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+// writeQueuedLocked makes sure what is queued is written as mode says.
+// Called with s.mu held; it unlocks it.
+func (s *session) writeQueuedLocked(mode writeMode) {
+	if mode == noWait {
+		s.flushNowLocked()
 		return
 	}
-	c := lane(&s.ctrl)
-	c.b = build(c.b)
-	s.flushNowLocked()
+	s.kickLocked(mode == inline)
 }
 
 // flushNowLocked writes the queued control and small data frames from the
@@ -1087,7 +1085,7 @@ func (s *session) sendGoAway(code wire.GoAwayCode, msg string) {
 	s.mu.Unlock()
 	s.queueControl(func(b []byte) []byte {
 		return wire.AppendGoAway(b, wire.GoAway{LastID: last, Code: code, Message: msg})
-	})
+	}, background)
 }
 
 // close closes the session from this side.
@@ -1306,7 +1304,7 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 			return nil
 		}
 		s.pingStrikes = 0
-		s.sendControlNow(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePong, data) })
+		s.queueControl(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePong, data) }, noWait)
 	case wire.TypePong:
 		data, err := wire.ParsePing(p)
 		if err != nil {
@@ -1643,11 +1641,7 @@ func (s *session) queueMessage(bp *[]byte, id uint32, typ wire.FrameType, mode w
 		return
 	}
 	s.enqueueLocked(bp, id, typ, nil)
-	if mode == noWait {
-		s.flushNowLocked()
-		return
-	}
-	s.kickLocked(mode == inline)
+	s.writeQueuedLocked(mode)
 }
 
 // handleGoAway records the peer's GOAWAY. Calls this side started above
