@@ -170,13 +170,19 @@ type monitor struct {
 
 	acked      func() (tcpAcks, bool) // the peer's acknowledgements as TCP sees them, nil if unknown
 	lastAcks   tcpAcks                // at the last look, protected by mu
-	ooo        func() (uint64, bool)  // packets the kernel received out of order, nil if unknown
-	oooSeen    uint64                 // ooo at the last look, protected by mu
+	loss       func() (tcpLoss, bool) // the packets TCP lost, nil if unknown
+	oooSeen    uint64                 // loss().ooo at the last look, protected by mu
 	oooAt      int64                  // ns, time of the last look at ooo, 0 while not looking; protected by mu
 	heard      int64                  // ns, when a look last found out-of-order data; protected by mu
 	lastWrite  atomic.Int64           // ns, end of the last write
 	writeStart atomic.Int64           // ns, start of the write in progress, 0 if none
 	srtt       atomic.Int64           // smoothed round-trip time, ns
+
+	// The phi detector's view of loss (see lookForLoss), protected by mu.
+	lossSeen uint64 // ooo plus retransmissions at the last loss look
+	lossLook int64  // ns, when loss was last looked at, 0 for never
+	lossAt   int64  // ns, when a loss look last found new losses, 0 for never
+	lossy    bool   // the path lost packets within lossMemory
 
 	// Server limits.
 	idleLimit  time.Duration
@@ -231,7 +237,7 @@ func newMonitor(s *session, hb Heartbeat, interval time.Duration, limits ConnLim
 			m.suspectLate = min(m.suspectLate, interval)
 		}
 	}
-	m.acked, m.ooo = tcpProgress(s.conn)
+	m.acked, m.loss = tcpProgress(s.conn)
 	now := nanotime()
 	m.lastWrite.Store(now)
 	m.lastActive.Store(now)
@@ -278,6 +284,12 @@ func (m *monitor) observe(now, prev int64) {
 			m.det.Observe(time.Duration(now), gap)
 		}
 	}
+}
+
+// tcpLoss is what TCP knows of the packets a connection lost.
+type tcpLoss struct {
+	ooo     uint64 // packets received out of order: the peer's, after one of its packets was lost (or reordered)
+	retrans uint64 // packets this side retransmitted
 }
 
 // tcpAcks is what TCP knows of the peer's acknowledgements of this
@@ -334,7 +346,7 @@ const bulkInFlight = 16
 // acknowledging a bulk transfer once its buffers fill, as does the kernel
 // of a frozen peer process. Called with m.mu held.
 func (m *monitor) lookKernel(now, lastRead int64) {
-	if m.ooo == nil && m.acked == nil {
+	if m.loss == nil && m.acked == nil {
 		return
 	}
 	if now-lastRead < int64(m.suspect) {
@@ -345,10 +357,10 @@ func (m *monitor) lookKernel(now, lastRead int64) {
 		return
 	}
 	moved := m.ackedMoved() && (m.writeStart.Load() != 0 || m.lastAcks.unacked >= bulkInFlight)
-	if m.ooo != nil {
-		if n, ok := m.ooo(); ok {
-			moved = moved || n != m.oooSeen
-			m.oooSeen = n
+	if m.loss != nil {
+		if l, ok := m.loss(); ok {
+			moved = moved || l.ooo != m.oooSeen
+			m.oooSeen = l.ooo
 		}
 	}
 	if m.oooAt != 0 && moved {
@@ -389,10 +401,59 @@ func (m *monitor) rtt(sample time.Duration) {
 		srtt = old + (srtt-old)/8
 	}
 	m.srtt.Store(srtt)
-	if p, ok := m.det.(*liveness.PhiAccrual); ok {
-		// A lost packet silences the peer for a retransmission timeout:
-		// at least the minimum, plus a round trip.
-		p.SetPause(liveness.RetransmitPause + time.Duration(srtt))
+	if _, ok := m.det.(*liveness.PhiAccrual); ok {
+		m.mu.Lock()
+		m.setPauseLocked()
+		m.mu.Unlock()
+	}
+}
+
+// setPauseLocked gives the phi detector the silence a lost packet adds. A
+// lost packet silences the peer for a retransmission timeout: at least
+// the minimum, plus a round trip. On a path that has been losing packets
+// the retransmission can be lost too, and TCP waits twice as long again
+// before the next: the pause then covers both. Called with m.mu held.
+func (m *monitor) setPauseLocked() {
+	p, ok := m.det.(*liveness.PhiAccrual)
+	if !ok {
+		return
+	}
+	pause := liveness.RetransmitPause + time.Duration(m.srtt.Load())
+	if m.lossy {
+		pause += 2 * liveness.RetransmitPause
+	}
+	p.SetPause(pause)
+}
+
+// lossMemory is how long a path that lost packets is treated as lossy
+// after its last loss.
+const lossMemory = time.Minute
+
+// lookForLoss looks, for the phi detector, at whether the path has been
+// losing packets: packets received out of order (the peer's, behind one
+// that was lost) or retransmitted by this side. It looks at most every
+// four intervals (and a second), and only while the peer is heard from
+// (its bytes were read less than a minimum retransmission timeout ago), so
+// that the retransmissions of this side's heartbeats to a peer that has
+// just died do not count as loss on a live path. Called with m.mu held.
+func (m *monitor) lookForLoss(now, lastRead int64) {
+	if m.loss == nil || m.lossLook != 0 && now-m.lossLook < int64(max(4*m.interval, time.Second)) ||
+		now-lastRead >= int64(liveness.RetransmitPause) {
+		return
+	}
+	l, ok := m.loss()
+	if !ok {
+		return
+	}
+	m.lossLook = now
+	// The first look counts the losses since the connection began.
+	if n := l.ooo + l.retrans; n != m.lossSeen {
+		m.lossSeen = n
+		m.lossAt = now
+	}
+	if lossy := m.lossAt != 0 && now-m.lossAt < int64(lossMemory); lossy != m.lossy {
+		m.lossy = lossy
+		m.setPauseLocked()
 	}
 }
 
@@ -472,6 +533,9 @@ func (m *monitor) check() {
 		}
 	}
 	if m.det != nil {
+		if _, ok := m.det.(*liveness.PhiAccrual); ok {
+			m.lookForLoss(now, lastRead)
+		}
 		m.lookKernel(now, lastRead)
 		v := m.det.Check(time.Duration(now), time.Duration(m.lastSign(lastRead)))
 		if v.Dead {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pulse-rpc/pulse/codec"
+	"github.com/pulse-rpc/pulse/liveness"
 	"github.com/pulse-rpc/pulse/wire"
 )
 
@@ -193,5 +194,94 @@ func TestMonitorStallAfterRTT(t *testing.T) {
 	var ce *ConnError
 	if err := s.closeErr(); !errors.As(err, &ce) || ce.Reason != ReasonWriteStall || !strings.Contains(ce.Message, "800ms") {
 		t.Errorf("close reason = %v, want a write stall after 800ms", err)
+	}
+}
+
+// TestMonitorLossyPause: on a path that has been losing packets, a lost
+// packet's retransmission can be lost too, and the phi detector's pause
+// then covers both retransmission timeouts. Losses counted while the peer
+// is silent (this side retransmitting to a peer that may have died) do not
+// make the path lossy, and a path that stops losing packets is trusted
+// again after lossMemory.
+func TestMonitorLossyPause(t *testing.T) {
+	const ms = time.Millisecond
+	s, m, rd := newHandMonitor(t, Heartbeat{Interval: 200 * ms, Timeout: time.Second, Detector: DetectorPhi}, nil)
+	phi, ok := m.det.(*liveness.PhiAccrual)
+	if !ok {
+		t.Fatalf("detector = %T, want phi", m.det)
+	}
+	var loss tcpLoss
+	m.loss = func() (tcpLoss, bool) { return loss, true }
+	pause := func() time.Duration { return phi.Config().Pause }
+	look := func(silent time.Duration) {
+		m.mu.Lock()
+		m.lossLook = 0 // due for a look
+		m.mu.Unlock()
+		rd.last.Store(nanotime() - int64(silent))
+		checkNow(m)
+	}
+
+	m.rtt(100 * ms)
+	look(0)
+	if got, want := pause(), liveness.RetransmitPause+100*ms; got != want {
+		t.Fatalf("pause on a clean path = %v, want %v", got, want)
+	}
+
+	// Retransmissions found 300 ms into a silence may be this side's
+	// heartbeats to a dead peer: they do not count.
+	loss.retrans = 3
+	look(300 * ms)
+	if got, want := pause(), liveness.RetransmitPause+100*ms; got != want {
+		t.Fatalf("pause after losses counted during a silence = %v, want %v", got, want)
+	}
+
+	// The same losses, seen while the peer is heard from, make the path
+	// lossy.
+	look(0)
+	lossyPause := 3*liveness.RetransmitPause + 100*ms
+	if got := pause(); got != lossyPause {
+		t.Fatalf("pause on a lossy path = %v, want %v", got, lossyPause)
+	}
+	m.rtt(100 * ms) // a new round trip keeps the lossy pause
+	if got := pause(); got != lossyPause {
+		t.Fatalf("pause after a round trip on a lossy path = %v, want %v", got, lossyPause)
+	}
+
+	// What the lossy pause is for: calls every 100 ms, then a packet and
+	// its first retransmission lost (200 + 400 ms of TCP backoff). The
+	// clean pause convicts a live peer; the lossy one does not.
+	d := liveness.Detector(phi)
+	at := time.Duration(0)
+	for i := range 200 {
+		gap := 100*ms + time.Duration(i%7-3)*10*ms
+		at += gap
+		d.Observe(at, gap)
+	}
+	silence := at + 764*ms
+	if v := d.Check(silence, at); v.Dead {
+		t.Fatalf("with the lossy pause, %v of silence convicted the peer: %s", 764*ms, v.Reason)
+	}
+	phi.SetPause(liveness.RetransmitPause + 100*ms)
+	if v := d.Check(silence, at); !v.Dead {
+		t.Fatalf("with the clean pause, %v of silence did not convict the peer (else this test shows nothing)", 764*ms)
+	}
+	phi.SetPause(lossyPause)
+
+	// No new losses for lossMemory: the path is clean again. Then an
+	// out-of-order packet is a loss too.
+	m.mu.Lock()
+	m.lossAt = nanotime() - int64(lossMemory) - 1
+	m.mu.Unlock()
+	look(0)
+	if got, want := pause(), liveness.RetransmitPause+100*ms; got != want {
+		t.Fatalf("pause a lossMemory after the last loss = %v, want %v", got, want)
+	}
+	loss.ooo = 1
+	look(0)
+	if got := pause(); got != lossyPause {
+		t.Fatalf("pause after an out-of-order packet = %v, want %v", got, lossyPause)
+	}
+	if err := s.closeErr(); err != nil {
+		t.Fatalf("the hand-driven checks closed the session: %v", err)
 	}
 }

@@ -46,22 +46,21 @@ func tuneTCP(conn net.Conn, _ time.Duration) {
 
 // Offsets in struct tcp_info.
 const (
-	tcpInfoUnacked    = 24  // tcpi_unacked, u32: packets sent and not yet acknowledged
-	tcpInfoRTT        = 68  // tcpi_rtt, u32, µs: smoothed round-trip time
-	tcpInfoBytesAcked = 120 // tcpi_bytes_acked, u64, Linux 4.1 and later: bytes cumulatively acknowledged
-	tcpInfoDelivered  = 192 // tcpi_delivered, u32, Linux 4.18 and later: packets delivered, selectively acknowledged ones included
-	tcpInfoRcvOoopack = 224 // tcpi_rcv_ooopack, u32, Linux 5.4 and later: packets received out of order
+	tcpInfoUnacked      = 24  // tcpi_unacked, u32: packets sent and not yet acknowledged
+	tcpInfoRTT          = 68  // tcpi_rtt, u32, µs: smoothed round-trip time
+	tcpInfoTotalRetrans = 100 // tcpi_total_retrans, u32: packets retransmitted over the connection's life
+	tcpInfoBytesAcked   = 120 // tcpi_bytes_acked, u64, Linux 4.1 and later: bytes cumulatively acknowledged
+	tcpInfoDelivered    = 192 // tcpi_delivered, u32, Linux 4.18 and later: packets delivered, selectively acknowledged ones included
+	tcpInfoRcvOoopack   = 224 // tcpi_rcv_ooopack, u32, Linux 5.4 and later: packets received out of order
 )
 
 // tcpProgress returns functions that report, for the write watchdog and
 // the dead-peer detector, on the peer's acknowledgements of conn's data
-// (see tcpAcks) and on how many packets the kernel has received out of
-// order on conn (while TCP waits for a lost segment to be retransmitted,
-// the data that follows it arrives but cannot be read). Each is nil when
-// conn is not TCP or the kernel does not say. Both read the same
+// (see tcpAcks) and on the packets conn lost (see tcpLoss). Each is nil
+// when conn is not TCP or the kernel does not say. Both read the same
 // tcp_info, through one reader, so that a connection carries one set of
 // closures, not two.
-func tcpProgress(conn net.Conn) (acks func() (tcpAcks, bool), ooo func() (uint64, bool)) {
+func tcpProgress(conn net.Conn) (acks func() (tcpAcks, bool), loss func() (tcpLoss, bool)) {
 	read, n := tcpInfoReader(conn)
 	if n >= tcpInfoDelivered+4 {
 		acks = func() (tcpAcks, bool) {
@@ -78,15 +77,18 @@ func tcpProgress(conn net.Conn) (acks func() (tcpAcks, bool), ooo func() (uint64
 		}
 	}
 	if n >= tcpInfoRcvOoopack+4 {
-		ooo = func() (uint64, bool) {
+		loss = func() (tcpLoss, bool) {
 			var buf [tcpInfoLen]byte
 			if read(&buf) < tcpInfoRcvOoopack+4 {
-				return 0, false
+				return tcpLoss{}, false
 			}
-			return uint64(binary.NativeEndian.Uint32(buf[tcpInfoRcvOoopack:])), true
+			return tcpLoss{
+				ooo:     uint64(binary.NativeEndian.Uint32(buf[tcpInfoRcvOoopack:])),
+				retrans: uint64(binary.NativeEndian.Uint32(buf[tcpInfoTotalRetrans:])),
+			}, true
 		}
 	}
-	return acks, ooo
+	return acks, loss
 }
 
 // tcpInfoLen is more than the struct tcp_info of any kernel so far.

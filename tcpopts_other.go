@@ -15,4 +15,4 @@ func tuneTCP(net.Conn, time.Duration) {}
 // tcpProgress is not available outside Linux: the write watchdog then
 // judges each write call by its duration, and only bytes read count as
 // signs of life.
-func tcpProgress(net.Conn) (func() (tcpAcks, bool), func() (uint64, bool)) { return nil, nil }
+func tcpProgress(net.Conn) (func() (tcpAcks, bool), func() (tcpLoss, bool)) { return nil, nil }

@@ -17,7 +17,9 @@ const (
 	// RetransmitPause is the least silence a lost packet adds on a TCP
 	// connection: Linux's minimum retransmission timeout (TCP_RTO_MIN).
 	// DefaultPhiConfig uses it as the Pause; a session adds its round
-	// trip once measured.
+	// trip once measured, and two more of it on a path that has been
+	// losing packets (a retransmission can be lost too, and the next
+	// waits twice as long).
 	RetransmitPause = 200 * time.Millisecond
 	// DefaultStallSlack is how late a check may run before StallGuard
 	// blames this process rather than the peer. A healthy Go process runs
