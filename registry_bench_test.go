@@ -1,6 +1,7 @@
 package pulse
 
 import (
+	"context"
 	"testing"
 
 	"github.com/pulse-rpc/pulse/codec"
@@ -44,5 +45,74 @@ func BenchmarkDispatch(b *testing.B) {
 		if err := mt.call(nil, svc, argv, reply); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// CallShapes has methods of the shapes BenchmarkMethodCall calls.
+type CallShapes struct{ n int }
+
+func (*CallShapes) Ptr(args *DispatchArgs, reply *int) error {
+	*reply = args.A + args.B
+	return nil
+}
+
+func (*CallShapes) Bytes(args []byte, reply *[]byte) error {
+	*reply = append((*reply)[:0], args...)
+	return nil
+}
+
+func (*CallShapes) Ctx(ctx context.Context, args string, reply *string) error {
+	*reply = args
+	return ctx.Err()
+}
+
+// EmptyRcvr has a zero-size receiver, as a stateless service often has.
+type EmptyRcvr struct{}
+
+func (EmptyRcvr) Bytes(args []byte, reply *[]byte) error {
+	*reply = append((*reply)[:0], args...)
+	return nil
+}
+
+// ValueRcvr has a receiver that is neither a pointer nor empty.
+type ValueRcvr struct{ a, b int }
+
+func (v ValueRcvr) Add(args DispatchArgs, reply *int) error {
+	*reply = args.A + args.B + v.a + v.b
+	return nil
+}
+
+// BenchmarkMethodCall measures calling a registered method, by its shape
+// of receiver and arguments.
+func BenchmarkMethodCall(b *testing.B) {
+	for _, tt := range []struct {
+		name, method string
+		rcvr         any
+	}{
+		{"ptr-rcvr/ptr-arg", "Ptr", &CallShapes{}},
+		{"ptr-rcvr/slice-arg", "Bytes", &CallShapes{}},
+		{"ptr-rcvr/ctx/string-arg", "Ctx", &CallShapes{}},
+		{"empty-rcvr/slice-arg", "Bytes", EmptyRcvr{}},
+		{"value-rcvr/struct-arg", "Add", ValueRcvr{}},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			r := newRegistry()
+			if err := r.register(tt.rcvr, "S", true); err != nil {
+				b.Fatal(err)
+			}
+			svc, mt, kind := r.lookup([]byte("S." + tt.method))
+			if kind != kindNone {
+				b.Fatal("lookup failed")
+			}
+			_, argv := mt.newArgs()
+			reply := mt.newReply()
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := mt.call(ctx, svc, argv, reply); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

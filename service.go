@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 var (
@@ -22,6 +23,8 @@ type methodType struct {
 	withCtx   bool
 	argType   reflect.Type
 	replyType reflect.Type
+	fast      fastCall // nil: called through reflect (fastcall.go)
+	argByRef  bool     // fast takes a pointer to the argument
 	numCalls  atomic.Uint64
 	numErrors atomic.Uint64
 }
@@ -30,6 +33,7 @@ type methodType struct {
 type service struct {
 	name   string
 	rcvr   reflect.Value
+	word   unsafe.Pointer // rcvr as a fastCall takes it
 	typ    reflect.Type
 	method map[string]*methodType
 }
@@ -75,6 +79,9 @@ func (r *registry) register(rcvr any, name string, useName bool) error {
 		return fmt.Errorf("pulse: service name %q must not contain a dot", sname)
 	}
 	s.name = sname
+	if pointerShaped(s.typ) {
+		s.word = s.rcvr.UnsafePointer()
+	}
 	var problems []string
 	s.method = suitableMethods(s.typ, &problems)
 	if len(s.method) == 0 {
@@ -149,7 +156,8 @@ func suitableMethods(typ reflect.Type, problems *[]string) map[string]*methodTyp
 			report("method %s must return exactly one value, of type error", m.Name)
 			continue
 		}
-		methods[m.Name] = &methodType{method: m, withCtx: withCtx, argType: argType, replyType: replyType}
+		fast, byRef := fastCallFor(typ, m, withCtx, argType)
+		methods[m.Name] = &methodType{method: m, withCtx: withCtx, argType: argType, replyType: replyType, fast: fast, argByRef: byRef}
 	}
 	return methods
 }
@@ -217,9 +225,22 @@ func (mt *methodType) newReply() reflect.Value {
 	return v
 }
 
-// call runs the method.
+// call runs the method. arg is as newArgs returned it.
 func (mt *methodType) call(ctx context.Context, svc *service, arg, reply reflect.Value) error {
 	mt.numCalls.Add(1)
+	if mt.fast != nil {
+		var a unsafe.Pointer
+		if mt.argByRef {
+			a = arg.Addr().UnsafePointer()
+		} else {
+			a = arg.UnsafePointer()
+		}
+		if err := mt.fast(svc.word, ctx, a, reply.UnsafePointer()); err != nil {
+			mt.numErrors.Add(1)
+			return err
+		}
+		return nil
+	}
 	var out []reflect.Value
 	if mt.withCtx {
 		out = mt.method.Func.Call([]reflect.Value{svc.rcvr, reflect.ValueOf(ctx), arg, reply})
