@@ -9,25 +9,31 @@ import (
 	"unsafe"
 )
 
-// Running a lone call on the reader.
+// Running calls on the reader.
 //
-// A call normally runs on a worker: the reader hands it over and goes back
-// to reading. When the call is the only one on the connection and nothing
-// more has arrived, that hand-over is most of what the call costs: waking
-// the worker wakes a second thread, which then goes back to sleep, and the
-// reader makes one more read only to find the socket empty. So the reader
-// runs such a call itself and writes the reply without waiting for the
-// socket (flushNowLocked), then reads on.
+// A call could always run on a worker: the reader hands it over and goes
+// back to reading. For the short methods most services have, that
+// hand-over is most of what the call costs: waking the worker wakes a
+// second thread, and the two trade the connection's state between their
+// caches. So when no other call of the peer's is running, the reader runs
+// the call itself, as an event loop would. When more calls are buffered
+// behind it, its reply is queued and held (up to heldMax replies), and the
+// reader writes the held replies in one system call once it has handled
+// what it read (readFrames); a lone call's reply is written at once. No
+// write waits for the socket (flushNowLocked). A burst of small calls
+// thus costs one read, one write and no goroutine switch.
 //
 // A reader busy in a method cannot read, and must not stay so for long:
 // heartbeats from the peer would go unanswered, CANCEL frames unread, and
 // a method that calls back to the peer over the same connection would wait
 // for a reply that nobody reads. A watchdog hands the reader's job to a
-// worker when a method has run for onReaderMax: that worker reads on, and
-// the goroutine that ran the method, once it returns, is no longer the
-// reader. So a slow method costs what it always did, plus at most about
-// two onReaderMax of delay for the frames behind it; a fast one (the
-// usual case) costs no goroutine switch.
+// worker when a method has run for onReaderMax: that worker reads on (and
+// the calls behind go to workers while the slow one runs), the held
+// replies are written, and the goroutine that ran the method, once it
+// returns, is no longer the reader. The method then runs on workers for
+// its next offReaderCalls calls. So a slow method costs what it always
+// did, plus now and then about two onReaderMax of delay for the frames
+// behind it; a fast one (the usual case) costs no goroutine switch.
 //
 // Calls run on the reader only where the reply can be written without
 // waiting, sockets that can park (Linux, TCP and Unix; not TLS).
@@ -38,6 +44,13 @@ const (
 	// onReaderIdleTicks is how many empty watchdog rounds the watchdog
 	// waits before it exits, so that one is not started for every call.
 	onReaderIdleTicks = 100
+	// offReaderCalls is how many calls of a method that held a reader
+	// for onReaderMax run on workers before it is tried on a reader
+	// again.
+	offReaderCalls = 1000
+	// heldMax is how many replies of methods run on the reader wait for
+	// the reader to flush them together.
+	heldMax = 16
 )
 
 // errReaderMoved tells the reader loop that it is no longer the reader.
@@ -54,6 +67,7 @@ type onReaderShard struct {
 
 type onReaderRun struct {
 	s     *session
+	mt    *methodType
 	start int64 // nanotime
 	moved bool  // the watchdog gave the reader's job to a worker
 }
@@ -64,12 +78,17 @@ func (s *session) onReaderShard() *onReaderShard {
 	return &onReaderShards[uintptr(unsafe.Pointer(s))/unsafe.Sizeof(session{})%uintptr(len(onReaderShards))]
 }
 
-// mayServeOnReader reports whether the call just decoded is alone: no other
-// peer call runs or is arriving, nothing more is buffered, the reply can be
-// written without waiting, and no method of this session still runs on a
-// goroutine that was the reader. Called by the reader.
-func (s *session) mayServeOnReader() bool {
-	if s.park.raw == nil || s.running.Load() != 1 || s.fr.Buffered() != 0 || len(s.partial) != 0 {
+// mayServeOnReader reports whether the call just decoded may run on the
+// reader: no other call of the peer's runs, the reply can be written
+// without waiting, mt has not held a reader too long lately, and no
+// method of this session still runs on a goroutine that was the reader.
+// Called by the reader.
+func (s *session) mayServeOnReader(mt *methodType) bool {
+	if s.park.raw == nil || s.running.Load() != 1 {
+		return false
+	}
+	if mt.offReader.Load() > 0 {
+		mt.offReader.Add(-1)
 		return false
 	}
 	sh := s.onReaderShard()
@@ -86,9 +105,20 @@ func (s *session) mayServeOnReader() bool {
 // serveOnReader runs the call on the reader goroutine. It reports whether
 // the reader's job moved to another goroutine meanwhile.
 func (s *session) serveOnReader(ctx context.Context, cancel context.CancelFunc, id uint32, svc *service, mt *methodType, argv reflect.Value) (readerMoved bool) {
+	// With more calls buffered, the reply waits for the reader to flush
+	// it with theirs (readFrames), up to heldMax replies. (Decided while
+	// this goroutine is surely the reader: the watchdog may move it below.)
+	mode := noWait
+	if s.fr.Buffered() != 0 && s.heldN < heldMax {
+		mode = held
+		s.held = true
+		s.heldN++
+	} else {
+		s.heldN = 0
+	}
 	sh := s.onReaderShard()
 	sh.mu.Lock()
-	sh.runs = append(sh.runs, onReaderRun{s: s, start: nanotime()})
+	sh.runs = append(sh.runs, onReaderRun{s: s, mt: mt, start: nanotime()})
 	if !sh.watching {
 		sh.watching = true
 		go sh.watch()
@@ -99,15 +129,24 @@ func (s *session) serveOnReader(ctx context.Context, cancel context.CancelFunc, 
 	defer func() {
 		if !returned {
 			// The method ended this goroutine (runtime.Goexit): someone
-			// else must read.
+			// else must read, and write what was held.
 			if !sh.finish(s) {
 				workers.run(handlerTask{s: s, read: true})
 			}
+			s.mu.Lock()
+			s.kickLocked(false)
 		}
 	}()
-	s.serve(ctx, cancel, false, id, svc, mt, argv, noWait)
+	s.serve(ctx, cancel, false, id, svc, mt, argv, mode)
 	returned = true
-	return sh.finish(s)
+	readerMoved = sh.finish(s)
+	if readerMoved && mode == held {
+		// The reader that took over may have flushed before this reply
+		// was queued.
+		s.mu.Lock()
+		s.kickLocked(false)
+	}
+	return readerMoved
 }
 
 // finish removes s's run and reports whether its reader moved meanwhile.
@@ -148,12 +187,15 @@ func (sh *onReaderShard) watch() {
 		for i := range sh.runs {
 			if r := &sh.runs[i]; !r.moved && now-r.start >= int64(onReaderMax) {
 				r.moved = true
+				r.mt.offReader.Store(offReaderCalls)
 				move = append(move, r.s)
 			}
 		}
 		sh.mu.Unlock()
 		for i, s := range move {
 			workers.run(handlerTask{s: s, read: true})
+			s.mu.Lock()
+			s.kickLocked(false) // replies held for the reader that moved
 			move[i] = nil
 		}
 		move = move[:0]

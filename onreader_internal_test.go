@@ -183,3 +183,42 @@ func TestGoexitOnReader(t *testing.T) {
 		t.Fatalf("call after the Goexit: %v", err)
 	}
 }
+
+// Nap sleeps for its argument, then reports where it ran.
+func (o *OnReader) Nap(d time.Duration, onReader *bool) error {
+	time.Sleep(d)
+	return o.Where("", onReader)
+}
+
+// TestSlowMethodLeavesReader: a method that held the reader too long runs
+// on workers for its next offReaderCalls calls, so that a method that is
+// usually slow does not hold up the frames behind it each time.
+func TestSlowMethodLeavesReader(t *testing.T) {
+	_, c := startOnReader(t)
+	ctx := context.Background()
+	var onReader bool
+	if err := c.Call(ctx, "OnReader.Nap", time.Duration(0), &onReader); err != nil {
+		t.Fatal(err)
+	}
+	if !onReader {
+		t.Fatal("a lone fast call ran on a worker")
+	}
+	if err := c.Call(ctx, "OnReader.Nap", 20*onReaderMax, &onReader); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := c.Call(ctx, "OnReader.Nap", time.Duration(0), &onReader); err != nil {
+			t.Fatal(err)
+		}
+		if onReader {
+			t.Fatalf("call %d after a slow one ran on the reader", i)
+		}
+	}
+	// Other methods still run on the reader.
+	if err := c.Call(ctx, "OnReader.Where", "", &onReader); err != nil {
+		t.Fatal(err)
+	}
+	if !onReader {
+		t.Error("a lone call of a fast method ran on a worker")
+	}
+}

@@ -648,3 +648,95 @@ func TestDialerRefusesBadHello(t *testing.T) {
 		t.Errorf("client's GOAWAY code = %v, want %v", g.Code, wire.GoAwayHandshake)
 	}
 }
+
+// TestBurstRepliesFlushed: calls that arrive together may run one after
+// another on the connection's reader, their replies held to go out
+// together. When a burst ends with a frame that writes nothing (here a
+// CANCEL for a call that is over), the held replies must still go out at
+// once: the raw client sends no heartbeats that could carry them later.
+func TestBurstRepliesFlushed(t *testing.T) {
+	checkLeaks(t)
+	ts := newTestServer(t, transportTCP)
+	ts.register(t, new(Arith))
+	conn := dialRaw(t, ts.addr)
+	fr := rawHandshake(t, conn)
+	msg := wire.AppendCallHead(nil, "Arith.Add", 0)
+	msg = append(msg, `{"A":40,"B":2}`...)
+	id := uint32(1)
+	for round := range 40 {
+		var b []byte
+		n := 1 + round
+		want := make(map[uint32]bool, n)
+		for range n {
+			b = wire.AppendFrame(b, wire.TypeCall, wire.FlagEnd, id, msg)
+			want[id] = true
+			id += 2
+		}
+		b = wire.AppendHeader(b, wire.TypeCancel, 0, 1, 0)
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write(b); err != nil {
+			t.Fatalf("Write() failed: %v", err)
+		}
+		for len(want) > 0 {
+			h, p, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("round %d: %d of %d replies missing: %v", round, len(want), n, err)
+			}
+			if h.Type != wire.TypeReply || !want[h.ID] {
+				t.Fatalf("round %d: ReadFrame() = %v, want a REPLY to one of the burst", round, h)
+			}
+			if status, body, _ := wire.ParseReply(p); status != wire.StatusOK || string(body) != `{"C":42}` {
+				t.Fatalf("round %d: reply %d = %v %q, want OK {\"C\":42}", round, h.ID, status, body)
+			}
+			delete(want, h.ID)
+		}
+	}
+}
+
+// TestBurstBehindSlowCall: when the first call of a burst blocks, the
+// calls behind it are answered while it still runs (the reader's job moves
+// on), and its own reply, held to go out with the burst's, still goes out
+// when it returns.
+func TestBurstBehindSlowCall(t *testing.T) {
+	checkLeaks(t)
+	ts := newTestServer(t, transportTCP)
+	ts.register(t, new(Arith))
+	blocker := newBlocker(t)
+	ts.register(t, blocker)
+	conn := dialRaw(t, ts.addr)
+	fr := rawHandshake(t, conn)
+
+	wait := wire.AppendCallHead(nil, "Blocker.Wait", 0)
+	wait = append(wait, `7`...)
+	add := wire.AppendCallHead(nil, "Arith.Add", 0)
+	add = append(add, `{"A":40,"B":2}`...)
+	b := wire.AppendFrame(nil, wire.TypeCall, wire.FlagEnd, 1, wait)
+	for id := uint32(3); id <= 11; id += 2 {
+		b = wire.AppendFrame(b, wire.TypeCall, wire.FlagEnd, id, add)
+	}
+	if _, err := conn.Write(b); err != nil {
+		t.Fatalf("Write() failed: %v", err)
+	}
+	readReply := func() (uint32, wire.Status, string) {
+		t.Helper()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		h, p, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("ReadFrame() failed: %v", err)
+		}
+		if h.Type != wire.TypeReply {
+			t.Fatalf("ReadFrame() = %v, want a REPLY", h)
+		}
+		status, body, _ := wire.ParseReply(p)
+		return h.ID, status, string(body)
+	}
+	for range 5 {
+		if id, status, body := readReply(); id == 1 || status != wire.StatusOK || body != `{"C":42}` {
+			t.Fatalf("reply %d = %v %q while Blocker.Wait blocks, want an OK reply to Arith.Add", id, status, body)
+		}
+	}
+	blocker.Release()
+	if id, status, body := readReply(); id != 1 || status != wire.StatusOK || body != "7" {
+		t.Fatalf("reply %d = %v %q after the release, want 1 OK 7", id, status, body)
+	}
+}

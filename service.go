@@ -23,8 +23,9 @@ type methodType struct {
 	withCtx   bool
 	argType   reflect.Type
 	replyType reflect.Type
-	fast      fastCall // nil: called through reflect (fastcall.go)
-	argByRef  bool     // fast takes a pointer to the argument
+	fast      fastCall     // nil: called through reflect (fastcall.go)
+	argByRef  bool         // fast takes a pointer to the argument
+	offReader atomic.Int32 // calls left to run on workers after one held a reader too long (onreader.go)
 	numCalls  atomic.Uint64
 	numErrors atomic.Uint64
 }

@@ -108,6 +108,11 @@ type session struct {
 
 	// Fixed at the start; beside the flags above, to save padding.
 	dialer bool // this side dialed: it uses odd call ids
+	// held: replies of methods run on the reader wait in the queue for
+	// the reader to flush them once its buffer is empty; heldN of them
+	// since the last flush. Reader only.
+	held  bool
+	heldN uint8
 }
 
 // wbuf is a write buffer. The lanes take one from wbufPool when a frame is
@@ -558,6 +563,9 @@ const (
 	// reader's PONGs, the monitor's PINGs, and the replies of methods run
 	// on the reader (serveOnReader).
 	noWait
+	// held: the frame waits in the queue for the reader to flush it
+	// (noWait) once it has handled what it has buffered.
+	held
 )
 
 // kickLocked makes sure a writer will send what is queued, then unlocks
@@ -818,6 +826,10 @@ func (s *session) queueControl(build func([]byte) []byte, mode writeMode) {
 // writeQueuedLocked makes sure what is queued is written as mode says.
 // Called with s.mu held; it unlocks it.
 func (s *session) writeQueuedLocked(mode writeMode) {
+	if mode == held {
+		s.mu.Unlock()
+		return
+	}
 	if mode == noWait {
 		s.flushNowLocked()
 		return
@@ -1119,6 +1131,11 @@ func (s *session) readerEnd() {
 // connection fails or the reader parks.
 func (s *session) readFrames() {
 	for {
+		if s.held && s.fr.Buffered() == 0 {
+			s.held = false
+			s.mu.Lock()
+			s.flushNowLocked()
+		}
 		if s.fr.Buffered() == 0 && s.mayPark() && s.parkReader() {
 			return
 		}
@@ -1449,7 +1466,7 @@ func (s *session) handleCall(notify bool, id uint32, msg []byte, owned bool) (re
 		s.queueNotification(pendingNotify{ctx, cancel, id, svc, mt, argv})
 		return false
 	}
-	if s.mayServeOnReader() {
+	if s.mayServeOnReader(mt) {
 		return s.serveOnReader(ctx, cancel, id, svc, mt, argv)
 	}
 	workers.run(handlerTask{s: s, n: pendingNotify{ctx, cancel, id, svc, mt, argv}})
