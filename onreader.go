@@ -16,7 +16,10 @@ import (
 // hand-over is most of what the call costs: waking the worker wakes a
 // second thread, and the two trade the connection's state between their
 // caches. So when no other call of the peer's is running, the reader runs
-// the call itself, as an event loop would. When more calls are buffered
+// the call itself, as an event loop would, if the call is alone or its
+// method is short (it took under burstMax lately: running longer methods
+// one after another would keep workers on other cores idle while calls
+// wait). When more calls are buffered
 // behind it, its reply is queued and held (up to heldMax replies), and the
 // reader writes the held replies in one system call once it has handled
 // what it read (readFrames); a lone call's reply is written at once. No
@@ -48,6 +51,15 @@ const (
 	// for onReaderMax run on workers before it is tried on a reader
 	// again.
 	offReaderCalls = 1000
+	// burstMax is how long a method may take and still run on the reader
+	// with calls waiting behind it: about what handing it to a worker
+	// costs. A longer method would make the calls behind it wait, where
+	// workers on other cores could run them in parallel; it runs on
+	// workers for its next offReaderCalls calls that arrive with others.
+	burstMax = 20 * time.Microsecond
+	// slowStep and slowScore: see timedOnReader.
+	slowStep  = 4
+	slowScore = 16
 	// heldMax is how many replies of methods run on the reader wait for
 	// the reader to flush them together.
 	heldMax = 16
@@ -91,6 +103,10 @@ func (s *session) mayServeOnReader(mt *methodType) bool {
 		mt.offReader.Add(-1)
 		return false
 	}
+	if s.fr.Buffered() != 0 && mt.offBurst.Load() > 0 {
+		mt.offBurst.Add(-1)
+		return false
+	}
 	sh := s.onReaderShard()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -118,7 +134,8 @@ func (s *session) serveOnReader(ctx context.Context, cancel context.CancelFunc, 
 	}
 	sh := s.onReaderShard()
 	sh.mu.Lock()
-	sh.runs = append(sh.runs, onReaderRun{s: s, mt: mt, start: nanotime()})
+	start := nanotime()
+	sh.runs = append(sh.runs, onReaderRun{s: s, mt: mt, start: start})
 	if !sh.watching {
 		sh.watching = true
 		go sh.watch()
@@ -139,6 +156,7 @@ func (s *session) serveOnReader(ctx context.Context, cancel context.CancelFunc, 
 	}()
 	s.serve(ctx, cancel, false, id, svc, mt, argv, mode)
 	returned = true
+	mt.timedOnReader(nanotime() - start)
 	readerMoved = sh.finish(s)
 	if readerMoved && mode == held {
 		// The reader that took over may have flushed before this reply
@@ -147,6 +165,25 @@ func (s *session) serveOnReader(ctx context.Context, cancel context.CancelFunc, 
 		s.kickLocked(false)
 	}
 	return readerMoved
+}
+
+// timedOnReader takes how long (ns) a call of mt took on a reader. Wall
+// time is noisy: the thread can lose its core in the middle of any call.
+// So one long call is not enough to call a method long: each long call
+// adds slowStep to a score and each short one takes one off, and the
+// method runs on workers when called in bursts for its next
+// offReaderCalls calls once the score reaches slowScore. A method that
+// is always long gets there in four calls; a short one whose calls are
+// long one time in ten never does.
+func (mt *methodType) timedOnReader(d int64) {
+	if d > int64(burstMax) {
+		if mt.slowScore.Add(slowStep) >= slowScore {
+			mt.slowScore.Store(0)
+			mt.offBurst.Store(offReaderCalls)
+		}
+	} else if mt.slowScore.Load() > 0 {
+		mt.slowScore.Add(-1)
+	}
 }
 
 // finish removes s's run and reports whether its reader moved meanwhile.

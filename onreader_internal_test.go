@@ -4,6 +4,9 @@ package pulse
 
 import (
 	"context"
+	"fmt"
+	"github.com/pulse-rpc/pulse/wire"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -17,9 +20,16 @@ type OnReader struct {
 }
 
 // Where reports whether it runs on the connection's reader goroutine.
+// It looks at the program counters of its callers only, so that it stays
+// well under burstMax.
 func (*OnReader) Where(_ string, onReader *bool) error {
-	buf := make([]byte, 16<<10)
-	*onReader = strings.Contains(string(buf[:runtime.Stack(buf, false)]), "serveOnReader")
+	var pcs [16]uintptr
+	n := runtime.Callers(2, pcs[:])
+	for _, pc := range pcs[:n] {
+		if f := runtime.FuncForPC(pc); f != nil && strings.HasSuffix(f.Name(), ".serveOnReader") {
+			*onReader = true
+		}
+	}
 	return nil
 }
 
@@ -184,9 +194,11 @@ func TestGoexitOnReader(t *testing.T) {
 	}
 }
 
-// Nap sleeps for its argument, then reports where it ran.
+// Nap keeps its goroutine busy for its argument (a sleep that short can
+// take a millisecond), then reports where it ran.
 func (o *OnReader) Nap(d time.Duration, onReader *bool) error {
-	time.Sleep(d)
+	for start := time.Now(); time.Since(start) < d; {
+	}
 	return o.Where("", onReader)
 }
 
@@ -214,11 +226,118 @@ func TestSlowMethodLeavesReader(t *testing.T) {
 			t.Fatalf("call %d after a slow one ran on the reader", i)
 		}
 	}
-	// Other methods still run on the reader.
-	if err := c.Call(ctx, "OnReader.Where", "", &onReader); err != nil {
+	// Other methods still run on the reader (once the worker that ran
+	// the last call, which may still be ending after its reply went out,
+	// is done).
+	for i := 0; !onReader; i++ {
+		if i == 10 {
+			t.Fatal("10 lone calls of a fast method ran on workers")
+		}
+		if err := c.Call(ctx, "OnReader.Where", "", &onReader); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// rawDial opens a connection to addr and makes a dialer's handshake by
+// hand, offering json, so that a test can send frames in bursts.
+func rawDial(t *testing.T, addr string) (net.Conn, *wire.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !onReader {
-		t.Error("a lone call of a fast method ran on a worker")
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	b, err := wire.AppendHello(nil, wire.Hello{Role: wire.RoleDialer, MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: 1 << 20, Codecs: []string{"json"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	fr := wire.NewReader(conn, 4096)
+	if h, _, err := fr.ReadFrame(); err != nil || h.Type != wire.TypeHello {
+		t.Fatalf("server's first frame = %v, %v; want HELLO", h, err)
+	}
+	fr.SetMaxPayload(wire.MaxMaxFrameSize)
+	return conn, fr
+}
+
+// TestLongMethodLeavesBursts: with calls waiting behind it, a method that
+// took over burstMax runs on workers (which other cores can run in
+// parallel); a short one runs on the reader; a lone call runs on the
+// reader whatever its method.
+func TestLongMethodLeavesBursts(t *testing.T) {
+	hb := WithHeartbeat(Heartbeat{Interval: time.Minute, Timeout: 10 * time.Minute})
+	srv, l, served := startParkServer(t, hb)
+	if err := srv.Register(&OnReader{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.Close()
+		<-served
+	})
+	conn, fr := rawDial(t, l.Addr().String())
+	id := uint32(1)
+	// burst sends n calls of method with arg in one write and returns
+	// how many ran on the reader.
+	burst := func(n int, method, arg string) int {
+		t.Helper()
+		// A worker may still be ending the previous call after its
+		// reply went out.
+		waitFor(t, 5*time.Second, "the calls to end", func() bool {
+			srv.mu.Lock()
+			defer srv.mu.Unlock()
+			for s := range srv.sessions {
+				if s.running.Load() != 0 {
+					return false
+				}
+			}
+			return true
+		})
+		var b []byte
+		for range n {
+			msg := append(wire.AppendCallHead(nil, method, 0), arg...)
+			b = wire.AppendFrame(b, wire.TypeCall, wire.FlagEnd, id, msg)
+			id += 2
+		}
+		if _, err := conn.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		on := 0
+		for range n {
+			h, p, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Type != wire.TypeReply {
+				t.Fatalf("frame %v, want a REPLY", h)
+			}
+			status, body, _ := wire.ParseReply(p)
+			if status != wire.StatusOK {
+				t.Fatalf("reply %v %q", status, body)
+			}
+			if string(body) == "true" {
+				on++
+			}
+		}
+		return on
+	}
+	nap := fmt.Sprint(int64(5 * burstMax)) // long, yet far from onReaderMax
+	for range slowScore / slowStep {
+		if on := burst(1, "OnReader.Nap", nap); on != 1 {
+			t.Fatal("a lone call of a long method ran on a worker")
+		}
+	}
+	// The lone calls found Nap long: with calls behind it, it goes to
+	// workers.
+	if on := burst(8, "OnReader.Nap", nap); on > 1 {
+		t.Errorf("%d of 8 calls of a long method in a burst ran on the reader, want at most the last", on)
+	}
+	// A method not found long runs on the reader in a burst (how many of
+	// its calls do depends on how long they take on this machine).
+	if on := burst(8, "OnReader.Where", `""`); on < 1 {
+		t.Errorf("none of 8 calls of a short method in a burst ran on the reader")
 	}
 }

@@ -26,6 +26,8 @@ type methodType struct {
 	fast      fastCall     // nil: called through reflect (fastcall.go)
 	argByRef  bool         // fast takes a pointer to the argument
 	offReader atomic.Int32 // calls left to run on workers after one held a reader too long (onreader.go)
+	offBurst  atomic.Int32 // likewise, for calls with others behind them, once the method is found long
+	slowScore atomic.Int32 // how long its calls on readers have been (timedOnReader)
 	numCalls  atomic.Uint64
 	numErrors atomic.Uint64
 }
