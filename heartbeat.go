@@ -178,11 +178,7 @@ type monitor struct {
 	writeStart atomic.Int64           // ns, start of the write in progress, 0 if none
 	srtt       atomic.Int64           // smoothed round-trip time, ns
 
-	// The phi detector's view of loss (see lookForLoss), protected by mu.
-	lossSeen uint64 // ooo plus retransmissions at the last loss look
-	lossLook int64  // ns, when loss was last looked at, 0 for never
-	lossAt   int64  // ns, when a loss look last found new losses, 0 for never
-	lossy    bool   // the path lost packets within lossMemory
+	pathLoss *pathLoss // the phi detector's view of loss, nil with another detector; protected by mu
 
 	// Server limits.
 	idleLimit  time.Duration
@@ -219,6 +215,7 @@ func newMonitor(s *session, hb Heartbeat, interval time.Duration, limits ConnLim
 			cfg.Threshold = hb.PhiThreshold
 			if d, err := liveness.NewPhiAccrual(cfg); err == nil {
 				m.det = d
+				m.pathLoss = new(pathLoss)
 			} else {
 				s.log.Warn("pulse: phi detector refused its settings; using the fixed detector", "err", err)
 			}
@@ -419,10 +416,19 @@ func (m *monitor) setPauseLocked() {
 		return
 	}
 	pause := liveness.RetransmitPause + time.Duration(m.srtt.Load())
-	if m.lossy {
+	if m.pathLoss != nil && m.pathLoss.lossy {
 		pause += 2 * liveness.RetransmitPause
 	}
 	p.SetPause(pause)
+}
+
+// pathLoss is what lookForLoss found. Only a phi detector uses it, so it
+// is not part of every connection's monitor.
+type pathLoss struct {
+	seen  uint64 // ooo plus retransmissions at the last look
+	look  int64  // ns, when loss was last looked at, 0 for never
+	at    int64  // ns, when a look last found new losses, 0 for never
+	lossy bool   // the path lost packets within lossMemory
 }
 
 // lossMemory is how long a path that lost packets is treated as lossy
@@ -437,7 +443,8 @@ const lossMemory = time.Minute
 // that the retransmissions of this side's heartbeats to a peer that has
 // just died do not count as loss on a live path. Called with m.mu held.
 func (m *monitor) lookForLoss(now, lastRead int64) {
-	if m.loss == nil || m.lossLook != 0 && now-m.lossLook < int64(max(4*m.interval, time.Second)) ||
+	pl := m.pathLoss
+	if m.loss == nil || pl == nil || pl.look != 0 && now-pl.look < int64(max(4*m.interval, time.Second)) ||
 		now-lastRead >= int64(liveness.RetransmitPause) {
 		return
 	}
@@ -445,14 +452,14 @@ func (m *monitor) lookForLoss(now, lastRead int64) {
 	if !ok {
 		return
 	}
-	m.lossLook = now
+	pl.look = now
 	// The first look counts the losses since the connection began.
-	if n := l.ooo + l.retrans; n != m.lossSeen {
-		m.lossSeen = n
-		m.lossAt = now
+	if n := l.ooo + l.retrans; n != pl.seen {
+		pl.seen = n
+		pl.at = now
 	}
-	if lossy := m.lossAt != 0 && now-m.lossAt < int64(lossMemory); lossy != m.lossy {
-		m.lossy = lossy
+	if lossy := pl.at != 0 && now-pl.at < int64(lossMemory); lossy != pl.lossy {
+		pl.lossy = lossy
 		m.setPauseLocked()
 	}
 }

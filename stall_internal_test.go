@@ -215,7 +215,7 @@ func TestMonitorLossyPause(t *testing.T) {
 	pause := func() time.Duration { return phi.Config().Pause }
 	look := func(silent time.Duration) {
 		m.mu.Lock()
-		m.lossLook = 0 // due for a look
+		m.pathLoss.look = 0 // due for a look
 		m.mu.Unlock()
 		rd.last.Store(nanotime() - int64(silent))
 		checkNow(m)
@@ -270,7 +270,7 @@ func TestMonitorLossyPause(t *testing.T) {
 	// No new losses for lossMemory: the path is clean again. Then an
 	// out-of-order packet is a loss too.
 	m.mu.Lock()
-	m.lossAt = nanotime() - int64(lossMemory) - 1
+	m.pathLoss.at = nanotime() - int64(lossMemory) - 1
 	m.mu.Unlock()
 	look(0)
 	if got, want := pause(), liveness.RetransmitPause+100*ms; got != want {
