@@ -79,7 +79,6 @@ type onReaderShard struct {
 
 type onReaderRun struct {
 	s     *session
-	mt    *methodType
 	start int64 // nanotime
 	moved bool  // the watchdog gave the reader's job to a worker
 }
@@ -90,58 +89,53 @@ func (s *session) onReaderShard() *onReaderShard {
 	return &onReaderShards[uintptr(unsafe.Pointer(s))/unsafe.Sizeof(session{})%uintptr(len(onReaderShards))]
 }
 
-// mayServeOnReader reports whether the call just decoded may run on the
-// reader: no other call of the peer's runs, the reply can be written
-// without waiting, mt has not held a reader too long lately, and no
-// method of this session still runs on a goroutine that was the reader.
-// Called by the reader.
-func (s *session) mayServeOnReader(mt *methodType) bool {
+// serveOnReader runs the call on the reader goroutine if it may: no other
+// call of the peer's runs, the reply can be written without waiting, mt
+// has not held a reader too long lately (nor been long lately, with calls
+// waiting behind it), and no method of this session still runs on a
+// goroutine that was the reader. It reports whether it ran the call, and
+// whether the reader's job moved to another goroutine meanwhile. Called
+// by the reader.
+func (s *session) serveOnReader(ctx context.Context, cancel context.CancelFunc, id uint32, svc *service, mt *methodType, argv reflect.Value) (served, readerMoved bool) {
 	if s.park.raw == nil || s.running.Load() != 1 {
-		return false
+		return false, false
 	}
 	if mt.offReader.Load() > 0 {
 		mt.offReader.Add(-1)
-		return false
+		return false, false
 	}
-	if s.fr.Buffered() != 0 && mt.offBurst.Load() > 0 {
+	burst := s.fr.Buffered() != 0
+	if burst && mt.offBurst.Load() > 0 {
 		mt.offBurst.Add(-1)
-		return false
+		return false, false
 	}
 	sh := s.onReaderShard()
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
 	for i := range sh.runs {
 		if sh.runs[i].s == s {
-			return false
+			sh.mu.Unlock()
+			return false, false
 		}
 	}
-	return true
-}
-
-// serveOnReader runs the call on the reader goroutine. It reports whether
-// the reader's job moved to another goroutine meanwhile.
-func (s *session) serveOnReader(ctx context.Context, cancel context.CancelFunc, id uint32, svc *service, mt *methodType, argv reflect.Value) (readerMoved bool) {
 	// With more calls buffered, the reply waits for the reader to flush
-	// it with theirs (readFrames), up to heldMax replies. (Decided while
-	// this goroutine is surely the reader: the watchdog may move it below.)
+	// it with theirs (readFrames), up to heldMax replies; otherwise it is
+	// written at once with those held. (Decided before the watchdog can
+	// see this run and hand the reading, and heldN, to another
+	// goroutine.)
 	mode := noWait
-	if s.fr.Buffered() != 0 && s.heldN < heldMax {
+	if burst && s.heldN < heldMax {
 		mode = held
-		s.held = true
 		s.heldN++
 	} else {
 		s.heldN = 0
 	}
-	sh := s.onReaderShard()
-	sh.mu.Lock()
 	start := nanotime()
-	sh.runs = append(sh.runs, onReaderRun{s: s, mt: mt, start: start})
+	sh.runs = append(sh.runs, onReaderRun{s: s, start: start})
 	if !sh.watching {
 		sh.watching = true
 		go sh.watch()
 	}
 	sh.mu.Unlock()
-
 	returned := false
 	defer func() {
 		if !returned {
@@ -156,18 +150,20 @@ func (s *session) serveOnReader(ctx context.Context, cancel context.CancelFunc, 
 	}()
 	s.serve(ctx, cancel, false, id, svc, mt, argv, mode)
 	returned = true
-	mt.timedOnReader(nanotime() - start)
 	readerMoved = sh.finish(s)
+	mt.timedOnReader(nanotime()-start, readerMoved)
 	if readerMoved && mode == held {
 		// The reader that took over may have flushed before this reply
 		// was queued.
 		s.mu.Lock()
 		s.kickLocked(false)
 	}
-	return readerMoved
+	return true, readerMoved
 }
 
-// timedOnReader takes how long (ns) a call of mt took on a reader. Wall
+// timedOnReader takes how long (ns) a call of mt took on a reader, and
+// whether the watchdog moved the reader's job meanwhile: the method then
+// runs on workers for its next offReaderCalls calls. Wall
 // time is noisy: the thread can lose its core in the middle of any call.
 // So one long call is not enough to call a method long: each long call
 // adds slowStep to a score and each short one takes one off, and the
@@ -175,7 +171,10 @@ func (s *session) serveOnReader(ctx context.Context, cancel context.CancelFunc, 
 // offReaderCalls calls once the score reaches slowScore. A method that
 // is always long gets there in four calls; a short one whose calls are
 // long one time in ten never does.
-func (mt *methodType) timedOnReader(d int64) {
+func (mt *methodType) timedOnReader(d int64, moved bool) {
+	if moved {
+		mt.offReader.Store(offReaderCalls)
+	}
 	if d > int64(burstMax) {
 		if mt.slowScore.Add(slowStep) >= slowScore {
 			mt.slowScore.Store(0)
@@ -224,7 +223,6 @@ func (sh *onReaderShard) watch() {
 		for i := range sh.runs {
 			if r := &sh.runs[i]; !r.moved && now-r.start >= int64(onReaderMax) {
 				r.moved = true
-				r.mt.offReader.Store(offReaderCalls)
 				move = append(move, r.s)
 			}
 		}

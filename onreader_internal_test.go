@@ -56,7 +56,7 @@ type ClientEcho struct{}
 
 func (ClientEcho) Back(a string, r *string) error { *r = "back:" + a; return nil }
 
-func startOnReader(t *testing.T) (*OnReader, *Client) {
+func startOnReader(t *testing.T) (*OnReader, *Client, *Server) {
 	t.Helper()
 	hb := WithHeartbeat(Heartbeat{Interval: time.Minute, Timeout: 10 * time.Minute})
 	srv, l, served := startParkServer(t, hb)
@@ -76,14 +76,31 @@ func startOnReader(t *testing.T) (*OnReader, *Client) {
 		srv.Close()
 		<-served
 	})
-	return o, c
+	return o, c, srv
+}
+
+// waitCallsEnded waits until no call runs on any of srv's connections: a
+// worker ends its call (running--) after the reply went out, so the next
+// call may otherwise find the previous one still running.
+func waitCallsEnded(t *testing.T, srv *Server) {
+	t.Helper()
+	waitFor(t, 5*time.Second, "the calls to end", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		for s := range srv.sessions {
+			if s.running.Load() != 0 {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // TestLoneCallRunsOnReader: a call alone on its connection runs on the
 // reader goroutine, with no hand-over to a worker; calls that overlap run
 // on workers.
 func TestLoneCallRunsOnReader(t *testing.T) {
-	o, c := startOnReader(t)
+	o, c, _ := startOnReader(t)
 	ctx := context.Background()
 	var onReader bool
 	for i := range 3 {
@@ -118,7 +135,7 @@ func TestLoneCallRunsOnReader(t *testing.T) {
 // its answer. Each step waits for the previous one to be done while the
 // first method still blocks, so none of them could finish otherwise.
 func TestSlowMethodOnReaderMovesReader(t *testing.T) {
-	o, c := startOnReader(t)
+	o, c, _ := startOnReader(t)
 	ctx := context.Background()
 
 	bctx, cancelBlock := context.WithCancel(ctx)
@@ -180,7 +197,7 @@ func (*OnReader) Exit(_ string, _ *string) error {
 // while running on the reader does not take the connection's reading with
 // it. Its caller gets no reply; the next calls work.
 func TestGoexitOnReader(t *testing.T) {
-	_, c := startOnReader(t)
+	_, c, _ := startOnReader(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	if err := c.Call(ctx, "OnReader.Exit", "", new(string)); err == nil {
@@ -206,7 +223,7 @@ func (o *OnReader) Nap(d time.Duration, onReader *bool) error {
 // on workers for its next offReaderCalls calls, so that a method that is
 // usually slow does not hold up the frames behind it each time.
 func TestSlowMethodLeavesReader(t *testing.T) {
-	_, c := startOnReader(t)
+	_, c, srv := startOnReader(t)
 	ctx := context.Background()
 	var onReader bool
 	if err := c.Call(ctx, "OnReader.Nap", time.Duration(0), &onReader); err != nil {
@@ -226,16 +243,13 @@ func TestSlowMethodLeavesReader(t *testing.T) {
 			t.Fatalf("call %d after a slow one ran on the reader", i)
 		}
 	}
-	// Other methods still run on the reader (once the worker that ran
-	// the last call, which may still be ending after its reply went out,
-	// is done).
-	for deadline := time.Now().Add(5 * time.Second); !onReader; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("for 5s, every lone call of a fast method ran on a worker")
-		}
-		if err := c.Call(ctx, "OnReader.Where", "", &onReader); err != nil {
-			t.Fatal(err)
-		}
+	// Other methods still run on the reader.
+	waitCallsEnded(t, srv)
+	if err := c.Call(ctx, "OnReader.Where", "", &onReader); err != nil {
+		t.Fatal(err)
+	}
+	if !onReader {
+		t.Error("a lone call of a fast method ran on a worker")
 	}
 }
 
@@ -284,18 +298,7 @@ func TestLongMethodLeavesBursts(t *testing.T) {
 	// how many ran on the reader.
 	burst := func(n int, method, arg string) int {
 		t.Helper()
-		// A worker may still be ending the previous call after its
-		// reply went out.
-		waitFor(t, 5*time.Second, "the calls to end", func() bool {
-			srv.mu.Lock()
-			defer srv.mu.Unlock()
-			for s := range srv.sessions {
-				if s.running.Load() != 0 {
-					return false
-				}
-			}
-			return true
-		})
+		waitCallsEnded(t, srv)
 		var b []byte
 		for range n {
 			msg := append(wire.AppendCallHead(nil, method, 0), arg...)

@@ -108,10 +108,8 @@ type session struct {
 
 	// Fixed at the start; beside the flags above, to save padding.
 	dialer bool // this side dialed: it uses odd call ids
-	// held: replies of methods run on the reader wait in the queue for
-	// the reader to flush them once its buffer is empty; heldN of them
-	// since the last flush. Reader only.
-	held  bool
+	// heldN replies of methods run on the reader wait in the queue for
+	// the reader to flush them once its buffer is empty. Reader only.
 	heldN uint8
 }
 
@@ -1131,8 +1129,8 @@ func (s *session) readerEnd() {
 // connection fails or the reader parks.
 func (s *session) readFrames() {
 	for {
-		if s.held && s.fr.Buffered() == 0 {
-			s.held = false
+		if s.heldN > 0 && s.fr.Buffered() == 0 {
+			s.heldN = 0
 			s.mu.Lock()
 			s.flushNowLocked()
 		}
@@ -1369,12 +1367,11 @@ func (s *session) takePending(id uint32) *Call {
 	return call
 }
 
-// dispatch acts on a complete message. msg is valid only during the call.
-// dispatch handles a whole message. It reports whether the reader goroutine
-// moved on while it ran a handler (serveOnReader): the caller, no longer the
-// reader, must return.
-// msg is owned when nothing else uses its memory (a message of several
-// frames, in a buffer of its own): a raw argument may then keep it.
+// dispatch acts on a complete message. msg is valid only during the call,
+// unless owned: nothing else uses its memory (a message of several frames,
+// in a buffer of its own), and a raw argument may then keep it. It reports
+// whether the reader's job moved to another goroutine while it ran a
+// method (serveOnReader): the caller, no longer the reader, must return.
 func (s *session) dispatch(typ wire.FrameType, id uint32, msg []byte, owned bool) (readerMoved bool) {
 	if typ == wire.TypeReply {
 		s.handleReply(id, msg)
@@ -1409,7 +1406,9 @@ func (s *session) handleReply(id uint32, msg []byte) {
 
 // handleCall runs a CALL or NOTIFY from the peer. Lookup and argument
 // decoding happen here on the reader, so the read buffer need not be
-// copied; the method runs on a goroutine of its own.
+// copied; the method runs on the reader (serveOnReader) or on a worker.
+// It reports whether the reader's job moved to another goroutine
+// meanwhile.
 func (s *session) handleCall(notify bool, id uint32, msg []byte, owned bool) (readerMoved bool) {
 	method, timeout, args, err := wire.ParseCall(msg)
 	if err != nil {
@@ -1466,8 +1465,8 @@ func (s *session) handleCall(notify bool, id uint32, msg []byte, owned bool) (re
 		s.queueNotification(pendingNotify{ctx, cancel, id, svc, mt, argv})
 		return false
 	}
-	if s.mayServeOnReader(mt) {
-		return s.serveOnReader(ctx, cancel, id, svc, mt, argv)
+	if served, moved := s.serveOnReader(ctx, cancel, id, svc, mt, argv); served {
+		return moved
 	}
 	workers.run(handlerTask{s: s, n: pendingNotify{ctx, cancel, id, svc, mt, argv}})
 	return false
@@ -1495,20 +1494,12 @@ func (s *session) replyInto(pm *partialMsg, id uint32, rest []byte) bool {
 	if call == nil {
 		return false
 	}
-	var dst []byte
-	switch r := call.Reply.(type) {
-	case *[]byte:
-		dst = *r
-	case *codec.RawMessage:
-		dst = *r
-	default:
-		return false
-	}
-	if cap(dst) < n {
+	dst := rawSlice(call.Reply)
+	if dst == nil || cap(*dst) < n {
 		return false
 	}
 	pm.into = call
-	pm.buf = append(dst[:0], rest[1:]...)
+	pm.buf = append((*dst)[:0], rest[1:]...)
 	return true
 }
 
@@ -1534,12 +1525,7 @@ func (s *session) finishInto(pm *partialMsg, id uint32) {
 	}
 	delete(s.pending, id)
 	s.mu.Unlock()
-	switch r := call.Reply.(type) {
-	case *[]byte:
-		*r = pm.buf
-	case *codec.RawMessage:
-		*r = pm.buf
-	}
+	*rawSlice(call.Reply) = pm.buf
 	call.done()
 }
 
@@ -1550,15 +1536,25 @@ func adoptRaw(c codec.Codec, data []byte, argp any) bool {
 	if c.Name() != codec.RawName {
 		return false
 	}
-	switch p := argp.(type) {
-	case *[]byte:
-		*p = data[:len(data):len(data)]
-	case *codec.RawMessage:
-		*p = data[:len(data):len(data)]
-	default:
+	p := rawSlice(argp)
+	if p == nil {
 		return false
 	}
+	*p = data[:len(data):len(data)]
 	return true
+}
+
+// rawSlice returns v as a *[]byte when it is a non-nil *[]byte or
+// *codec.RawMessage (what the raw codec decodes into), else nil.
+func rawSlice(v any) *[]byte {
+	var p *[]byte
+	switch r := v.(type) {
+	case *[]byte:
+		p = r
+	case *codec.RawMessage:
+		p = (*[]byte)(r)
+	}
+	return p
 }
 
 // refuse answers a call that will not run. A refused notification is
