@@ -86,7 +86,13 @@ type onReaderRun struct {
 var onReaderShards [8]onReaderShard
 
 func (s *session) onReaderShard() *onReaderShard {
-	return &onReaderShards[uintptr(unsafe.Pointer(s))/unsafe.Sizeof(session{})%uintptr(len(onReaderShards))]
+	return &onReaderShards[s.shard(len(onReaderShards))]
+}
+
+// shard spreads sessions over n shards of a table, by address: sessions
+// are allocated one size class apart.
+func (s *session) shard(n int) int {
+	return int(uintptr(unsafe.Pointer(s)) / unsafe.Sizeof(session{}) % uintptr(n))
 }
 
 // serveOnReader runs the call on the reader goroutine if it may: no other

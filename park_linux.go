@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"unsafe"
 )
 
 // Parking idle readers (Linux).
@@ -328,7 +327,7 @@ func (s *session) unpark() {
 // park (s.park.raw set), by the goroutine that holds the session's
 // writing flag.
 func (s *session) writeNow(b []byte) int {
-	sh := &writeShards[uintptr(unsafe.Pointer(s))/unsafe.Sizeof(session{})%uintptr(len(writeShards))]
+	sh := &writeShards[s.shard(len(writeShards))]
 	sh.mu.Lock()
 	sh.b = b
 	s.park.raw.Control(sh.fn)
