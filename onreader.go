@@ -106,15 +106,7 @@ func (s *session) serveOnReader(ctx context.Context, cancel context.CancelFunc, 
 	if s.park.raw == nil || s.running.Load() != 1 {
 		return false, false
 	}
-	if mt.offReader.Load() > 0 {
-		mt.offReader.Add(-1)
-		return false, false
-	}
 	burst := s.fr.Buffered() != 0
-	if burst && mt.offBurst.Load() > 0 {
-		mt.offBurst.Add(-1)
-		return false, false
-	}
 	sh := s.onReaderShard()
 	sh.mu.Lock()
 	for i := range sh.runs {
@@ -122,6 +114,18 @@ func (s *session) serveOnReader(ctx context.Context, cancel context.CancelFunc, 
 			sh.mu.Unlock()
 			return false, false
 		}
+	}
+	// Looked at under the lock, after the runs: finish marks mt under it
+	// before it removes the run of a call that held the reader.
+	if mt.offReader.Load() > 0 {
+		mt.offReader.Add(-1)
+		sh.mu.Unlock()
+		return false, false
+	}
+	if burst && mt.offBurst.Load() > 0 {
+		mt.offBurst.Add(-1)
+		sh.mu.Unlock()
+		return false, false
 	}
 	// With more calls buffered, the reply waits for the reader to flush
 	// it with theirs (readFrames), up to heldMax replies; otherwise it is
@@ -147,7 +151,7 @@ func (s *session) serveOnReader(ctx context.Context, cancel context.CancelFunc, 
 		if !returned {
 			// The method ended this goroutine (runtime.Goexit): someone
 			// else must read, and write what was held.
-			if !sh.finish(s) {
+			if !sh.finish(s, nil, 0) {
 				workers.run(handlerTask{s: s, read: true})
 			}
 			s.mu.Lock()
@@ -156,8 +160,7 @@ func (s *session) serveOnReader(ctx context.Context, cancel context.CancelFunc, 
 	}()
 	s.serve(ctx, cancel, false, id, svc, mt, argv, mode)
 	returned = true
-	readerMoved = sh.finish(s)
-	mt.timedOnReader(nanotime()-start, readerMoved)
+	readerMoved = sh.finish(s, mt, nanotime()-start)
 	if readerMoved && mode == held {
 		// The reader that took over may have flushed before this reply
 		// was queued.
@@ -192,12 +195,17 @@ func (mt *methodType) timedOnReader(d int64, moved bool) {
 }
 
 // finish removes s's run and reports whether its reader moved meanwhile.
-func (sh *onReaderShard) finish(s *session) (readerMoved bool) {
+// Given mt, whose call ran d ns, it first tells mt (timedOnReader), so
+// that the session's next call, which waits for the run to go, sees it.
+func (sh *onReaderShard) finish(s *session, mt *methodType, d int64) (readerMoved bool) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	for i := range sh.runs {
 		if r := &sh.runs[i]; r.s == s {
 			readerMoved = r.moved
+			if mt != nil {
+				mt.timedOnReader(d, readerMoved)
+			}
 			last := len(sh.runs) - 1
 			sh.runs[i] = sh.runs[last]
 			sh.runs[last] = onReaderRun{}

@@ -219,6 +219,40 @@ func (o *OnReader) Nap(d time.Duration, onReader *bool) error {
 	return o.Where("", onReader)
 }
 
+// readerMoved reports whether the watchdog has moved the reader's job off
+// a method that runs on a reader.
+func readerMoved() bool {
+	for i := range onReaderShards {
+		sh := &onReaderShards[i]
+		sh.mu.Lock()
+		for _, r := range sh.runs {
+			if r.moved {
+				sh.mu.Unlock()
+				return true
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return false
+}
+
+// Hog, on a reader, keeps its goroutine busy until the watchdog has moved
+// the reader's job off it (or for 10 s); on a worker it returns at once.
+// It reports where it ran. How soon the watchdog gets a core depends on
+// the scheduler: with GOMAXPROCS 1 it runs only once the runtime preempts
+// the busy goroutine, which can take longer than onReaderMax many times
+// over.
+func (o *OnReader) Hog(_ string, onReader *bool) error {
+	if o.Where("", onReader); !*onReader {
+		return nil
+	}
+	for start := time.Now(); !readerMoved() && time.Since(start) < 10*time.Second; {
+		for spin := time.Now(); time.Since(spin) < 100*time.Microsecond; {
+		}
+	}
+	return nil
+}
+
 // TestSlowMethodLeavesReader: a method that held the reader too long runs
 // on workers for its next offReaderCalls calls, so that a method that is
 // usually slow does not hold up the frames behind it each time.
@@ -232,11 +266,17 @@ func TestSlowMethodLeavesReader(t *testing.T) {
 	if !onReader {
 		t.Fatal("a lone fast call ran on a worker")
 	}
-	if err := c.Call(ctx, "OnReader.Nap", 20*onReaderMax, &onReader); err != nil {
+	if err := c.Call(ctx, "OnReader.Hog", "", &onReader); err != nil {
 		t.Fatal(err)
 	}
+	if !onReader {
+		t.Fatal("a lone call of Hog ran on a worker")
+	}
+	_, mt, _ := srv.reg.lookup([]byte("OnReader.Hog"))
+	// The reply leaves before the reader's run ends.
+	waitFor(t, 5*time.Second, "Hog to be marked as holding the reader", func() bool { return mt.offReader.Load() > 0 })
 	for i := range 3 {
-		if err := c.Call(ctx, "OnReader.Nap", time.Duration(0), &onReader); err != nil {
+		if err := c.Call(ctx, "OnReader.Hog", "", &onReader); err != nil {
 			t.Fatal(err)
 		}
 		if onReader {
