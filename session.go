@@ -170,17 +170,7 @@ type outMsg struct {
 	aborted bool    // abandoned by the caller; protected by session.mu
 	failed  bool    // the write of its last frame failed; protected by session.mu
 	sent    atomic.Bool
-	// hdrs holds the headers of the frames of one write round. It lives
-	// here, not in the session, so that an idle connection does not carry
-	// it; a large message is at least a frame long, so it adds little.
-	hdrs [maxRoundFrames * (wire.HeaderSize + wire.MessageLenSize)]byte
 }
-
-// maxRoundFrames bounds the frames of a large message sent in one write
-// round (and one system call, up to maxWriteSize bytes). A frame per
-// round cost a writev per 16 KiB on each side; control frames and small
-// messages still go out between rounds, at least every maxWriteSize bytes.
-const maxRoundFrames = 8
 
 // partialMsg is a message being reassembled from several frames.
 type partialMsg struct {
@@ -587,11 +577,20 @@ func (s *session) kickLocked(inline bool) {
 
 // writeLoop writes queued frames until the queues are empty. Each round
 // writes, in one system call where the transport allows it, all queued
-// control frames, then all queued small frames, then up to maxWriteSize
-// bytes of frames of the first large message.
+// control frames, then all queued small frames, then a run of frames of
+// the first large message (largewrite.go).
 func (s *session) writeLoop(inline bool) {
-	var arr [2 + 2*maxRoundFrames][]byte
-	yielded := false
+	var (
+		arr     [3][]byte
+		yielded bool
+		sc      *largeRound // scratch of the rounds with frames of a large message
+	)
+	defer func() {
+		if sc != nil {
+			sc.rc = nil
+			roundPool.Put(sc)
+		}
+	}()
 	for {
 		s.mu.Lock()
 		if s.closed {
@@ -627,61 +626,39 @@ func (s *session) writeLoop(inline bool) {
 			data = dataw.b
 		}
 		// The large part of the round: an abort frame for an abandoned
-		// message that was partly sent, or up to maxRoundFrames frames
-		// (maxWriteSize bytes) of the first message.
+		// message that was partly sent, or frames of the first message
+		// (largeRound).
 		var (
-			large [2 * maxRoundFrames][]byte
-			nl    int
-			done  *outMsg
+			large []byte   // an abort frame
+			m     *outMsg  // the message whose frames this round carries
+			lr    *largeRound
 		)
-		for len(s.large) > 0 && nl == 0 {
-			m := s.large[0]
-			if m.aborted {
-				s.large = s.large[1:]
-				if m.off > 0 {
-					large[0] = wire.AppendHeader(m.hdrs[:0], wire.TypeContinuation, wire.FlagEnd|wire.FlagAbort, m.id, 0)
-					nl = 1
+		for len(s.large) > 0 && large == nil && m == nil {
+			first := s.large[0]
+			if lr == nil {
+				if sc == nil {
+					sc = roundPool.Get().(*largeRound)
+					sc.rc = rawConnOf(s.conn)
 				}
-				putBuf(m.buf)
+				lr = sc
+			}
+			if first.aborted {
+				s.large = s.large[1:]
+				if first.off > 0 {
+					large = wire.AppendHeader(lr.hdrs[:0], wire.TypeContinuation, wire.FlagEnd|wire.FlagAbort, first.id, 0)
+				}
+				putBuf(first.buf)
 				continue
 			}
-			hb := m.hdrs[:0]
-			for bytes := 0; nl < len(large) && bytes < maxWriteSize; {
-				first := m.off == 0
-				room := s.maxFrame
-				if first {
-					room -= wire.MessageLenSize
-				}
-				n := min(room, len(m.body)-m.off)
-				typ, flags := m.typ, wire.Flags(0)
-				if !first {
-					typ = wire.TypeContinuation
-				}
-				if m.off+n == len(m.body) {
-					flags = wire.FlagEnd
-				}
-				start := len(hb)
-				if first {
-					hb = wire.AppendHeader(hb, typ, flags, m.id, wire.MessageLenSize+n)
-					hb = wire.AppendMessageLen(hb, len(m.body))
-				} else {
-					hb = wire.AppendHeader(hb, typ, flags, m.id, n)
-				}
-				large[nl], large[nl+1] = hb[start:len(hb):len(hb)], m.body[m.off:m.off+n]
-				nl += 2
-				m.off += n
-				bytes += n
-				if flags == wire.FlagEnd {
-					done = m
-					s.large = s.large[1:]
-					break
-				}
+			m = first
+			if lr.next(m, s.maxFrame) {
+				s.large = s.large[1:] // its last frame is in this round
 			}
 		}
 		if len(s.large) == 0 {
 			s.large = nil
 		}
-		if len(ctrl) == 0 && len(data) == 0 && nl == 0 {
+		if len(ctrl) == 0 && len(data) == 0 && large == nil && m == nil {
 			s.stopWritingLocked()
 			s.mu.Unlock()
 			return
@@ -693,21 +670,23 @@ func (s *session) writeLoop(inline bool) {
 		s.mu.Unlock()
 
 		bufs := arr[:0]
-		for _, b := range [...][]byte{ctrl, data} {
+		for _, b := range [...][]byte{ctrl, data, large} {
 			if len(b) > 0 {
 				bufs = append(bufs, b)
 			}
 		}
-		for _, b := range large[:nl] {
-			if len(b) > 0 {
-				bufs = append(bufs, b)
-			}
+		var (
+			n    int64
+			err  error
+			done *outMsg // m, when this round wrote its last frame
+		)
+		if m == nil {
+			n, err = s.writeBuffers(bufs)
+			clear(arr[:]) // do not keep the written buffers alive
+		} else {
+			n, done, err = s.writeLarge(lr, m, bufs)
+			clear(arr[:])
 		}
-		var n int64
-		var err error
-		n, err = s.writeBuffers(bufs)
-		clear(arr[:]) // do not keep the written buffers alive
-		clear(large[:])
 		wrote := min(max(n-int64(len(ctrl)), 0), int64(len(data)))
 		s.flushed.Add(uint64(wrote))
 		if done != nil && err == nil {
@@ -722,8 +701,8 @@ func (s *session) writeLoop(inline bool) {
 			// The write is over: what went out is known.
 			s.mu.Lock()
 			s.handed = s.flushed.Load()
-			if done != nil {
-				done.failed = true
+			if m != nil && m.off == len(m.body) {
+				m.failed = true
 			}
 			s.mu.Unlock()
 			s.fail(&ConnError{Reason: writeReason(err), Err: err})
