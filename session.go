@@ -629,8 +629,8 @@ func (s *session) writeLoop(inline bool) {
 		// message that was partly sent, or frames of the first message
 		// (largeRound).
 		var (
-			large []byte   // an abort frame
-			m     *outMsg  // the message whose frames this round carries
+			large []byte  // an abort frame
+			m     *outMsg // the message whose frames this round carries
 			lr    *largeRound
 		)
 		for len(s.large) > 0 && large == nil && m == nil {
