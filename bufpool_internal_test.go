@@ -1,6 +1,9 @@
 package pulse
 
-import "testing"
+import (
+	"runtime"
+	"testing"
+)
 
 // TestLargeClass: the class chosen for n bytes is the smallest of at least
 // n bytes, and a buffer put back lands in a class it fully covers.
@@ -43,8 +46,18 @@ func TestLargeClass(t *testing.T) {
 		if size > c {
 			i-- // the class below
 		}
-		if got, ok := largePools[i].Get().(*[]byte); ok && cap(*got) < largeClassSize(i) {
-			t.Fatalf("pool %d (size %d) holds a buffer of cap %d", i, largeClassSize(i), cap(*got))
+		got := cacheGet(i)
+		if got == nil {
+			got, _ = largePools[i].Get().(*[]byte)
+		}
+		if got == nil {
+			if c > largeCacheMaxBuf {
+				continue // a sync.Pool may drop what it is given (it does at random under -race)
+			}
+			t.Fatalf("a buffer of cap %d is not in the cache, class %d", c, i)
+		}
+		if cap(*got) < largeClassSize(i) {
+			t.Fatalf("class %d (size %d) holds a buffer of cap %d", i, largeClassSize(i), cap(*got))
 		}
 	}
 }
@@ -52,4 +65,83 @@ func TestLargeClass(t *testing.T) {
 func largeClassSize(i int) int {
 	k, j := i/4+minLargeShift, i%4
 	return (4 + j) << (k - 2)
+}
+
+// TestLargeCache: large buffers put back are kept across garbage
+// collections, up to largeCacheMax bytes, and dropped once unused for a
+// whole sweep period.
+func TestLargeCache(t *testing.T) {
+	drain := func() {
+		c := &largeCache
+		c.mu.Lock()
+		for i := range c.cur {
+			c.cur[i], c.old[i] = nil, nil
+		}
+		c.bytes = 0
+		c.mu.Unlock()
+	}
+	drain()
+	t.Cleanup(drain)
+
+	bp := getLarge(1 << 20)
+	*bp = append(*bp, "kept"...)
+	putLarge(bp)
+	runtime.GC()
+	runtime.GC()
+	if again := getLarge(1 << 20); again != bp {
+		t.Fatal("a buffer put back did not survive two collections")
+	} else {
+		putLarge(again)
+	}
+
+	// The cache holds at most largeCacheMax bytes; the rest go to the
+	// pools.
+	var bufs []*[]byte
+	for range 2 * largeCacheMax / (1 << 20) {
+		bufs = append(bufs, getLarge(1<<20))
+	}
+	for _, b := range bufs {
+		putLarge(b)
+	}
+	largeCache.mu.Lock()
+	held := largeCache.bytes
+	largeCache.mu.Unlock()
+	if held > largeCacheMax || held < largeCacheMax/2 {
+		t.Fatalf("the cache holds %d bytes after %d MiB were put back; want at most %d and most of it", held, len(bufs), largeCacheMax)
+	}
+	// Larger buffers are not cached.
+	big := getLarge(4 << 20)
+	putLarge(big)
+	largeCache.mu.Lock()
+	if largeCache.bytes != held {
+		t.Errorf("a 4 MiB buffer went to the cache")
+	}
+	largeCache.mu.Unlock()
+
+	// Unused for a period: kept; for two: dropped. A buffer taken in
+	// between is kept again.
+	sweep := func() {
+		largeCache.mu.Lock()
+		largeCache.lastSweep = nanotime() - int64(largeSweep)
+		largeCache.mu.Unlock()
+		sweepLarge()
+	}
+	sweep()
+	taken := getLarge(1 << 20)
+	putLarge(taken)
+	sweep()
+	largeCache.mu.Lock()
+	held = largeCache.bytes
+	largeCache.mu.Unlock()
+	if held != cap(*taken) {
+		t.Errorf("after two idle periods the cache holds %d bytes; want only the buffer used since (%d)", held, cap(*taken))
+	}
+	sweep()
+	sweep()
+	largeCache.mu.Lock()
+	held, armed := largeCache.bytes, largeCache.armed
+	largeCache.mu.Unlock()
+	if held != 0 || armed {
+		t.Errorf("idle cache holds %d bytes (armed %v), want none", held, armed)
+	}
 }

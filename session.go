@@ -295,8 +295,9 @@ func putBuf(b *[]byte) {
 // by size class: four classes per power of two, from 32 KiB to 112 MiB.
 // Without them every large message allocated its buffers anew, and at a
 // few MiB per call the garbage collector ran after every call or two
-// (20 % of a server's CPU at 1 MiB). sync.Pool drops what stays unused
-// for two collections, so an idle process keeps none.
+// (20 % of a server's CPU at 1 MiB). The most recent few MiB are kept in
+// largeCache, the rest in sync.Pools; both let go of what stays unused, so
+// an idle process keeps none.
 const (
 	minLargeShift = 15
 	maxLargeShift = 26
@@ -328,6 +329,9 @@ func getLarge(n int) *[]byte {
 		b := make([]byte, 0, n)
 		return &b
 	}
+	if bp := cacheGet(i); bp != nil {
+		return bp
+	}
 	if bp, ok := largePools[i].Get().(*[]byte); ok {
 		return bp
 	}
@@ -347,7 +351,9 @@ func putLarge(bp *[]byte) {
 	}
 	j := c>>(k-2) - 4
 	*bp = (*bp)[:0]
-	largePools[(k-minLargeShift)*4+j].Put(bp)
+	if i := (k-minLargeShift)*4 + j; !cachePut(i, bp) {
+		largePools[i].Put(bp)
+	}
 }
 
 // liveSessions counts the sessions whose reader runs, in this process.
