@@ -184,7 +184,7 @@ type monitor struct {
 	idleLimit  time.Duration
 	ageAt      int64 // ns, 0 for no age limit
 	grace      time.Duration
-	lastActive atomic.Int64 // ns, when the last call ended or started
+	lastActive atomic.Int64 // ns, when the last call ended or started; kept only with idleLimit
 
 	mu        sync.Mutex // protects following
 	timer     *time.Timer

@@ -1443,7 +1443,7 @@ func (s *session) handleCall(notify bool, id uint32, msg []byte, owned bool) (re
 			s.mu.Unlock()
 		}
 	}
-	if s.mon != nil {
+	if s.mon != nil && s.mon.idleLimit > 0 {
 		s.mon.lastActive.Store(nanotime())
 	}
 	if notify {
