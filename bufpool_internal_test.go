@@ -8,6 +8,7 @@ import (
 // TestLargeClass: the class chosen for n bytes is the smallest of at least
 // n bytes, and a buffer put back lands in a class it fully covers.
 func TestLargeClass(t *testing.T) {
+	emptyLargeCache(t)
 	prev := 0
 	for n := 1; n <= 1<<maxLargeShift; n += 1 + n/37 {
 		i, size := largeClass(n)
@@ -71,17 +72,7 @@ func largeClassSize(i int) int {
 // collections, up to largeCacheMax bytes, and dropped once unused for a
 // whole sweep period.
 func TestLargeCache(t *testing.T) {
-	drain := func() {
-		c := &largeCache
-		c.mu.Lock()
-		for i := range c.cur {
-			c.cur[i], c.old[i] = nil, nil
-		}
-		c.bytes = 0
-		c.mu.Unlock()
-	}
-	drain()
-	t.Cleanup(drain)
+	emptyLargeCache(t)
 
 	bp := getLarge(1 << 20)
 	*bp = append(*bp, "kept"...)
@@ -144,4 +135,20 @@ func TestLargeCache(t *testing.T) {
 	if held != 0 || armed {
 		t.Errorf("idle cache holds %d bytes (armed %v), want none", held, armed)
 	}
+}
+
+// emptyLargeCache empties the cache of large buffers, which earlier tests
+// may have filled, now and when t ends.
+func emptyLargeCache(t *testing.T) {
+	empty := func() {
+		c := &largeCache
+		c.mu.Lock()
+		for i := range c.cur {
+			c.cur[i], c.old[i] = nil, nil
+		}
+		c.bytes = 0
+		c.mu.Unlock()
+	}
+	empty()
+	t.Cleanup(empty)
 }

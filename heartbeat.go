@@ -366,6 +366,21 @@ func (m *monitor) lookKernel(now, lastRead int64) {
 	m.oooAt = now
 }
 
+// writeBegins and writeEnds bracket a write system call, for the write
+// watchdog; m may be nil (no heartbeats).
+func (m *monitor) writeBegins() {
+	if m != nil {
+		m.writeStart.Store(nanotime())
+	}
+}
+
+func (m *monitor) writeEnds() {
+	if m != nil {
+		m.writeStart.Store(0)
+		m.lastWrite.Store(nanotime())
+	}
+}
+
 // lastSign returns when the peer last showed life: lastRead, or a later
 // look that found the kernel hearing from it. Called with m.mu held.
 func (m *monitor) lastSign(lastRead int64) int64 {

@@ -152,8 +152,8 @@ func (s *session) writeLarge(lr *largeRound, m *outMsg, prefix [][]byte) (int64,
 // writeRaw writes bufs with one writev per round trip to the kernel
 // (rawWritev), each taking what the socket accepts. Once the first
 // prefix bytes are out, if frames are waiting in the queues, it stops at
-// the first of ends (offsets in bufs where frames end) that it has not
-// passed, so that they go next.
+// the next end of a frame (ends: offsets in bufs where frames end), or at
+// once if no frame is started, so that they go next.
 func (s *session) writeRaw(lr *largeRound, bufs [][]byte, prefix int64, ends []int64) (int64, error) {
 	var total int64
 	for _, b := range bufs {
@@ -163,24 +163,22 @@ func (s *session) writeRaw(lr *largeRound, bufs [][]byte, prefix int64, ends []i
 	var n int64
 	mon := s.mon
 	for n < limit {
-		if mon != nil {
-			mon.writeStart.Store(nanotime())
-		}
+		mon.writeBegins()
 		k, err := rawWritev(lr.rc, bufs, &lr.iov)
-		if mon != nil {
-			mon.writeStart.Store(0)
-			mon.lastWrite.Store(nanotime())
-		}
+		mon.writeEnds()
 		n += k
 		if err != nil {
 			return n, err
 		}
 		bufs = skipBytes(bufs, k)
 		if n < limit && n >= prefix && !cut && s.framesWaiting() {
-			for _, e := range ends {
-				if e >= n {
-					limit, cut = e, true
-					break
+			limit, cut = n, true // at the start of the run
+			if n > prefix {
+				for _, e := range ends {
+					if e >= n {
+						limit = e
+						break
+					}
 				}
 			}
 			bufs = keepBytes(bufs, limit-n)

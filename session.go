@@ -744,9 +744,7 @@ func (s *session) writeBuffers(bufs [][]byte) (int64, error) {
 			n += len(b)
 			bufs = bufs[1:]
 		}
-		if mon != nil {
-			mon.writeStart.Store(nanotime())
-		}
+		mon.writeBegins()
 		var (
 			w   int64
 			err error
@@ -761,10 +759,7 @@ func (s *session) writeBuffers(bufs [][]byte) (int64, error) {
 		}
 		s.iov = iov[:0]
 		clear(iov[:cap(iov)])
-		if mon != nil {
-			mon.writeStart.Store(0)
-			mon.lastWrite.Store(nanotime())
-		}
+		mon.writeEnds()
 		total += w
 		if err != nil {
 			return total, err
