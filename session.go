@@ -688,11 +688,10 @@ func (s *session) writeLoop(inline bool) {
 		)
 		if m == nil {
 			n, err = s.writeBuffers(bufs)
-			clear(arr[:]) // do not keep the written buffers alive
 		} else {
 			n, done, err = s.writeLarge(lr, m, bufs)
-			clear(arr[:])
 		}
+		clear(arr[:]) // do not keep the written buffers alive
 		wrote := min(max(n-int64(len(ctrl)), 0), int64(len(data)))
 		s.flushed.Add(uint64(wrote))
 		if done != nil && err == nil {
