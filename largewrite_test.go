@@ -15,12 +15,12 @@ import (
 	"github.com/pulse-rpc/pulse/wire"
 )
 
-// TestPingAheadOfLargeMessage: a large message goes out in long runs of
+// TestPingAheadOfLargeMessage: a large message goes out in runs of
 // frames, each written as fast as the kernel takes it. When the peer
 // stops reading in the middle of a run and a PING is queued meanwhile,
-// the PING goes out after the frame under way, not after the run: the
-// data ahead of it is what the two sockets held, plus at most a frame.
-// The message still arrives whole and in order.
+// the PING goes out after the frame under way: the data ahead of it is
+// what the two sockets held, plus at most a frame. The message still
+// arrives whole and in order.
 func TestPingAheadOfLargeMessage(t *testing.T) {
 	checkLeaks(t)
 	const (
@@ -148,7 +148,6 @@ func TestPingAheadOfLargeMessage(t *testing.T) {
 	t.Logf("%d bytes of the message read after the PING was queued, before the PING", ahead)
 	// What the two sockets hold (200 to 300 KiB here, with the receive
 	// buffer at 128 KiB and TCP_NOTSENT_LOWAT at 16 KiB) plus one frame.
-	// Written in whole runs, the PING came after 950 KiB.
 	if limit := 512 << 10; ahead > limit {
 		t.Errorf("%d bytes of the message went ahead of the PING, want at most %d", ahead, limit)
 	}
