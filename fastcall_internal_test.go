@@ -121,14 +121,7 @@ func TestFastCallShapes(t *testing.T) {
 		{"value", ValueRcvr2{n: 3}, "Add", &ShapeArgs{A: 1}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newRegistry()
-			if err := r.register(tt.rcvr, "S", true); err != nil {
-				t.Fatal(err)
-			}
-			svc, mt, kind := r.lookup([]byte("S." + tt.method))
-			if kind != kindNone {
-				t.Fatalf("lookup: %v", kind)
-			}
+			svc, mt := registeredMethod(t, tt.rcvr, tt.method)
 			if got := mt.fast != nil; got != tt.fast {
 				t.Fatalf("direct call = %v, want %v", got, tt.fast)
 			}

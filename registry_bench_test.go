@@ -96,14 +96,7 @@ func BenchmarkMethodCall(b *testing.B) {
 		{"value-rcvr/struct-arg", "Add", ValueRcvr{}},
 	} {
 		b.Run(tt.name, func(b *testing.B) {
-			r := newRegistry()
-			if err := r.register(tt.rcvr, "S", true); err != nil {
-				b.Fatal(err)
-			}
-			svc, mt, kind := r.lookup([]byte("S." + tt.method))
-			if kind != kindNone {
-				b.Fatal("lookup failed")
-			}
+			svc, mt := registeredMethod(b, tt.rcvr, tt.method)
 			_, argv := mt.newArgs()
 			reply := mt.newReply()
 			ctx := context.Background()
@@ -115,4 +108,19 @@ func BenchmarkMethodCall(b *testing.B) {
 			}
 		})
 	}
+}
+
+// registeredMethod registers rcvr as service "S" in a new registry and
+// returns it and its method.
+func registeredMethod(tb testing.TB, rcvr any, method string) (*service, *methodType) {
+	tb.Helper()
+	r := newRegistry()
+	if err := r.register(rcvr, "S", true); err != nil {
+		tb.Fatal(err)
+	}
+	svc, mt, kind := r.lookup([]byte("S." + method))
+	if kind != kindNone {
+		tb.Fatalf("lookup of S.%s: %v", method, kind)
+	}
+	return svc, mt
 }

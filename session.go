@@ -268,16 +268,11 @@ func byteLen(v any) int {
 	switch b := v.(type) {
 	case []byte:
 		return len(b)
-	case *[]byte:
-		if b != nil {
-			return len(*b)
-		}
 	case codec.RawMessage:
 		return len(b)
-	case *codec.RawMessage:
-		if b != nil {
-			return len(*b)
-		}
+	}
+	if p := rawSlice(v); p != nil {
+		return len(*p)
 	}
 	return 0
 }
@@ -593,7 +588,6 @@ func (s *session) writeLoop(inline bool) {
 	)
 	defer func() {
 		if sc != nil {
-			sc.rc = nil
 			roundPool.Put(sc)
 		}
 	}()
@@ -637,27 +631,22 @@ func (s *session) writeLoop(inline bool) {
 		var (
 			large []byte  // an abort frame
 			m     *outMsg // the message whose frames this round carries
-			lr    *largeRound
 		)
 		for len(s.large) > 0 && large == nil && m == nil {
 			first := s.large[0]
-			if lr == nil {
-				if sc == nil {
-					sc = roundPool.Get().(*largeRound)
-					sc.rc = rawConnOf(s.conn)
-				}
-				lr = sc
+			if sc == nil {
+				sc = roundPool.Get().(*largeRound)
 			}
 			if first.aborted {
 				s.large = s.large[1:]
 				if first.off > 0 {
-					large = wire.AppendHeader(lr.hdrs[:0], wire.TypeContinuation, wire.FlagEnd|wire.FlagAbort, first.id, 0)
+					large = wire.AppendHeader(sc.hdrs[:0], wire.TypeContinuation, wire.FlagEnd|wire.FlagAbort, first.id, 0)
 				}
 				putBuf(first.buf)
 				continue
 			}
 			m = first
-			if lr.next(m, s.maxFrame) {
+			if sc.next(m, s.maxFrame) {
 				s.large = s.large[1:] // its last frame is in this round
 			}
 		}
@@ -689,7 +678,7 @@ func (s *session) writeLoop(inline bool) {
 		if m == nil {
 			n, err = s.writeBuffers(bufs)
 		} else {
-			n, done, err = s.writeLarge(lr, m, bufs)
+			n, done, err = s.writeLarge(sc, m, bufs)
 		}
 		clear(arr[:]) // do not keep the written buffers alive
 		wrote := min(max(n-int64(len(ctrl)), 0), int64(len(data)))
