@@ -25,30 +25,60 @@ const (
 	maxRoundFrames = 64
 )
 
+// minRunFrame is the smallest payload a run ends with when it is cut to
+// fill its byte budget: below it, the run ends one frame earlier.
+const minRunFrame = 1 << 10
+
 // largeRound is the scratch of the writer for the runs of large
 // messages: it is taken from roundPool by a writer that has one to send,
 // so that small messages and idle connections carry none of it.
 type largeRound struct {
-	start int // the message's off before the run
-	n     int // frames in the run
-	ends  [maxRoundFrames]int
-	hdrs  [maxRoundFrames * (wire.HeaderSize + wire.MessageLenSize)]byte
-	bufs  [3 + 2*maxRoundFrames][]byte
+	start  int // the message's off before the run
+	n      int // frames in the run
+	budget int // bytes of a round, headers included (runBudget)
+	ends   [maxRoundFrames]int
+	hdrs   [maxRoundFrames * (wire.HeaderSize + wire.MessageLenSize)]byte
+	bufs   [3 + 2*maxRoundFrames][]byte
 }
 
 var roundPool = sync.Pool{New: func() any { return new(largeRound) }}
 
+// runBudget returns the bytes of one round of a large message, headers
+// included, for a connection whose TCP segments carry mss bytes (0 when
+// unknown): the most whole segments that fit maxWriteSize, so that every
+// round leaves the kernel as full segments. A round of 64 KiB of payload
+// and its headers went out on loopback (65,483-byte segments) as three
+// packets, two of them of about 50 bytes; cut to one segment, it is one.
+func runBudget(mss int) int {
+	if mss < 512 || mss > maxWriteSize {
+		return maxWriteSize
+	}
+	return maxWriteSize / mss * mss
+}
+
 // next lays out the next run of m's frames, of at most maxFrame bytes of
-// payload each, and moves m.off past them. It reports whether the run
-// holds the message's last frame.
-func (lr *largeRound) next(m *outMsg, maxFrame int) (last bool) {
+// payload each and of at most budget bytes with their headers, and moves
+// m.off past them. It reports whether the run holds the message's last
+// frame. The run's last frame is cut short to fill the budget, so frames
+// of a large message need not all be maxFrame long.
+func (lr *largeRound) next(m *outMsg, maxFrame, budget int) (last bool) {
 	lr.start, lr.n = m.off, 0
 	hb := lr.hdrs[:0]
-	for bytes := 0; lr.n < maxRoundFrames && bytes < maxWriteSize; {
+	for left := budget; lr.n < maxRoundFrames; {
 		first := m.off == 0
-		room := maxFrame
+		hl, room := wire.HeaderSize, maxFrame
 		if first {
+			hl += wire.MessageLenSize
 			room -= wire.MessageLenSize
+		}
+		if left-hl < room {
+			switch {
+			case left-hl >= minRunFrame:
+				room = left - hl
+			case lr.n > 0:
+				return false
+			}
+			// else the run's only frame, whole whatever the budget
 		}
 		n := min(room, len(m.body)-m.off)
 		typ, flags := m.typ, wire.Flags(0)
@@ -65,7 +95,7 @@ func (lr *largeRound) next(m *outMsg, maxFrame int) (last bool) {
 			hb = wire.AppendHeader(hb, typ, flags, m.id, n)
 		}
 		m.off += n
-		bytes += n
+		left -= hl + n
 		lr.ends[lr.n] = m.off
 		lr.n++
 		if flags == wire.FlagEnd {

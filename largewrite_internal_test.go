@@ -181,3 +181,114 @@ func TestPingAheadOfLargeMessage(t *testing.T) {
 		t.Error("no answer to Ping() after its PONG")
 	}
 }
+
+// TestRunLayout lays out large messages run by run, for several frame
+// sizes and budgets: every frame is at most the frame size, every run is
+// at most its budget with headers and fills it exactly unless it holds
+// the message's end or less than a small frame was left, and the frames
+// decode to the message.
+func TestRunLayout(t *testing.T) {
+	for _, budget := range []int{runBudget(0), runBudget(65483), runBudget(1448), runBudget(9001), 40000} {
+		for _, maxFrame := range []int{wire.MinMaxFrameSize, 4000, wire.DefaultMaxFrameSize, 1 << 20} {
+			for _, size := range []int{maxFrame + 1, 3*maxFrame - 5, 1 << 20, 1<<20 + 12345} {
+				body := make([]byte, size)
+				for i := range body {
+					body[i] = byte(i % 253)
+				}
+				m := &outMsg{id: 7, typ: wire.TypeReply, body: body}
+				lr := new(largeRound)
+				var got []byte
+				for run := 0; ; run++ {
+					last := lr.next(m, maxFrame, budget)
+					bytes, hb, off := 0, lr.hdrs[:], lr.start
+					for i := range lr.n {
+						h, err := wire.ParseHeader(hb[:wire.HeaderSize], uint32(maxFrame))
+						if err != nil {
+							t.Fatalf("budget %d, frame size %d, %d bytes: run %d frame %d: %v", budget, maxFrame, size, run, i, err)
+						}
+						hb = hb[wire.HeaderSize:]
+						n := int(h.Length)
+						bytes += wire.HeaderSize + n
+						if off == 0 {
+							if h.Type != wire.TypeReply || len(hb) < wire.MessageLenSize {
+								t.Fatalf("first frame %v", h)
+							}
+							hb = hb[wire.MessageLenSize:]
+							n -= wire.MessageLenSize
+						} else if h.Type != wire.TypeContinuation {
+							t.Fatalf("frame %d of run %d: %v, want CONTINUATION", i, run, h)
+						}
+						if lr.ends[i]-off != n {
+							t.Fatalf("frame %d of run %d: header says %d bytes, run holds %d", i, run, n, lr.ends[i]-off)
+						}
+						if end := lr.ends[i] == size; end != (h.Flags&wire.FlagEnd != 0) {
+							t.Fatalf("frame %d of run %d ends at %d of %d with flags %v", i, run, lr.ends[i], size, h.Flags)
+						}
+						got = append(got, body[off:lr.ends[i]]...)
+						off = lr.ends[i]
+					}
+					if lr.n == 0 || (bytes > budget && lr.n > 1) {
+						t.Fatalf("budget %d, frame size %d, %d bytes: run %d has %d frames, %d bytes", budget, maxFrame, size, run, lr.n, bytes)
+					}
+					if last {
+						break
+					}
+					if short := budget - bytes; short > 0 && short >= wire.HeaderSize+wire.MessageLenSize+minRunFrame && maxFrame >= minRunFrame {
+						t.Fatalf("budget %d, frame size %d, %d bytes: run %d is %d bytes, %d short of its budget", budget, maxFrame, size, run, bytes, short)
+					}
+				}
+				if m.off != size || !bytes.Equal(got, body) {
+					t.Fatalf("budget %d, frame size %d, %d bytes: the runs carry %d bytes, not the message", budget, maxFrame, size, len(got))
+				}
+			}
+		}
+	}
+}
+
+// TestSegmentSize: a TCP connection's runs are cut to its segments; a
+// Unix socket's are not.
+func TestSegmentSize(t *testing.T) {
+	if got := runBudget(65483); got != 65483 {
+		t.Errorf("runBudget(65483) = %d, want one segment", got)
+	}
+	if got := runBudget(1448); got != 45*1448 {
+		t.Errorf("runBudget(1448) = %d, want 45 segments", got)
+	}
+	for _, mss := range []int{0, 100, maxWriteSize + 1} {
+		if got := runBudget(mss); got != maxWriteSize {
+			t.Errorf("runBudget(%d) = %d, want maxWriteSize", mss, got)
+		}
+	}
+
+	for _, network := range []string{"tcp", "unix"} {
+		addr := "127.0.0.1:0"
+		if network == "unix" {
+			addr = t.TempDir() + "/s"
+		}
+		l, err := net.Listen(network, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		go func() {
+			if conn, err := l.Accept(); err == nil {
+				defer conn.Close()
+				conn.Read(make([]byte, 1)) // until the client closes
+			}
+		}()
+		conn, err := net.Dial(network, l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &session{conn: conn}
+		s.initParking(conn, nil)
+		mss := s.segmentSize()
+		conn.Close()
+		switch {
+		case network == "tcp" && (mss < 536 || mss > 1<<20):
+			t.Errorf("loopback TCP: segmentSize() = %d, want a segment size", mss)
+		case network == "unix" && mss != 0:
+			t.Errorf("Unix socket: segmentSize() = %d, want 0", mss)
+		}
+	}
+}

@@ -321,6 +321,22 @@ func (s *session) unpark() {
 	}
 }
 
+// segmentSize returns the connection's TCP maximum segment size
+// (TCP_MAXSEG), or 0 when the connection is not TCP or cannot say. Called
+// once per run of large messages, not per small write.
+func (s *session) segmentSize() int {
+	if s.park.raw == nil {
+		return 0
+	}
+	sh := &writeShards[s.shard(len(writeShards))]
+	sh.mu.Lock()
+	s.park.raw.Control(sh.mssFn)
+	mss := sh.n
+	sh.n = 0
+	sh.mu.Unlock()
+	return mss
+}
+
 // writeNow writes b to the socket without waiting and returns how much of
 // it the socket took (0 when it took nothing or the write failed: the
 // writer then tries again and sees the error). Only for sessions that can
@@ -376,14 +392,15 @@ func armSocket(fd uintptr) {
 	r.err = err
 }
 
-// writeShard is the argument (b) and result (n) of its write callback fn,
+// writeShard is the argument (b) and result (n) of its callbacks fn and mssFn,
 // guarded by mu.
 type writeShard struct {
-	mu sync.Mutex
-	b  []byte
-	n  int
-	fn func(fd uintptr)
-	_  [16]byte // one cache line per shard (64 bytes)
+	mu    sync.Mutex
+	b     []byte
+	n     int
+	fn    func(fd uintptr) // writes b, sets n
+	mssFn func(fd uintptr) // sets n to TCP_MAXSEG
+	_     [8]byte          // one cache line per shard (64 bytes)
 }
 
 var writeShards [16]writeShard
@@ -394,6 +411,11 @@ func init() {
 		sh.fn = func(fd uintptr) {
 			if k, err := syscall.Write(int(fd), sh.b); err == nil {
 				sh.n = k
+			}
+		}
+		sh.mssFn = func(fd uintptr) {
+			if v, err := syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_MAXSEG); err == nil {
+				sh.n = v
 			}
 		}
 	}

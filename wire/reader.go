@@ -11,6 +11,16 @@ import (
 // so an idle connection's next frame costs no buffer from the pool.
 const smallBufSize = 512
 
+// StreamBufSize is the buffer a pooling Reader reads into while a message
+// spans frames (a large call or reply is arriving): one read system call
+// then takes up to this much of it, where the usual buffer would take a
+// frame or two, and frames are seldom moved to the buffer's front.
+const StreamBufSize = 256 << 10
+
+// streamPool holds the buffers of Readers that are receiving large
+// messages.
+var streamPool = sync.Pool{New: func() any { b := make([]byte, StreamBufSize); return &b }}
+
 // Reader reads frames from a byte stream. It buffers reads so that a burst
 // of small frames costs one read system call, and it checks every header's
 // length against the maximum payload before allocating or reading the body.
@@ -29,6 +39,12 @@ type Reader struct {
 	pool  *sync.Pool
 	bufp  *[]byte // the pool's pointer to buf, to give back without allocating
 	small *[smallBufSize]byte
+
+	// more is set while the last frame returned was a CALL, REPLY,
+	// NOTIFY or CONTINUATION frame of a message that continues: more
+	// frames of it are on their way, so a pooling Reader keeps its buffer
+	// when it runs empty and reads into a StreamBufSize one.
+	more bool
 }
 
 // smallPool holds the small arrays that Readers read into between bursts.
@@ -51,17 +67,21 @@ func (fr *Reader) SetMaxPayload(n uint32) { fr.max = n }
 // hold *[]byte values of the Reader's buffer size (or make them), and give
 // them back whenever it has no unread bytes. Between bursts it reads into
 // a small inline array, so that many idle connections share a few buffers
-// instead of holding one each.
+// instead of holding one each. While a message that spans frames is
+// arriving, it reads into a StreamBufSize buffer from a pool of its own,
+// which it gives back once the message's last frame has been read and
+// nothing is left unread.
 func (fr *Reader) SetBufferPool(pool *sync.Pool) { fr.pool = pool }
 
 // Buffered returns the number of bytes read from the stream but not yet
 // returned as frames.
 func (fr *Reader) Buffered() int { return fr.w - fr.r }
 
-// Release drops the buffer if it holds no unread bytes, so an idle
-// connection keeps no buffer. The next ReadFrame gets a new one.
+// Release drops the buffer if it holds no unread bytes and no message is
+// half read, so an idle connection keeps no buffer. The next ReadFrame
+// gets a new one.
 func (fr *Reader) Release() {
-	if fr.r == fr.w {
+	if fr.r == fr.w && !fr.more {
 		fr.dropBuf()
 		fr.r, fr.w = 0, 0
 	}
@@ -74,13 +94,23 @@ func (fr *Reader) dropBuf() {
 		fr.buf = nil
 		return
 	}
-	if fr.pool != nil && len(fr.buf) == fr.size {
-		bp := fr.bufp
-		if bp == nil {
-			bp = new([]byte)
+	if fr.pool != nil {
+		pool := fr.pool
+		switch len(fr.buf) {
+		case fr.size:
+		case StreamBufSize:
+			pool = &streamPool
+		default:
+			pool = nil // a buffer grown for one large frame
 		}
-		*bp = fr.buf
-		fr.pool.Put(bp)
+		if pool != nil {
+			bp := fr.bufp
+			if bp == nil {
+				bp = new([]byte)
+			}
+			*bp = fr.buf
+			pool.Put(bp)
+		}
 	}
 	fr.buf, fr.bufp = nil, nil
 }
@@ -118,6 +148,14 @@ func (fr *Reader) newBuf(n int) ([]byte, *[]byte) {
 func (fr *Reader) fill(n int) error {
 	if fr.w-fr.r >= n {
 		return nil
+	}
+	if fr.more && fr.pool != nil && len(fr.buf) < StreamBufSize && n <= StreamBufSize {
+		// A message is arriving in frames: read it in large pieces.
+		bp := streamPool.Get().(*[]byte)
+		fr.w = copy(*bp, fr.buf[fr.r:fr.w])
+		fr.r = 0
+		fr.dropBuf()
+		fr.buf, fr.bufp = *bp, bp
 	}
 	if fr.buf == nil {
 		if fr.pool != nil && n <= smallBufSize {
@@ -170,10 +208,12 @@ func (fr *Reader) fill(n int) error {
 // end of stream between frames it returns io.EOF; a stream that ends inside
 // a frame gives io.ErrUnexpectedEOF.
 func (fr *Reader) ReadFrame() (Header, []byte, error) {
-	if fr.pool != nil && fr.r == fr.w && fr.buf != nil {
-		// Nothing unread: do not hold a pooled buffer while waiting.
-		fr.dropBuf()
+	if fr.r == fr.w && fr.buf != nil {
 		fr.r, fr.w = 0, 0
+		if fr.pool != nil && !fr.more {
+			// Nothing unread: do not hold a pooled buffer while waiting.
+			fr.dropBuf()
+		}
 	}
 	if err := fr.fill(HeaderSize); err != nil {
 		return Header{}, nil, err
@@ -194,10 +234,18 @@ func (fr *Reader) ReadFrame() (Header, []byte, error) {
 	if fr.r == fr.w {
 		fr.r, fr.w = 0, 0
 	}
+	fr.more = h.Flags&(FlagEnd|FlagAbort) == 0 && (h.Type == TypeContinuation ||
+		h.Type == TypeCall || h.Type == TypeReply || h.Type == TypeNotify)
 	// A frame larger than the usual buffer grew it; go back to the usual
 	// size once that frame has been consumed, so one large frame does not
-	// pin a large buffer for the life of the connection.
-	if len(fr.buf) > fr.size && fr.r == 0 && fr.w == 0 {
+	// pin a large buffer for the life of the connection. The payload
+	// returned still aliases it, which is fine: nothing reuses it.
+	if len(fr.buf) > fr.size && fr.r == 0 && fr.w == 0 && !fr.more {
+		if len(fr.buf) == StreamBufSize && fr.pool != nil {
+			// Pooled: the caller may still be reading p, so it goes back
+			// at the next ReadFrame or Release instead.
+			return h, p, nil
+		}
 		fr.buf, fr.bufp = nil, nil
 	}
 	return h, p, nil

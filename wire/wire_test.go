@@ -1445,3 +1445,82 @@ func TestReaderBufferPool(t *testing.T) {
 		})
 	}
 }
+
+// TestReaderStreamBuffer reads a 1 MiB message in 16 KiB frames, then a
+// heartbeat, through a pooled reader: while the message continues, the
+// reader keeps a StreamBufSize buffer even when it runs empty and reads
+// in large pieces; after the message's last frame it lets go of that
+// buffer once it has nothing unread.
+func TestReaderStreamBuffer(t *testing.T) {
+	const frame = 16 << 10
+	msg := make([]byte, 1<<20)
+	for i := range msg {
+		msg[i] = byte(i * 7)
+	}
+	var stream []byte
+	for off := 0; off < len(msg); off += frame {
+		typ, flags := TypeContinuation, Flags(0)
+		if off == 0 {
+			typ = TypeCall
+		}
+		if off+frame == len(msg) {
+			flags = FlagEnd
+		}
+		stream = AppendFrame(stream, typ, flags, 1, msg[off:off+frame])
+	}
+	stream = AppendFrame(stream, TypePing, 0, 0, make([]byte, 8))
+	pool := &sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+	for name, wrap := range map[string]func(io.Reader) io.Reader{
+		"whole":    func(r io.Reader) io.Reader { return r },
+		"halfread": iotest.HalfReader,
+		"onebyte":  iotest.OneByteReader,
+	} {
+		t.Run(name, func(t *testing.T) {
+			cr := &countingReader{r: wrap(bytes.NewReader(stream))}
+			fr := NewReader(cr, 32<<10)
+			fr.SetBufferPool(pool)
+			fr.SetMaxPayload(frame)
+			var got []byte
+			for i := 0; len(got) < len(msg); i++ {
+				h, p, err := fr.ReadFrame()
+				if err != nil {
+					t.Fatalf("frame %d: %v", i, err)
+				}
+				got = append(got, p...)
+				last := h.Flags&FlagEnd != 0
+				if last != (len(got) == len(msg)) {
+					t.Fatalf("frame %d: %v after %d bytes", i, h, len(got))
+				}
+				if i > 0 && !last {
+					if len(fr.buf) != StreamBufSize {
+						t.Fatalf("frame %d: reading into a %d-byte buffer in the middle of a message, want %d", i, len(fr.buf), StreamBufSize)
+					}
+					fr.Release() // the message continues: nothing is let go
+					if len(fr.buf) != StreamBufSize {
+						t.Fatalf("frame %d: Release dropped the buffer in the middle of a message", i)
+					}
+				}
+			}
+			if !bytes.Equal(got, msg) {
+				t.Fatal("message changed on the way")
+			}
+			if name == "whole" {
+				// Frame one fills the usual buffer, the rest takes
+				// 1 MiB / StreamBufSize reads and a few more.
+				if max := 2 + len(stream)/StreamBufSize + 2; cr.reads > max {
+					t.Errorf("%d reads for %d bytes, want at most %d", cr.reads, len(stream), max)
+				}
+			}
+			if h, _, err := fr.ReadFrame(); err != nil || h.Type != TypePing {
+				t.Fatalf("after the message: %v, %v; want the PING", h, err)
+			}
+			if _, _, err := fr.ReadFrame(); err != io.EOF {
+				t.Fatalf("at the end: %v, want io.EOF", err)
+			}
+			if fr.buf != nil && !fr.isSmall() {
+				t.Errorf("the reader holds a %d-byte buffer after the message, want none or its inline one", len(fr.buf))
+			}
+		})
+	}
+}
