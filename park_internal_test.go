@@ -339,3 +339,106 @@ func TestFramesQueuedDuringNoWaitWrite(t *testing.T) {
 	srv.Close()
 	<-served
 }
+
+// TestParkerAnswersHeartbeats: the parker answers the heartbeats that
+// arrive on a parked socket itself, without a worker, and hands anything
+// else it read with them to a worker intact: a CALL that arrives in the
+// same read as a PING is answered, and a malformed PING behind a good one
+// is refused as a protocol error.
+func TestParkerAnswersHeartbeats(t *testing.T) {
+	hb := WithHeartbeat(Heartbeat{Interval: time.Minute, Timeout: 10 * time.Minute})
+	srv, l, served := startParkServer(t, hb)
+	defer func() {
+		srv.Close()
+		<-served
+		checkReadersGone(t)
+	}()
+	conn, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	b, err := wire.AppendHello(nil, wire.Hello{Role: wire.RoleDialer, MaxFrameSize: wire.DefaultMaxFrameSize,
+		MaxMessageSize: 1 << 20, Codecs: []string{"json"}, Interval: time.Minute, Timeout: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(b []byte) {
+		t.Helper()
+		if _, err := conn.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(b)
+	fr := wire.NewReader(conn, 4096)
+	if h, _, err := fr.ReadFrame(); err != nil || h.Type != wire.TypeHello {
+		t.Fatalf("server's first frame = %v, %v; want HELLO", h, err)
+	}
+	fr.SetMaxPayload(wire.MaxMaxFrameSize)
+	read := func(want wire.FrameType) []byte {
+		t.Helper()
+		h, p, err := fr.ReadFrame()
+		if err != nil || h.Type != want {
+			t.Fatalf("ReadFrame() = %v, %v; want %v", h, err, want)
+		}
+		return p
+	}
+	pong := func(want uint64) {
+		t.Helper()
+		if got, err := wire.ParsePing(read(wire.TypePong)); err != nil || got != want {
+			t.Fatalf("PONG %d, %v; want %d", got, err, want)
+		}
+	}
+	parked := func() {
+		t.Helper()
+		waitFor(t, 5*time.Second, "the server's reader to park", func() bool { return parkedReaders() == 1 })
+	}
+
+	call := func(id uint32) []byte {
+		return wire.AppendFrame(nil, wire.TypeCall, wire.FlagEnd, id, append(wire.AppendCallHead(nil, "ParkEcho.Echo", 0), `"x"`...))
+	}
+	reply := func() {
+		t.Helper()
+		if st, body, err := wire.ParseReply(read(wire.TypeReply)); err != nil || st != wire.StatusOK || string(body) != `"x"` {
+			t.Fatalf("reply %v %q, %v; want OK \"x\"", st, body, err)
+		}
+	}
+	// A call, then a PING: a reader parks once it has found the socket
+	// drained after a burst without calls.
+	write(call(1))
+	reply()
+	write(wire.AppendPing(nil, wire.TypePing, 0))
+	pong(0)
+
+	// A PING alone: the parker answers it.
+	parked()
+	beats := parkedBeats.Load()
+	write(wire.AppendPing(nil, wire.TypePing, 1))
+	pong(1)
+	waitFor(t, 5*time.Second, "the parker to count the PING", func() bool { return parkedBeats.Load() == beats+1 })
+
+	// A PING and a CALL in one write: the parker answers the PING and a
+	// worker the CALL, from the bytes the parker read.
+	parked()
+	write(append(wire.AppendPing(nil, wire.TypePing, 2), call(3)...))
+	pong(2)
+	reply()
+	if got := parkedBeats.Load(); got != beats+2 {
+		t.Errorf("the parker handled %d heartbeats, want 2", got-beats)
+	}
+
+	// After a call the reader parks again once a burst without one has
+	// come.
+	write(wire.AppendPing(nil, wire.TypePing, 4))
+	pong(4)
+
+	// A good PING and a malformed one: the second is a protocol error.
+	parked()
+	write(wire.AppendFrame(wire.AppendPing(nil, wire.TypePing, 3), wire.TypePing, 0, 0, make([]byte, wire.PingSize-1)))
+	pong(3)
+	g, err := wire.ParseGoAway(read(wire.TypeGoAway))
+	if err != nil || g.Code != wire.GoAwayProtocolError {
+		t.Fatalf("GOAWAY %+v, %v; want a protocol error", g, err)
+	}
+}

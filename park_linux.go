@@ -3,11 +3,14 @@
 package pulse
 
 import (
+	"io"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/pulse-rpc/pulse/wire"
 )
 
 // Parking idle readers (Linux).
@@ -76,6 +79,10 @@ type parkSlot struct {
 }
 
 var (
+	// parkedBeats counts the heartbeat frames the parker handled itself
+	// (heartbeatsParked), for tests.
+	parkedBeats atomic.Int64
+
 	parkMu     sync.Mutex // protects theParker and its table
 	theParker  *parker
 	parkFailed atomic.Bool // epoll is not available: never park
@@ -164,7 +171,7 @@ func (p *parker) run() {
 				parkMu.Lock()
 				s := p.takeLocked(ev.Fd, uint32(ev.Pad))
 				parkMu.Unlock()
-				if s != nil {
+				if s != nil && !(n < len(evs)/2 && s.heartbeatsParked()) {
 					workers.run(handlerTask{s: s, read: true})
 				}
 			}
@@ -275,6 +282,18 @@ func (s *session) parkReader() bool {
 		return false
 	}
 	slot, gen := p.addLocked(s)
+	// A close that began before this point has looked for a parked reader
+	// to resume (unpark, under parkMu) and found none: do not park, or
+	// the socket would leave the epoll set with the close and nobody would
+	// read it again. fail sets closed before it calls unpark.
+	s.mu.Lock()
+	closing := s.closed
+	s.mu.Unlock()
+	if closing {
+		p.takeLocked(slot, gen)
+		parkMu.Unlock()
+		return false
+	}
 	op := syscall.EPOLL_CTL_MOD // the socket stays in the set, disarmed, between parks
 	if !pk.added {
 		op = syscall.EPOLL_CTL_ADD
@@ -337,6 +356,57 @@ func (s *session) segmentSize() int {
 	return mss
 }
 
+// heartbeatsParked is run by the parker for a parked socket that became
+// readable, while the parker is not busy (its last wait returned fewer
+// than half the events it takes at once). It reads what arrived without
+// waiting; when that is only heartbeats (PING, PONG), it answers and
+// records them here and parks the socket again, so that an idle
+// connection's heartbeat costs no hand-over to a worker goroutine. It
+// reports whether it did. Otherwise what it read stays buffered for the
+// worker that the parker starts, which reads on as usual. A busy parker
+// hands every socket to a worker, so that heartbeats spread over the
+// cores when there are many.
+func (s *session) heartbeatsParked() bool {
+	if _, err := s.fr.ReadOnce((*nowaitReader)(s)); err != nil {
+		return false
+	}
+	for s.fr.Buffered() > 0 {
+		h, ok := s.fr.BufferedFrame()
+		if !ok || (h.Type != wire.TypePing && h.Type != wire.TypePong) || h.Length != wire.PingSize {
+			return false
+		}
+		h, p, _ := s.fr.ReadFrame() // buffered: no read, no error
+		s.handleFrame(h, p)         // a well-formed PING or PONG: no error
+		parkedBeats.Add(1)
+	}
+	return s.mayPark() && s.parkReader()
+}
+
+// nowaitReader reads a parked session's socket without waiting for it: a
+// read that finds nothing returns 0 and no error.
+type nowaitReader session
+
+func (r *nowaitReader) Read(p []byte) (int, error) {
+	s := (*session)(r)
+	sh := &writeShards[s.shard(len(writeShards))]
+	sh.mu.Lock()
+	sh.b = p
+	cerr := s.park.raw.Read(sh.readFn)
+	n, err := sh.n, sh.err
+	sh.b, sh.n, sh.err = nil, 0, nil
+	sh.mu.Unlock()
+	switch {
+	case cerr != nil:
+		err = cerr
+	case err == syscall.EAGAIN:
+		err = nil
+	case err == nil && n == 0 && len(p) > 0:
+		err = io.EOF
+	}
+	s.park.rd.got(n, len(p))
+	return n, err
+}
+
 // writeNow writes b to the socket without waiting and returns how much of
 // it the socket took (0 when it took nothing or the write failed: the
 // writer then tries again and sees the error). Only for sessions that can
@@ -392,15 +462,17 @@ func armSocket(fd uintptr) {
 	r.err = err
 }
 
-// writeShard is the argument (b) and result (n) of its callbacks fn and mssFn,
+// writeShard is the argument (b) and results (n, err) of its callbacks,
 // guarded by mu.
 type writeShard struct {
-	mu    sync.Mutex
-	b     []byte
-	n     int
-	fn    func(fd uintptr) // writes b, sets n
-	mssFn func(fd uintptr) // sets n to TCP_MAXSEG
-	_     [8]byte          // one cache line per shard (64 bytes)
+	mu     sync.Mutex
+	b      []byte
+	n      int
+	err    error
+	fn     func(fd uintptr)      // writes b, sets n
+	mssFn  func(fd uintptr)      // sets n to TCP_MAXSEG
+	readFn func(fd uintptr) bool // reads into b without waiting, sets n and err
+	_      [48]byte              // two cache lines per shard (128 bytes)
 }
 
 var writeShards [16]writeShard
@@ -411,6 +483,16 @@ func init() {
 		sh.fn = func(fd uintptr) {
 			if k, err := syscall.Write(int(fd), sh.b); err == nil {
 				sh.n = k
+			}
+		}
+		sh.readFn = func(fd uintptr) bool {
+			for {
+				n, err := syscall.Read(int(fd), sh.b)
+				if err == syscall.EINTR {
+					continue
+				}
+				sh.n, sh.err = max(n, 0), err
+				return true
 			}
 		}
 		sh.mssFn = func(fd uintptr) {

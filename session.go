@@ -233,15 +233,20 @@ type parkState struct {
 
 func (c liveConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	c.r.drained = n < len(p)
+	c.r.got(n, len(p))
+	return n, err
+}
+
+// got records a read of n bytes of the asked.
+func (r *reads) got(n, asked int) {
+	r.drained = n < asked
 	if n > 0 {
 		now := nanotime()
-		prev := c.r.last.Swap(now)
-		if c.r.mon != nil {
-			c.r.mon.observe(now, prev)
+		prev := r.last.Swap(now)
+		if r.mon != nil {
+			r.mon.observe(now, prev)
 		}
 	}
-	return n, err
 }
 
 // readBufPool holds the read buffers of connections that are receiving;

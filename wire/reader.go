@@ -45,6 +45,10 @@ type Reader struct {
 	// frames of it are on their way, so a pooling Reader keeps its buffer
 	// when it runs empty and reads into a StreamBufSize one.
 	more bool
+
+	// err is a read error that ReadOnce met, returned by the next read
+	// that needs more bytes than are buffered.
+	err error
 }
 
 // smallPool holds the small arrays that Readers read into between bursts.
@@ -188,7 +192,15 @@ func (fr *Reader) fill(n int) error {
 			fr.dropSmall()
 			fr.buf, fr.bufp = nb, nbp
 		}
-		m, err := fr.rd.Read(fr.buf[fr.w:])
+		var (
+			m   int
+			err error
+		)
+		if fr.err != nil {
+			err, fr.err = fr.err, nil
+		} else {
+			m, err = fr.rd.Read(fr.buf[fr.w:])
+		}
 		fr.w += m
 		if err != nil {
 			if fr.w-fr.r >= n {
@@ -249,4 +261,54 @@ func (fr *Reader) ReadFrame() (Header, []byte, error) {
 		fr.buf, fr.bufp = nil, nil
 	}
 	return h, p, nil
+}
+
+// ReadOnce reads once from rd, which stands for the Reader's stream (the
+// same bytes, read another way: without waiting, say), into the buffer,
+// and returns what the read returned. The bytes are returned as frames by
+// BufferedFrame and ReadFrame; an error is returned again by the ReadFrame
+// that needs more bytes than are buffered, after the frames read before
+// it.
+func (fr *Reader) ReadOnce(rd io.Reader) (int, error) {
+	if fr.err != nil {
+		return 0, fr.err
+	}
+	if fr.r == fr.w {
+		fr.r, fr.w = 0, 0
+		if fr.buf != nil && fr.pool != nil && !fr.more && !fr.isSmall() {
+			fr.dropBuf()
+		}
+	}
+	if fr.buf == nil {
+		if fr.pool != nil {
+			fr.small = smallPool.Get().(*[smallBufSize]byte)
+			fr.buf = fr.small[:]
+		} else {
+			fr.buf, fr.bufp = fr.newBuf(fr.size)
+		}
+	}
+	if fr.w == len(fr.buf) && fr.r > 0 {
+		fr.w = copy(fr.buf, fr.buf[fr.r:fr.w])
+		fr.r = 0
+	}
+	if fr.w == len(fr.buf) {
+		return 0, nil // full: ReadFrame reads on
+	}
+	n, err := rd.Read(fr.buf[fr.w:])
+	fr.w += n
+	fr.err = err
+	return n, err
+}
+
+// BufferedFrame returns the header of the next frame when the whole frame
+// is buffered, so that ReadFrame returns it without reading.
+func (fr *Reader) BufferedFrame() (Header, bool) {
+	if fr.w-fr.r < HeaderSize {
+		return Header{}, false
+	}
+	h, err := ParseHeader(fr.buf[fr.r:fr.r+HeaderSize], fr.max)
+	if err != nil || fr.w-fr.r < HeaderSize+int(h.Length) {
+		return Header{}, false
+	}
+	return h, true
 }

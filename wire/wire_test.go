@@ -1524,3 +1524,49 @@ func TestReaderStreamBuffer(t *testing.T) {
 		})
 	}
 }
+
+// TestReaderReadOnce: ReadOnce makes exactly one read from the reader it
+// is given; BufferedFrame reports a frame only once all of it is
+// buffered; ReadFrame returns the frames ReadOnce read, then the error it
+// met.
+func TestReaderReadOnce(t *testing.T) {
+	ping := AppendPing(nil, TypePing, 7)
+	call := AppendFrame(nil, TypeCall, FlagEnd, 1, bytes.Repeat([]byte("c"), 100))
+	stream := append(append([]byte(nil), ping...), call...)
+	pool := &sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
+	for _, pooled := range []bool{false, true} {
+		fr := NewReader(bytes.NewReader(nil), 4096) // the stream is never read here
+		if pooled {
+			fr.SetBufferPool(pool)
+		}
+		// The first read brings the PING and half of the CALL.
+		cut := len(ping) + len(call)/2
+		src := &countingReader{r: bytes.NewReader(stream[:cut])}
+		if n, err := fr.ReadOnce(src); n != cut || err != nil || src.reads != 1 {
+			t.Fatalf("ReadOnce() = %d, %v after %d reads; want %d, nil after 1", n, err, src.reads, cut)
+		}
+		if h, ok := fr.BufferedFrame(); !ok || h.Type != TypePing {
+			t.Fatalf("BufferedFrame() = %v, %v; want the PING", h, ok)
+		}
+		if h, _, err := fr.ReadFrame(); err != nil || h.Type != TypePing {
+			t.Fatalf("ReadFrame() = %v, %v; want the PING", h, err)
+		}
+		if h, ok := fr.BufferedFrame(); ok {
+			t.Fatalf("BufferedFrame() = %v with half of the CALL buffered", h)
+		}
+		// The second read brings the rest and meets the end of the stream.
+		src = &countingReader{r: iotest.DataErrReader(bytes.NewReader(stream[cut:]))}
+		if n, err := fr.ReadOnce(src); n != len(stream)-cut || err != io.EOF {
+			t.Fatalf("ReadOnce() = %d, %v; want %d, io.EOF", n, err, len(stream)-cut)
+		}
+		if h, ok := fr.BufferedFrame(); !ok || h.Type != TypeCall {
+			t.Fatalf("BufferedFrame() = %v, %v; want the CALL", h, ok)
+		}
+		if h, p, err := fr.ReadFrame(); err != nil || h.Type != TypeCall || len(p) != 100 {
+			t.Fatalf("ReadFrame() = %v, %d bytes, %v; want the CALL", h, len(p), err)
+		}
+		if _, _, err := fr.ReadFrame(); err != io.EOF {
+			t.Fatalf("ReadFrame() after the CALL = %v, want the io.EOF ReadOnce met", err)
+		}
+	}
+}
