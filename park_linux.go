@@ -340,22 +340,6 @@ func (s *session) unpark() {
 	}
 }
 
-// segmentSize returns the connection's TCP maximum segment size
-// (TCP_MAXSEG), or 0 when the connection is not TCP or cannot say. Called
-// once per run of large messages, not per small write.
-func (s *session) segmentSize() int {
-	if s.park.raw == nil {
-		return 0
-	}
-	sh := &writeShards[s.shard(len(writeShards))]
-	sh.mu.Lock()
-	s.park.raw.Control(sh.mssFn)
-	mss := sh.n
-	sh.n = 0
-	sh.mu.Unlock()
-	return mss
-}
-
 // heartbeatsParked is run by the parker for a parked socket that became
 // readable, while the parker is not busy (its last wait returned fewer
 // than half the events it takes at once). It reads what arrived without
@@ -470,9 +454,8 @@ type writeShard struct {
 	n      int
 	err    error
 	fn     func(fd uintptr)      // writes b, sets n
-	mssFn  func(fd uintptr)      // sets n to TCP_MAXSEG
 	readFn func(fd uintptr) bool // reads into b without waiting, sets n and err
-	_      [48]byte              // two cache lines per shard (128 bytes)
+	_      [56]byte              // two cache lines per shard (128 bytes)
 }
 
 var writeShards [16]writeShard
@@ -493,11 +476,6 @@ func init() {
 				}
 				sh.n, sh.err = max(n, 0), err
 				return true
-			}
-		}
-		sh.mssFn = func(fd uintptr) {
-			if v, err := syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_MAXSEG); err == nil {
-				sh.n = v
 			}
 		}
 	}

@@ -13,4 +13,3 @@ func (s *session) parkReader() bool             { return false }
 func (s *session) unpark()                      {}
 func stopParker()                               {}
 func (s *session) writeNow([]byte) int          { return 0 }
-func (s *session) segmentSize() int             { return 0 }

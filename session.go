@@ -641,7 +641,6 @@ func (s *session) writeLoop(inline bool) {
 			first := s.large[0]
 			if sc == nil {
 				sc = roundPool.Get().(*largeRound)
-				sc.budget = runBudget(s.segmentSize())
 			}
 			if first.aborted {
 				s.large = s.large[1:]
@@ -652,15 +651,7 @@ func (s *session) writeLoop(inline bool) {
 				continue
 			}
 			m = first
-			// The round's control frames and small messages go in the
-			// same write, ahead of the run: the run takes what is left
-			// of the budget, so that the write still ends on a segment
-			// boundary, unless they fill most of it.
-			budget := sc.budget
-			if p := len(ctrl) + len(data); p < budget/2 {
-				budget -= p
-			}
-			if sc.next(m, s.maxFrame, budget) {
+			if sc.next(m, s.maxFrame) {
 				s.large = s.large[1:] // its last frame is in this round
 			}
 		}
