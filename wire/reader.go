@@ -12,9 +12,11 @@ import (
 const smallBufSize = 512
 
 // StreamBufSize is the buffer a pooling Reader reads into while a message
-// spans frames (a large call or reply is arriving): one read system call
-// then takes up to this much of it, where the usual buffer would take a
-// frame or two, and frames are seldom moved to the buffer's front.
+// of at least this size arrives: one read system call then takes up to
+// this much of it, where the usual buffer would take a frame or two, and
+// frames are seldom moved to the buffer's front. Smaller messages spanning
+// frames keep the usual buffer, so that many connections receiving
+// messages of a few frames do not hold a StreamBufSize buffer each.
 const StreamBufSize = 256 << 10
 
 // streamPool holds the buffers of Readers that are receiving large
@@ -43,8 +45,12 @@ type Reader struct {
 	// more is set while the last frame returned was a CALL, REPLY,
 	// NOTIFY or CONTINUATION frame of a message that continues: more
 	// frames of it are on their way, so a pooling Reader keeps its buffer
-	// when it runs empty and reads into a StreamBufSize one.
-	more bool
+	// when it runs empty. big is set while the message that last began
+	// (id moreID) announced StreamBufSize bytes or more: its frames are
+	// read into a StreamBufSize buffer, no larger than the message's own.
+	more   bool
+	big    bool
+	moreID uint32
 
 	// err is a read error that ReadOnce met, returned by the next read
 	// that needs more bytes than are buffered.
@@ -71,10 +77,10 @@ func (fr *Reader) SetMaxPayload(n uint32) { fr.max = n }
 // hold *[]byte values of the Reader's buffer size (or make them), and give
 // them back whenever it has no unread bytes. Between bursts it reads into
 // a small inline array, so that many idle connections share a few buffers
-// instead of holding one each. While a message that spans frames is
-// arriving, it reads into a StreamBufSize buffer from a pool of its own,
-// which it gives back once the message's last frame has been read and
-// nothing is left unread.
+// instead of holding one each. While a message of StreamBufSize bytes or
+// more is arriving, it reads into a StreamBufSize buffer from a pool of
+// its own, which it gives back once the message's last frame has been
+// read and nothing is left unread.
 func (fr *Reader) SetBufferPool(pool *sync.Pool) { fr.pool = pool }
 
 // Buffered returns the number of bytes read from the stream but not yet
@@ -153,7 +159,7 @@ func (fr *Reader) fill(n int) error {
 	if fr.w-fr.r >= n {
 		return nil
 	}
-	if fr.more && fr.pool != nil && len(fr.buf) < StreamBufSize && n <= StreamBufSize {
+	if fr.more && fr.big && fr.pool != nil && len(fr.buf) < StreamBufSize && n <= StreamBufSize {
 		// A message is arriving in frames: read it in large pieces.
 		bp := streamPool.Get().(*[]byte)
 		fr.w = copy(*bp, fr.buf[fr.r:fr.w])
@@ -246,8 +252,18 @@ func (fr *Reader) ReadFrame() (Header, []byte, error) {
 	if fr.r == fr.w {
 		fr.r, fr.w = 0, 0
 	}
-	fr.more = h.Flags&(FlagEnd|FlagAbort) == 0 && (h.Type == TypeContinuation ||
-		h.Type == TypeCall || h.Type == TypeReply || h.Type == TypeNotify)
+	fr.more = false
+	switch h.Type {
+	case TypeCall, TypeReply, TypeNotify:
+		fr.more = h.Flags&(FlagEnd|FlagAbort) == 0
+		fr.moreID, fr.big = h.ID, false
+		if total, _, err := ParseMessageLen(p); fr.more && err == nil {
+			fr.big = total >= StreamBufSize
+		}
+	case TypeContinuation:
+		fr.more = h.Flags&(FlagEnd|FlagAbort) == 0
+		fr.big = fr.big && h.ID == fr.moreID
+	}
 	// A frame larger than the usual buffer grew it; go back to the usual
 	// size once that frame has been consumed, so one large frame does not
 	// pin a large buffer for the life of the connection. The payload
