@@ -109,7 +109,7 @@ func (s *session) stats() ConnStats {
 		RemoteAddr:  s.conn.RemoteAddr().String(),
 		Codec:       s.codec.Name(),
 		SinceRead:   time.Duration(nanotime() - s.lastRead.Load()),
-		PeerTimeout: s.hello.Timeout,
+		PeerTimeout: s.peerTimeout,
 		Running:     int(s.running.Load()),
 	}
 	s.mu.Lock()

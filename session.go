@@ -54,10 +54,10 @@ type session struct {
 	parent atomic.Pointer[handlerCtx]
 
 	// Settings fixed by the handshake.
-	hello      wire.Hello // what the peer sent
-	maxFrame   int        // largest frame payload this side sends
-	peerMaxMsg int        // largest message this side sends
-	maxMsg     int        // largest message this side accepts
+	peerTimeout time.Duration // the silence deadline the peer enforces (its HELLO); the rest of the HELLO is not kept
+	maxFrame    int           // largest frame payload this side sends
+	peerMaxMsg  int           // largest message this side sends
+	maxMsg      int           // largest message this side accepts
 
 	running     atomic.Int32               // peer calls admitted and not finished: arriving, running, or being refused
 	pingStrikes int32                      // owned by the reader
@@ -364,19 +364,19 @@ var liveSessions atomic.Int64
 // fr is the reader that read the handshake: it may hold frames already.
 func newSession(conn net.Conn, fr *wire.Reader, c codec.Codec, dialer bool, o *options, handlers *registry, peerHello wire.Hello, rd *reads, onClose func(*session)) *session {
 	s := &session{
-		conn:     conn,
-		fr:       fr,
-		codec:    c,
-		dialer:   dialer,
-		opts:     o,
-		handlers: handlers,
-		log:      o.logger,
-		onClose:  onClose,
-		hello:    peerHello,
-		maxFrame: int(peerHello.MaxFrameSize),
-		maxMsg:   int(o.maxMessageSize),
-		pending:  make(map[uint32]*Call),
-		lastRead: &rd.last,
+		conn:        conn,
+		fr:          fr,
+		codec:       c,
+		dialer:      dialer,
+		opts:        o,
+		handlers:    handlers,
+		log:         o.logger,
+		onClose:     onClose,
+		peerTimeout: peerHello.Timeout,
+		maxFrame:    int(peerHello.MaxFrameSize),
+		maxMsg:      int(o.maxMessageSize),
+		pending:     make(map[uint32]*Call),
+		lastRead:    &rd.last,
 	}
 	s.initParking(conn, rd)
 	s.peerMaxMsg = int(peerHello.MaxMessageSize)
