@@ -29,9 +29,7 @@ func (s *session) admit(id uint32) bool {
 // refused or dropped.
 func (s *session) handlerDone() {
 	s.running.Add(-1)
-	if s.mon != nil && s.mon.idleLimit > 0 {
-		s.mon.lastActive.Store(nanotime())
-	}
+	s.mon.callActivity()
 	s.signalSettled()
 }
 

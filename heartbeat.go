@@ -366,6 +366,14 @@ func (m *monitor) lookKernel(now, lastRead int64) {
 	m.oooAt = now
 }
 
+// callActivity records that a call started or ended, for the idle limit;
+// without one (or without heartbeats: m nil) the clock is not read.
+func (m *monitor) callActivity() {
+	if m != nil && m.idleLimit > 0 {
+		m.lastActive.Store(nanotime())
+	}
+}
+
 // writeBegins and writeEnds bracket a write system call, for the write
 // watchdog; m may be nil (no heartbeats).
 func (m *monitor) writeBegins() {

@@ -8,9 +8,11 @@ import (
 
 // A large message goes out in rounds: each round of the writer carries
 // the control frames and small messages queued, then a run of frames of
-// the message, at most maxWriteSize bytes of it, in one writev where the
-// transport allows it. A control frame so waits behind at most one run
-// plus what the kernel holds (TCP_NOTSENT_LOWAT keeps that small).
+// the message, at most maxWriteSize bytes of its payload. A control frame
+// so waits behind at most one run plus what the kernel holds
+// (TCP_NOTSENT_LOWAT keeps that small). writeBuffers writes a round in
+// pieces of maxWriteSize bytes, one writev each: four 16 KiB frames and
+// their headers are 65,584 bytes, a write of 65,536 and one of 48.
 //
 // The writer once made its own non-blocking writev calls on TCP sockets,
 // taking what the kernel accepted and stopping at the end of a frame when

@@ -353,29 +353,13 @@ func TestParkerAnswersHeartbeats(t *testing.T) {
 		<-served
 		checkReadersGone(t)
 	}()
-	conn, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	b, err := wire.AppendHello(nil, wire.Hello{Role: wire.RoleDialer, MaxFrameSize: wire.DefaultMaxFrameSize,
-		MaxMessageSize: 1 << 20, Codecs: []string{"json"}, Interval: time.Minute, Timeout: 10 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, fr := rawDial(t, l.Addr().String())
 	write := func(b []byte) {
 		t.Helper()
 		if _, err := conn.Write(b); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write(b)
-	fr := wire.NewReader(conn, 4096)
-	if h, _, err := fr.ReadFrame(); err != nil || h.Type != wire.TypeHello {
-		t.Fatalf("server's first frame = %v, %v; want HELLO", h, err)
-	}
-	fr.SetMaxPayload(wire.MaxMaxFrameSize)
 	read := func(want wire.FrameType) []byte {
 		t.Helper()
 		h, p, err := fr.ReadFrame()

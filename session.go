@@ -1431,9 +1431,7 @@ func (s *session) handleCall(notify bool, id uint32, msg []byte, owned bool) (re
 			s.mu.Unlock()
 		}
 	}
-	if s.mon != nil && s.mon.idleLimit > 0 {
-		s.mon.lastActive.Store(nanotime())
-	}
+	s.mon.callActivity()
 	if notify {
 		s.queueNotification(pendingNotify{ctx, cancel, id, svc, mt, argv})
 		return false

@@ -151,6 +151,33 @@ func (fr *Reader) newBuf(n int) ([]byte, *[]byte) {
 	return make([]byte, fr.size), nil
 }
 
+// rewind starts the buffer over when nothing in it is unread, and then
+// lets go of a pooled buffer, so that a connection does not hold one
+// while it waits, unless a message is half read. The small inline array
+// is kept: reading takes one again at once.
+func (fr *Reader) rewind() {
+	if fr.r == fr.w && fr.buf != nil {
+		fr.r, fr.w = 0, 0
+		if fr.pool != nil && !fr.more && !fr.isSmall() {
+			fr.dropBuf()
+		}
+	}
+}
+
+// takeBuf gives the Reader a buffer for a read of at least n bytes when it
+// has none: the small inline array when it pools and n fits it.
+func (fr *Reader) takeBuf(n int) {
+	if fr.buf != nil {
+		return
+	}
+	if fr.pool != nil && n <= smallBufSize {
+		fr.small = smallPool.Get().(*[smallBufSize]byte)
+		fr.buf = fr.small[:]
+	} else {
+		fr.buf, fr.bufp = fr.newBuf(n)
+	}
+}
+
 // fill makes at least n bytes available in buf[r:w], growing buf when n
 // exceeds its capacity. It returns io.EOF only when no byte at all was
 // buffered and the stream ended; a stream that ends within the n bytes
@@ -167,14 +194,7 @@ func (fr *Reader) fill(n int) error {
 		fr.dropBuf()
 		fr.buf, fr.bufp = *bp, bp
 	}
-	if fr.buf == nil {
-		if fr.pool != nil && n <= smallBufSize {
-			fr.small = smallPool.Get().(*[smallBufSize]byte)
-			fr.buf = fr.small[:]
-		} else {
-			fr.buf, fr.bufp = fr.newBuf(n)
-		}
-	}
+	fr.takeBuf(n)
 	if len(fr.buf)-fr.r < n {
 		// Not enough room after r: move the unread bytes to the front,
 		// into a larger buffer when even the whole one is too small.
@@ -226,13 +246,7 @@ func (fr *Reader) fill(n int) error {
 // end of stream between frames it returns io.EOF; a stream that ends inside
 // a frame gives io.ErrUnexpectedEOF.
 func (fr *Reader) ReadFrame() (Header, []byte, error) {
-	if fr.r == fr.w && fr.buf != nil {
-		fr.r, fr.w = 0, 0
-		if fr.pool != nil && !fr.more {
-			// Nothing unread: do not hold a pooled buffer while waiting.
-			fr.dropBuf()
-		}
-	}
+	fr.rewind()
 	if err := fr.fill(HeaderSize); err != nil {
 		return Header{}, nil, err
 	}
@@ -289,20 +303,8 @@ func (fr *Reader) ReadOnce(rd io.Reader) (int, error) {
 	if fr.err != nil {
 		return 0, fr.err
 	}
-	if fr.r == fr.w {
-		fr.r, fr.w = 0, 0
-		if fr.buf != nil && fr.pool != nil && !fr.more && !fr.isSmall() {
-			fr.dropBuf()
-		}
-	}
-	if fr.buf == nil {
-		if fr.pool != nil {
-			fr.small = smallPool.Get().(*[smallBufSize]byte)
-			fr.buf = fr.small[:]
-		} else {
-			fr.buf, fr.bufp = fr.newBuf(fr.size)
-		}
-	}
+	fr.rewind()
+	fr.takeBuf(1)
 	if fr.w == len(fr.buf) && fr.r > 0 {
 		fr.w = copy(fr.buf, fr.buf[fr.r:fr.w])
 		fr.r = 0
