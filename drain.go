@@ -28,7 +28,9 @@ func (s *session) admit(id uint32) bool {
 // handlerDone ends one admitted call: its handler returned, or it was
 // refused or dropped.
 func (s *session) handlerDone() {
-	s.running.Add(-1)
+	if s.running.Add(-1) == 0 && s.park.rd != nil && s.park.rd.busy.Load() {
+		s.readSoon()
+	}
 	s.mon.callActivity()
 	s.signalSettled()
 }

@@ -4,6 +4,7 @@ package pulse
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"runtime"
@@ -21,6 +22,10 @@ type ParkEcho struct{}
 
 // Echo replies with its argument.
 func (ParkEcho) Echo(a string, r *string) error { *r = a; return nil }
+
+// Nap sleeps for d: long enough, and the reader hands its reading over to
+// a worker while it runs, and the method runs on workers after.
+func (ParkEcho) Nap(d time.Duration, _ *struct{}) error { time.Sleep(d); return nil }
 
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
@@ -60,9 +65,8 @@ func checkReadersGone(t *testing.T) {
 		defer parkMu.Unlock()
 		return theParker == nil
 	})
-	if g := readerGoroutines(); g != 0 {
-		t.Errorf("%d reader goroutines left after every connection closed", g)
-	}
+	// A reader that has ended its session may still be on its way out.
+	waitFor(t, 5*time.Second, "every reader goroutine to end after every connection closed", func() bool { return readerGoroutines() == 0 })
 }
 
 // startParkServer starts a server with ParkEcho on a loopback listener;
@@ -185,6 +189,68 @@ func TestIdleReadersPark(t *testing.T) {
 		c.Close()
 	}
 	checkReadersGone(t)
+}
+
+// TestReadersParkAfterCalls: a connection that carried a call parks its
+// readers, on both sides, soon after (parkLinger), not at its next frame:
+// with heartbeats a minute apart, that frame would be a minute away, and
+// every connection dialed meanwhile would hold a reader goroutine. A call
+// that arrives while a reader lingers is read by it. A reader that waited
+// while a long call ran parks once the call ends.
+func TestReadersParkAfterCalls(t *testing.T) {
+	const n = 20
+	hb := WithHeartbeat(Heartbeat{Interval: time.Minute, Timeout: 10 * time.Minute, MaxInterval: time.Minute})
+	srv, l, served := startParkServer(t, hb)
+	clients := make([]*Client, n)
+	defer func() {
+		if t.Failed() {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			for _, g := range strings.Split(string(buf), "\n\n") {
+				if strings.Contains(g, "readFrames") {
+					t.Log(g)
+				}
+			}
+		}
+		srv.Close()
+		<-served
+		for _, c := range clients {
+			if c != nil {
+				c.Close()
+			}
+		}
+		if !t.Failed() {
+			checkReadersGone(t)
+		}
+	}()
+	for i := range clients {
+		clients[i] = dialEcho(t, l.Addr().String(), hb)
+	}
+	waitFor(t, 10*time.Second, "every reader of both sides to park after its call", func() bool { return parkedReaders() == 2*n })
+	if g := readerGoroutines(); g != 0 {
+		t.Errorf("%d reader goroutines with every reader parked", g)
+	}
+
+	// Calls closer together than parkLinger: each after the reply to the
+	// one before, on a connection whose readers have just read data.
+	ctx := context.Background()
+	for i := range 50 {
+		var r string
+		arg := fmt.Sprint("burst ", i)
+		if err := clients[0].Call(ctx, "ParkEcho.Echo", arg, &r); err != nil || r != arg {
+			t.Fatalf("call %d: %q, %v", i, r, err)
+		}
+	}
+	waitFor(t, 10*time.Second, "the readers to park again", func() bool { return parkedReaders() == 2*n })
+
+	// Calls that run while the server's reader waits for the next frame:
+	// the end of the last one makes that wait short (readSoon).
+	for i := range 3 {
+		if err := clients[1].Call(ctx, "ParkEcho.Nap", 5*time.Millisecond, nil); err != nil {
+			t.Fatalf("nap %d: %v", i, err)
+		}
+	}
+	waitFor(t, 10*time.Second, "the readers to park after calls that ran long", func() bool { return parkedReaders() == 2*n })
 }
 
 // pushSink is the client-side service that receives the server's pushes.

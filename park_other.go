@@ -13,3 +13,4 @@ func (s *session) parkReader() bool             { return false }
 func (s *session) unpark()                      {}
 func stopParker()                               {}
 func (s *session) writeNow([]byte) int          { return 0 }
+func (s *session) readSoon()                    {}

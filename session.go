@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/bits"
 	"net"
+	"os"
 	"reflect"
 	"runtime"
 	"sync"
@@ -219,6 +220,11 @@ type reads struct {
 	last    atomic.Int64
 	mon     *monitor
 	drained bool // the last read returned less than asked: the socket was empty then (reader only)
+	// busy is set while the reader may be waiting in a read that has no
+	// end but the next frame, with calls of the peer's running: the call
+	// that ends them shortens that read (session.readSoon), so that the
+	// reader looks again whether to park.
+	busy atomic.Bool
 }
 
 // parkState is what the reader keeps for parking (park_linux.go). Only
@@ -1112,6 +1118,13 @@ func (s *session) readFrames() {
 		}
 		h, p, err := s.fr.ReadFrame()
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// The only read deadlines after the handshake are those
+				// that shorten a wait to park sooner (readSoon): clear it
+				// and go on. A frame half read stays buffered.
+				s.conn.SetReadDeadline(time.Time{})
+				continue
+			}
 			s.readFailed(err)
 			s.readerEnd()
 			return
