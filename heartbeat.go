@@ -191,7 +191,8 @@ type monitor struct {
 	scheduled int64 // ns, when the timer is due
 	stopped   bool
 	isSuspect bool
-	closing   bool // idle or age GOAWAY sent
+	closing   bool   // idle or age GOAWAY sent
+	checks    uint32 // times the timer fired, for tests
 }
 
 // newMonitor sets up liveness for s once the handshake has fixed the
@@ -262,6 +263,28 @@ func (m *monitor) start() {
 	}
 	m.scheduled = next
 	m.timer = time.AfterFunc(time.Duration(next-nanotime()), m.check)
+}
+
+// answered is called when this side has answered a PING. On the side that
+// does not ping (the acceptor, while the dialer pings), the PONG is the
+// write that lets the peer hear from it, and the timer, due at the old
+// ping deadline, would fire only to find that out, once per interval on
+// every idle connection. The timer is moved to what is due now instead:
+// moving a timer costs less than one firing (which starts a goroutine).
+// m may be nil (no heartbeats).
+func (m *monitor) answered() {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	if !m.stopped && m.timer != nil {
+		now := nanotime()
+		if next := m.nextLocked(now); next > m.scheduled {
+			m.scheduled = next
+			m.timer.Reset(time.Duration(next - now))
+		}
+	}
+	m.mu.Unlock()
 }
 
 // stop disarms the timer for good.
@@ -534,6 +557,7 @@ func (m *monitor) check() {
 		m.mu.Unlock()
 		return
 	}
+	m.checks++
 	now := nanotime()
 	late := m.stall.Late(time.Duration(m.scheduled), time.Duration(now))
 	s := m.s

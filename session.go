@@ -1306,6 +1306,7 @@ func (s *session) handleFrame(h wire.Header, p []byte) error {
 		}
 		s.pingStrikes = 0
 		s.queueControl(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePong, data) }, noWait)
+		s.mon.answered()
 	case wire.TypePong:
 		data, err := wire.ParsePing(p)
 		if err != nil {

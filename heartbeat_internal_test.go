@@ -1,0 +1,48 @@
+package pulse
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestAcceptorTimerRestsWhileAnswering: on an idle connection whose dialer
+// pings, the acceptor's PONGs are its writes, and its monitor's timer is
+// moved past each (monitor.answered) instead of firing once per interval
+// to find that out. (When the PINGs stop, the timer fires as before: the
+// acceptor pings and judges the silence; TestBlackholeDetection.)
+func TestAcceptorTimerRestsWhileAnswering(t *testing.T) {
+	const interval = 100 * time.Millisecond
+	srvHB := WithHeartbeat(Heartbeat{Interval: interval, Timeout: time.Second, MinInterval: 10 * time.Millisecond})
+	srv, l, served := startParkServer(t, srvHB)
+	defer func() {
+		srv.Close()
+		<-served
+	}()
+	c, err := Dial(context.Background(), l.Addr().String(), WithHeartbeat(Heartbeat{Interval: interval, Timeout: time.Second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	peers := srv.Peers()
+	if len(peers) != 1 {
+		t.Fatalf("server has %d connections, want 1", len(peers))
+	}
+	m := peers[0].s.mon
+	checks := func() uint32 {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.checks
+	}
+	// Twenty intervals of PINGs and PONGs. A timer that fired at each old
+	// ping deadline would have fired about twenty times; a late PING now
+	// and then (a loaded machine) may let it fire once or twice.
+	before := checks()
+	time.Sleep(20 * interval)
+	if n := checks() - before; n >= 10 {
+		t.Errorf("the acceptor's timer fired %d times in 20 intervals of answered PINGs, want few", n)
+	}
+	if st := c.Stats(); st.State != StateReady || st.Connects != 1 {
+		t.Fatalf("client state %v after %d connects, want ready after 1", st.State, st.Connects)
+	}
+}
