@@ -24,11 +24,8 @@ func TestAcceptorTimerRestsWhileAnswering(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	peers := srv.Peers()
-	if len(peers) != 1 {
-		t.Fatalf("server has %d connections, want 1", len(peers))
-	}
-	m := peers[0].s.mon
+	waitFor(t, 5*time.Second, "the server to list the connection", func() bool { return len(srv.Peers()) == 1 })
+	m := srv.Peers()[0].s.mon
 	checks := func() uint32 {
 		m.mu.Lock()
 		defer m.mu.Unlock()

@@ -39,23 +39,28 @@ import (
 // flight either way. When the burst of frames it just read held a call,
 // reply or notification, more may follow soon, and parking between them
 // would cost a busy connection a park and a resume per burst: the reader
-// first waits up to parkLinger for them, and parks only if none came. The
-// Go runtime's own poller keeps the socket too, so that the resumed reader
-// reads it as usual. TLS connections and anything that is not a TCP or
-// Unix socket keep their reader.
+// first waits a little for them (parkLinger), and parks only if none
+// came. The Go runtime's own poller keeps the socket too, so that the
+// resumed reader reads it as usual. TLS connections and anything that is
+// not a TCP or Unix socket keep their reader.
 
-// parkLinger is how long a reader whose connection just carried a call,
-// reply or notification waits for more before it parks. Without a bound,
-// every connection that made a call would hold its reader goroutine until
-// its next frame, a heartbeat a whole interval later, and a burst of
-// dials (a gateway's clients reconnecting, each making a call or two)
-// would hold one goroutine stack per connection at once, memory the
-// runtime keeps after the burst: in the benchmark's idle test (10,000
-// connections, one call each, then heartbeats at 1 s) the server's RSS
-// was 7.5 KiB per connection, against 2.6 KiB with this bound. A
-// connection whose calls come more than parkLinger apart pays a park and
-// a resume (a few microseconds) per call.
-const parkLinger = 10 * time.Millisecond
+// How long a reader whose connection just carried a call, reply or
+// notification waits for more before it parks. Without a bound, every
+// connection that made a call would hold its reader goroutine until its
+// next frame, a heartbeat an interval later, and a burst of dials (a
+// gateway's clients reconnecting, each making a call or two) would hold
+// one goroutine stack per connection at once, memory the runtime keeps
+// after the burst: in the benchmark's idle test (10,000 connections, one
+// call each, then heartbeats at 1 s) the server's RSS was 7.5 KiB per
+// connection, against 2.6 KiB with this bound. A connection whose calls
+// come further apart than the wait pays a park and a resume per call
+// (about 15 µs more latency on an idle machine), so the wait follows the
+// connection's own pace: twice the gap between its last two bursts,
+// within [parkLinger, parkLingerMax]; parkLinger after its first.
+const (
+	parkLinger    = 10 * time.Millisecond
+	parkLingerMax = 100 * time.Millisecond
+)
 
 // initParking records how to reach conn's socket, when conn can park.
 func (s *session) initParking(conn net.Conn, rd *reads) {
@@ -316,13 +321,21 @@ func (s *session) readSoon() {
 	}
 }
 
-// lingerReader reads a session's socket, waiting at most parkLinger for
-// bytes: a read that finds none by then returns 0 and no error.
+// lingerReader reads a session's socket after a burst of data, waiting at
+// most parkLinger to parkLingerMax for bytes (see parkLinger): a read
+// that finds none by then returns 0 and no error.
 type lingerReader session
 
 func (r *lingerReader) Read(p []byte) (int, error) {
 	s := (*session)(r)
-	s.conn.SetReadDeadline(time.Now().Add(parkLinger))
+	rd := s.park.rd
+	last := rd.last.Load() // the read that ended the burst
+	wait := parkLinger
+	if rd.prevData != 0 {
+		wait = min(max(2*time.Duration(last-rd.prevData), parkLinger), parkLingerMax)
+	}
+	rd.prevData = last
+	s.conn.SetReadDeadline(time.Now().Add(wait))
 	n, err := s.conn.Read(p)
 	s.conn.SetReadDeadline(time.Time{})
 	s.park.rd.got(n, len(p))
