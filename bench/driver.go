@@ -132,7 +132,7 @@ const usageText = `pulse-bench compares Pulse with net/rpc, grpc-go and a raw-TC
 
 Run from the repository root:
 
-	go -C bench run .            full run (~6 min on 2 cores): writes docs/benchmarks.md,
+	go -C bench run .            full run (~9 min on 2 cores): writes docs/benchmarks.md,
 	                             docs/benchmarks.svg and bench/results/latest.json
 	go -C bench run . -quick     ~1 min smoke run; writes to a temporary directory
 	go -C bench run . -report results/latest.json
@@ -151,7 +151,7 @@ func driverMain(args []string) int {
 		fs.PrintDefaults()
 	}
 	quick := fs.Bool("quick", false, "smoke run: 1 run per cell, short windows, 1000 idle connections held 3 s; output to a temporary directory unless -out/-json")
-	runs := fs.Int("runs", 3, "runs per system per cell (interleaved across systems)")
+	runs := fs.Int("runs", 5, "runs per system per cell (interleaved across systems)")
 	duration := fs.Duration("duration", 2*time.Second, "measured window of each run")
 	warmup := fs.Duration("warmup", 300*time.Millisecond, "warm-up before each window")
 	maxCalls := fs.Int64("max-calls", 20_000_000, "cap on the calls of one run (the loop is bounded by time and count)")

@@ -368,7 +368,7 @@ func renderMarkdown(r *results, notes string) string {
 	w("## Regenerating\n\n")
 	w("From the repository root:\n\n")
 	w("```sh\n")
-	w("go -C bench run .                # full run (~6 min on 2 cores): this page, benchmarks.svg, bench/results/latest.json\n")
+	w("go -C bench run .                # full run (~9 min on 2 cores): this page, benchmarks.svg, bench/results/latest.json\n")
 	w("go -C bench run . -quick         # ~1 min smoke run, written to a temporary directory\n")
 	w("go -C bench run . -report results/latest.json   # redraw this page and the chart from saved results\n")
 	w("go -C bench test ./...           # the harness's own tests\n")
