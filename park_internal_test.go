@@ -23,8 +23,9 @@ type ParkEcho struct{}
 // Echo replies with its argument.
 func (ParkEcho) Echo(a string, r *string) error { *r = a; return nil }
 
-// Nap sleeps for d: long enough, and the reader hands its reading over to
-// a worker while it runs, and the method runs on workers after.
+// Nap sleeps for d. A nap longer than onReaderMax makes the reader hand
+// its reading to a worker while it runs, and the method then runs on
+// workers.
 func (ParkEcho) Nap(d time.Duration, _ *struct{}) error { time.Sleep(d); return nil }
 
 // waitFor polls cond until it holds or the deadline passes.

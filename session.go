@@ -220,8 +220,9 @@ type reads struct {
 	last    atomic.Int64
 	mon     *monitor
 	drained bool // the last read returned less than asked: the socket was empty then (reader only)
-	// prevData is when the reader last waited after a burst of calls,
-	// replies or notifications (lingerReader; Linux; reader only).
+	// prevData is the time of the last read of the previous burst that
+	// held calls, replies or notifications, for the wait before parking
+	// (lingerReader; Linux; reader only).
 	prevData int64
 	// busy is set while the reader may be waiting in a read that has no
 	// end but the next frame, with calls of the peer's running: the call
