@@ -28,18 +28,6 @@ func (ParkEcho) Echo(a string, r *string) error { *r = a; return nil }
 // workers.
 func (ParkEcho) Nap(d time.Duration, _ *struct{}) error { time.Sleep(d); return nil }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // parkedReaders returns how many readers are parked.
 func parkedReaders() int {
 	parkMu.Lock()

@@ -285,14 +285,18 @@ func (s *session) mayPark() bool {
 	}
 	sawData := pk.sawData
 	pk.sawData = false
-	// Set before running is looked at, as handlerDone lowers running
-	// before it looks at busy: either this reader sees the last call end,
-	// or that call's end sees busy and shortens the read below.
-	pk.rd.busy.Store(true)
 	if !s.quiet() {
-		return false // wait in a read that the last call to end shortens
+		// Set busy, then look again: handlerDone lowers running before
+		// it looks at busy, so either this reader sees the last call end
+		// or that call's end sees busy and shortens the read that follows.
+		pk.rd.busy.Store(true)
+		if !s.quiet() {
+			return false // wait in a read that the last call to end shortens
+		}
 	}
-	pk.rd.busy.Store(false)
+	if pk.rd.busy.Load() {
+		pk.rd.busy.Store(false) // left from a wait that data ended
+	}
 	if sawData {
 		// The burst just read carried calls or replies: more may follow
 		// soon. Wait a little for them before parking.
@@ -336,9 +340,8 @@ func (r *lingerReader) Read(p []byte) (int, error) {
 	}
 	rd.prevData = last
 	s.conn.SetReadDeadline(time.Now().Add(wait))
-	n, err := s.conn.Read(p)
+	n, err := liveConn{Conn: s.conn, r: rd}.Read(p)
 	s.conn.SetReadDeadline(time.Time{})
-	s.park.rd.got(n, len(p))
 	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
 		err = nil
 	}
@@ -439,6 +442,8 @@ func (s *session) heartbeatsParked() bool {
 		s.handleFrame(h, p)         // a well-formed PING or PONG: no error
 		parkedBeats.Add(1)
 	}
+	// mayPark does not wait here: a parked socket's reader found no data
+	// since it last looked (sawData), and heartbeats do not count as data.
 	return s.mayPark() && s.parkReader()
 }
 
