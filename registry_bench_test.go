@@ -48,6 +48,32 @@ func BenchmarkDispatch(b *testing.B) {
 	}
 }
 
+// BenchmarkDispatchBytes is BenchmarkDispatch for the shape of an echo
+// over the raw codec: a []byte argument and a *[]byte reply.
+func BenchmarkDispatchBytes(b *testing.B) {
+	r := newRegistry()
+	if err := r.register(EmptyRcvr{}, "Echo", true); err != nil {
+		b.Fatal(err)
+	}
+	args := make([]byte, 64)
+	method := []byte("Echo.Bytes")
+	b.ReportAllocs()
+	for b.Loop() {
+		svc, mt, kind := r.lookup(method)
+		if kind != kindNone {
+			b.Fatal("lookup failed")
+		}
+		argp, argv := mt.newArgs()
+		if err := codec.Raw.Unmarshal(args, argp); err != nil {
+			b.Fatal(err)
+		}
+		reply := mt.newReply()
+		if err := mt.call(nil, svc, argv, reply); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // CallShapes has methods of the shapes BenchmarkMethodCall calls.
 type CallShapes struct{ n int }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"go/token"
+	"maps"
 	"reflect"
 	"strings"
 	"sync"
@@ -20,14 +21,18 @@ var (
 // methodType is one callable method of a registered service.
 type methodType struct {
 	method    reflect.Method
+	svc       *service // set when the service is registered
 	withCtx   bool
 	argType   reflect.Type
 	replyType reflect.Type
-	fast      fastCall     // nil: called through reflect (fastcall.go)
-	argByRef  bool         // fast takes a pointer to the argument
-	offReader atomic.Int32 // calls left to run on workers after one held a reader too long (onreader.go)
-	offBurst  atomic.Int32 // likewise, for calls with others behind them, once the method is found long
-	slowScore atomic.Int32 // how long its calls on readers have been (timedOnReader)
+	replyElem reflect.Type  // replyType.Elem()
+	replyKind reflect.Kind  // replyElem.Kind()
+	noItems   reflect.Value // an empty slice of replyElem, when it is a slice type
+	fast      fastCall      // nil: called through reflect (fastcall.go)
+	argByRef  bool          // fast takes a pointer to the argument
+	offReader atomic.Int32  // calls left to run on workers after one held a reader too long (onreader.go)
+	offBurst  atomic.Int32  // likewise, for calls with others behind them, once the method is found long
+	slowScore atomic.Int32  // how long its calls on readers have been (timedOnReader)
 	numCalls  atomic.Uint64
 	numErrors atomic.Uint64
 }
@@ -43,20 +48,29 @@ type service struct {
 
 // registry maps "Service.Method" to methods. Reads far outnumber writes
 // (registration happens at start-up, lookups on every call), so lookups go
-// through an atomic pointer to an immutable map and writers copy it.
+// through an atomic pointer to an immutable table and writers copy it.
 type registry struct {
-	mu       sync.Mutex // serializes writers
-	services atomic.Pointer[map[string]*service]
+	mu     sync.Mutex // serializes writers
+	tables atomic.Pointer[regTable]
 }
 
-// noServices is the map of every registry that has none: maps in a
-// registry are never modified (register copies), so they can share it,
-// and a client that serves no calls (most of them) allocates no map.
-var noServices = map[string]*service{}
+// regTable is a registry's contents at one time. Never modified once
+// stored: register makes a new one.
+type regTable struct {
+	services map[string]*service
+	// methods holds every method under its full name, "Service.Method",
+	// so that a call's method is found with one map index; services
+	// tells an unknown service from an unknown method when it is not.
+	methods map[string]*methodType
+}
+
+// noServices is the table of every registry that has none, shared, so
+// that a client that serves no calls (most of them) allocates no map.
+var noServices = regTable{services: map[string]*service{}, methods: map[string]*methodType{}}
 
 func newRegistry() *registry {
 	r := &registry{}
-	r.services.Store(&noServices)
+	r.tables.Store(&noServices)
 	return r
 }
 
@@ -99,16 +113,21 @@ func (r *registry) register(rcvr any, name string, useName bool) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	old := *r.services.Load()
-	if _, dup := old[sname]; dup {
+	old := r.tables.Load()
+	if _, dup := old.services[sname]; dup {
 		return fmt.Errorf("pulse: service already defined: %s", sname)
 	}
-	m := make(map[string]*service, len(old)+1)
-	for k, v := range old {
-		m[k] = v
+	t := &regTable{
+		services: maps.Clone(old.services),
+		methods:  make(map[string]*methodType, len(old.methods)+len(s.method)),
 	}
-	m[sname] = s
-	r.services.Store(&m)
+	t.services[sname] = s
+	maps.Copy(t.methods, old.methods)
+	for mname, mt := range s.method {
+		mt.svc = s
+		t.methods[sname+"."+mname] = mt
+	}
+	r.tables.Store(t)
 	return nil
 }
 
@@ -160,7 +179,13 @@ func suitableMethods(typ reflect.Type, problems *[]string) map[string]*methodTyp
 			continue
 		}
 		fast, byRef := fastCallFor(typ, m, withCtx, argType)
-		methods[m.Name] = &methodType{method: m, withCtx: withCtx, argType: argType, replyType: replyType, fast: fast, argByRef: byRef}
+		mt := &methodType{method: m, withCtx: withCtx, argType: argType, replyType: replyType, fast: fast, argByRef: byRef}
+		mt.replyElem = replyType.Elem()
+		mt.replyKind = mt.replyElem.Kind()
+		if mt.replyKind == reflect.Slice {
+			mt.noItems = reflect.MakeSlice(mt.replyElem, 0, 0)
+		}
+		methods[m.Name] = mt
 	}
 	return methods
 }
@@ -175,6 +200,10 @@ func isExportedOrBuiltinType(t reflect.Type) bool {
 // lookup finds the method named "Service.Method". It does not allocate:
 // the map index with a converted []byte is optimized by the compiler.
 func (r *registry) lookup(serviceMethod []byte) (*service, *methodType, errorKind) {
+	t := r.tables.Load()
+	if mt := t.methods[string(serviceMethod)]; mt != nil {
+		return mt.svc, mt, kindNone
+	}
 	dot := -1
 	for i := len(serviceMethod) - 1; i >= 0; i-- {
 		if serviceMethod[i] == '.' {
@@ -185,7 +214,7 @@ func (r *registry) lookup(serviceMethod []byte) (*service, *methodType, errorKin
 	if dot < 0 {
 		return nil, nil, kindUnknownService
 	}
-	svc := (*r.services.Load())[string(serviceMethod[:dot])]
+	svc := t.services[string(serviceMethod[:dot])]
 	if svc == nil {
 		return nil, nil, kindUnknownService
 	}
@@ -216,14 +245,16 @@ func (mt *methodType) newArgs() (decodeInto any, arg reflect.Value) {
 }
 
 // newReply allocates the reply value, with maps and slices made so that a
-// method can fill them in, as net/rpc does.
+// method can fill them in, as net/rpc does. The slice is the same empty
+// one every time (noItems): with no capacity, what a method appends goes
+// to a new array.
 func (mt *methodType) newReply() reflect.Value {
-	v := reflect.New(mt.replyType.Elem())
-	switch mt.replyType.Elem().Kind() {
+	v := reflect.New(mt.replyElem)
+	switch mt.replyKind {
 	case reflect.Map:
-		v.Elem().Set(reflect.MakeMap(mt.replyType.Elem()))
+		v.Elem().Set(reflect.MakeMap(mt.replyElem))
 	case reflect.Slice:
-		v.Elem().Set(reflect.MakeSlice(mt.replyType.Elem(), 0, 0))
+		v.Elem().Set(mt.noItems)
 	}
 	return v
 }
@@ -266,7 +297,7 @@ type MethodStats struct {
 
 func (r *registry) stats() []MethodStats {
 	var out []MethodStats
-	for sname, svc := range *r.services.Load() {
+	for sname, svc := range r.tables.Load().services {
 		for mname, mt := range svc.method {
 			out = append(out, MethodStats{Name: sname + "." + mname, Calls: mt.numCalls.Load(), Errors: mt.numErrors.Load()})
 		}
