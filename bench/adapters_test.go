@@ -110,7 +110,7 @@ func TestAdaptersIdleSettings(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			done := checkLeaks(t)
 			defer done()
-			c, stop := serveDial(t, systems[name], serveOptions{Idle: true}, dialOptions{Idle: true, LocalAddr: idleSourceAddr(1, 4)})
+			c, stop := serveDial(t, systems[name], serveOptions{Idle: true}, dialOptions{Idle: true, LocalAddr: idleSourceAddr(0, 1, 4)})
 			defer stop()
 			if err := checkEcho(c, 64); err != nil {
 				t.Fatal(err)
@@ -210,7 +210,7 @@ func TestRawHeartbeat(t *testing.T) {
 	conns := make([]*rawConn, n)
 	start := time.Now()
 	for i := range conns {
-		c, err := sys.Dial(context.Background(), l.Addr().String(), dialOptions{Idle: true, LocalAddr: idleSourceAddr(i, 4)})
+		c, err := sys.Dial(context.Background(), l.Addr().String(), dialOptions{Idle: true, LocalAddr: idleSourceAddr(0, i, 4)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -105,11 +105,13 @@ func serverChild(args []string) int {
 	sysName := fs.String("system", "", "system")
 	idle := fs.Bool("idle", false, "idle-test settings")
 	nofile := fs.Uint64("nofile", 0, "file descriptors needed")
+	interval := fs.Duration("interval", idleHeartbeat, "heartbeat interval of the idle test (timeout: four of them)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole process life here")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	raiseNoFile(*nofile)
+	setIdleHeartbeat(*interval)
 	if *cpuprofile != "" {
 		if err := startCPUProfile(*cpuprofile); err != nil {
 			fmt.Fprintln(os.Stderr, "pulse-bench:", err)

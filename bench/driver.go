@@ -92,6 +92,11 @@ type runConfig struct {
 	IdleConns     int      `json:"idle_conns"`
 	IdleHoldSec   float64  `json:"idle_hold_s"`
 	IdleSettleSec float64  `json:"idle_settle_s"`
+	// IdleProcs and IdleIntervalSec: 0 in results of before these
+	// settings, which used 1 and 1 s.
+	IdleProcs       int     `json:"idle_procs,omitempty"`
+	IdleIntervalSec float64 `json:"idle_interval_s,omitempty"`
+	Page            string  `json:"page,omitempty"`
 }
 
 type systemRuns struct {
@@ -160,6 +165,9 @@ func driverMain(args []string) int {
 	idleConns := fs.Int("idle-conns", 10000, "connections in the idle test (0 skips it)")
 	idleHold := fs.Duration("idle-hold", 20*time.Second, "how long the idle connections are held and measured")
 	idleSettle := fs.Duration("idle-settle", 2*time.Second, "wait after dialing before the hold starts (RSS is sampled then too)")
+	idleProcs := fs.Int("idle-procs", 1, "server processes, and as many client processes, that share the idle connections (for more connections than one process may open files)")
+	idleInterval := fs.Duration("idle-interval", time.Second, "heartbeat interval in the idle test; the timeout is four of them")
+	page := fs.String("page", "benchmarks", "name of the page and chart in -out: NAME.md, NAME.svg")
 	out := fs.String("out", "", "directory for benchmarks.md and benchmarks.svg (default ../docs from bench/; a temporary directory with -quick)")
 	jsonPath := fs.String("json", "", "results file (default results/latest.json in bench/; a temporary directory with -quick)")
 	report := fs.String("report", "", "only regenerate the page and chart from this results file")
@@ -196,10 +204,15 @@ func driverMain(args []string) int {
 			*idleSettle = time.Second
 		}
 	}
-	if *runs < 1 || *duration <= 0 || *warmup < 0 || *maxCalls < 1 || *idleConns < 0 || *idleHold <= 0 {
-		fmt.Fprintln(os.Stderr, "pulse-bench: -runs, -duration, -max-calls and -idle-hold must be positive, -warmup and -idle-conns not negative")
+	if *runs < 1 || *duration <= 0 || *warmup < 0 || *maxCalls < 1 || *idleConns < 0 || *idleHold <= 0 || *idleProcs < 1 || *idleInterval <= 0 {
+		fmt.Fprintln(os.Stderr, "pulse-bench: -runs, -duration, -max-calls, -idle-hold, -idle-procs and -idle-interval must be positive, -warmup and -idle-conns not negative")
 		return 2
 	}
+	if *page == "" || strings.ContainsAny(*page, `/\`) {
+		fmt.Fprintln(os.Stderr, "pulse-bench: -page must be a file name without extension")
+		return 2
+	}
+	setIdleHeartbeat(*idleInterval)
 
 	benchDir, repoRoot := findBenchDir()
 	needDefaults := (*out == "" || *jsonPath == "") && !*quick
@@ -238,11 +251,15 @@ func driverMain(args []string) int {
 			fmt.Fprintf(os.Stderr, "pulse-bench: %s: %v\n", *report, err)
 			return 1
 		}
-		if err := writeReport(&res, *out); err != nil {
+		if set["page"] || res.Config.Page == "" {
+			res.Config.Page = *page
+		}
+		written, err := writeReport(&res, *out)
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "pulse-bench:", err)
 			return 1
 		}
-		fmt.Fprintf(os.Stderr, "wrote %s and %s\n", filepath.Join(*out, "benchmarks.md"), filepath.Join(*out, "benchmarks.svg"))
+		fmt.Fprintf(os.Stderr, "wrote %s\n", strings.Join(written, " and "))
 		return 0
 	}
 
@@ -276,6 +293,7 @@ func driverMain(args []string) int {
 		Config: runConfig{
 			Quick: *quick, Runs: *runs, WarmupSec: warmup.Seconds(), DurationSec: duration.Seconds(), MaxCalls: *maxCalls,
 			Systems: sysList, CellFilter: *cellsFlag, IdleConns: *idleConns, IdleHoldSec: idleHold.Seconds(), IdleSettleSec: idleSettle.Seconds(),
+			IdleProcs: *idleProcs, IdleIntervalSec: idleInterval.Seconds(), Page: *page,
 		},
 		Machine:  readMachine(),
 		Versions: readVersions(repoRoot),
@@ -325,9 +343,9 @@ func driverMain(args []string) int {
 	if *idleConns > 0 {
 		// Each process holds a descriptor per connection; both raise their
 		// limit to what they need if the hard limit allows.
-		need := uint64(*idleConns) + 1024
+		need := uint64(idleShare(*idleConns, max(1, min(*idleProcs, *idleConns)), 0)) + 1024
 		if lim := raiseNoFile(need); lim < need {
-			msg := fmt.Sprintf("RLIMIT_NOFILE allows %d open files, %d idle connections need %d per process: raise the hard limit (`ulimit -Hn %d` as root, or the container's nofile limit) or lower -idle-conns", lim, *idleConns, need, need)
+			msg := fmt.Sprintf("RLIMIT_NOFILE allows %d open files, %d idle connections over %d pair(s) of processes need %d per process: raise the hard limit (`ulimit -Hn %d` as root, or the container's nofile limit), raise -idle-procs or lower -idle-conns", lim, *idleConns, *idleProcs, need, need)
 			logf("[idle] skipped: %s", msg)
 			for _, s := range idleSystems {
 				res.Idle = append(res.Idle, idleResult{System: s, Conns: *idleConns, Heartbeats: idleHeartbeatDesc(s), Error: msg})
@@ -340,7 +358,7 @@ func driverMain(args []string) int {
 			if *profDir != "" {
 				prof = filepath.Join(*profDir, "idle-"+s)
 			}
-			ir := runIdle(s, *idleConns, *idleSettle, *idleHold, prof, func(msg string) { logf("[idle %s] %s", s, msg) })
+			ir := runIdle(s, *idleConns, *idleProcs, *idleSettle, *idleHold, prof, func(msg string) { logf("[idle %s] %s", s, msg) })
 			res.Idle = append(res.Idle, ir)
 			if ir.Error != "" {
 				logf("[idle %s] ERROR: %s", s, ir.Error)
@@ -357,12 +375,12 @@ func driverMain(args []string) int {
 	}
 	res.Complete = true
 	save()
-	if err := writeReport(res, *out); err != nil {
+	written, err := writeReport(res, *out)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "pulse-bench:", err)
 		return 1
 	}
-	logf("pulse-bench: done in %v; wrote %s, %s and %s", time.Since(start).Round(time.Second),
-		*jsonPath, filepath.Join(*out, "benchmarks.md"), filepath.Join(*out, "benchmarks.svg"))
+	logf("pulse-bench: done in %v; wrote %s and %s", time.Since(start).Round(time.Second), *jsonPath, strings.Join(written, " and "))
 	return 0
 }
 

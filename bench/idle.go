@@ -15,18 +15,28 @@ import (
 )
 
 // The idle test: N connections from one client process to one server
-// process, one call each, then held idle with heartbeats on.
+// process, one call each, then held idle with heartbeats on. With
+// -idle-procs P, the N connections are spread over P such pairs of
+// processes (for more connections than one process may hold descriptors
+// for), and the figures are those of the P servers and the P clients
+// added up.
 
-// idleSourceAddrs is how many loopback source addresses the client spreads
-// n connections over: each (source, destination) pair has about 28,000
-// ephemeral ports (net.ipv4.ip_local_port_range 32768-60999), so 20,000
-// per source leaves room, and 100,000 connections take 5 of them.
+// idleSourceAddrs is how many loopback source addresses a client process
+// spreads n connections over. A dial bound to a source address takes an
+// ephemeral port of that address whatever the destination: about 28,000
+// of them (net.ipv4.ip_local_port_range 32768-60999), so 20,000 per
+// address leaves room, and 100,000 connections take 5 addresses. Client
+// processes that share the connections (-idle-procs) use addresses of
+// their own (-src), or they would take ports from one another: near the
+// end of an address's ports every bind searches them all, and some fail.
 func idleSourceAddrs(n int) int {
 	return min(max(4, (n+19999)/20000), 250)
 }
 
-func idleSourceAddr(i, k int) *net.TCPAddr {
-	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%k))}
+// idleSourceAddr is the source address of connection i of a client
+// process whose k addresses start at the base-th: 127.0.0.(2+base+i%k).
+func idleSourceAddr(base, i, k int) *net.TCPAddr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+(base+i%k)%250))}
 }
 
 // idleOpResult answers "dial" and "check".
@@ -43,9 +53,12 @@ func idleChild(args []string) int {
 	addr := fs.String("addr", "", "server address")
 	n := fs.Int("n", 1000, "connections")
 	conc := fs.Int("conc", 64, "dials in parallel")
+	interval := fs.Duration("interval", idleHeartbeat, "heartbeat interval (timeout: four of them)")
+	src := fs.Int("src", 0, "index of this process's first source address (idleSourceAddr)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	setIdleHeartbeat(*interval)
 	lim := raiseNoFile(uint64(*n) + 1024)
 	sys, err := lookupSystem(*sysName)
 	if err != nil {
@@ -78,7 +91,7 @@ func idleChild(args []string) int {
 			jsonOut(forEachConn(*n, *conc, func(i int) error {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
-				c, err := sys.Dial(ctx, *addr, dialOptions{Idle: true, LocalAddr: idleSourceAddr(i, k)})
+				c, err := sys.Dial(ctx, *addr, dialOptions{Idle: true, LocalAddr: idleSourceAddr(*src, i, k)})
 				if err != nil {
 					return err
 				}
@@ -150,6 +163,9 @@ type idleResult struct {
 	HoldSec    float64      `json:"hold_s"`
 	Error      string       `json:"error,omitempty"`
 	Heartbeats string       `json:"heartbeats"`
+	// Procs is how many server processes (and as many client processes)
+	// shared the connections; 0 in results of before -idle-procs means 1.
+	Procs int `json:"procs,omitempty"`
 
 	// Samples of each process: before dialing (after a GC), after the
 	// settle period (after a GC), at the start and end of the hold (no
@@ -185,79 +201,147 @@ type idleResult struct {
 	ClientHeartbeatRepliesPerSec float64 `json:"client_heartbeat_replies_per_s,omitempty"`
 }
 
+// idleHeartbeatDesc describes sys's heartbeats in the idle test, at the
+// interval set (setIdleHeartbeat).
 func idleHeartbeatDesc(sys string) string {
+	d := func(t time.Duration) string { return strconv.FormatFloat(t.Seconds(), 'f', -1, 64) + " s" }
 	switch sys {
 	case "pulse":
-		return "heartbeat 1 s, timeout 4 s"
+		return "heartbeat " + d(idleHeartbeat) + ", timeout " + d(idleHeartbeatTimeout)
 	case "grpc":
-		return "keepalive: server 1 s, client 10 s (minimums), timeout 4 s"
+		client := max(grpcMinClientKeepalive, idleHeartbeat)
+		note := "" // grpc-go's minimums: 1 s for a server, 10 s for a client
+		switch {
+		case idleHeartbeat <= time.Second:
+			note = " (minimums)"
+		case idleHeartbeat < grpcMinClientKeepalive:
+			note = " (the client's minimum)"
+		}
+		return "keepalive: server " + d(idleHeartbeat) + ", client " + d(client) + note + ", timeout " + d(idleHeartbeatTimeout)
 	case "netrpc":
 		return "none (net/rpc has no heartbeat)"
 	case "raw":
-		return "client PING every 1 s, server PONG at once; client timeout 4 s"
+		return "client PING every " + d(idleHeartbeat) + ", server PONG at once; client timeout " + d(idleHeartbeatTimeout)
 	}
 	return ""
 }
 
-// runIdle runs the idle test of one system.
-// With prof set, both processes write heap profiles after settling
-// (prof-server-heap.pprof, prof-client-heap.pprof) and CPU profiles of the
-// hold (prof-server-cpu.pprof, prof-client-cpu.pprof).
-func runIdle(sys string, n int, settle, hold time.Duration, prof string, progress func(string)) (r idleResult) {
-	r = idleResult{System: sys, Conns: n, Heartbeats: idleHeartbeatDesc(sys)}
-	nofile := strconv.Itoa(n + 1024)
-	srv, err := startChild(sys+" server", "__server", "-system", sys, "-idle", "-nofile", nofile)
-	if err != nil {
-		r.Error = err.Error()
-		return r
-	}
+// runIdle runs the idle test of one system: n connections over procs
+// pairs of processes.
+// With prof set, the processes of the first pair write heap profiles after
+// settling (prof-server-heap.pprof, prof-client-heap.pprof) and CPU
+// profiles of the hold (prof-server-cpu.pprof, prof-client-cpu.pprof).
+func runIdle(sys string, n, procs int, settle, hold time.Duration, prof string, progress func(string)) (r idleResult) {
+	procs = max(1, min(procs, n))
+	r = idleResult{System: sys, Conns: n, Heartbeats: idleHeartbeatDesc(sys), Procs: procs}
+	interval := idleHeartbeat.String()
+	var srvs, clis []*childProc
 	defer func() {
-		if err := srv.stop(10 * time.Second); err != nil && r.Error == "" {
-			r.Error = err.Error()
+		// Clients first: a server that goes first would make every
+		// client connection fail at once.
+		for _, group := range [][]*childProc{clis, srvs} {
+			for _, c := range group {
+				if err := c.stop(10 * time.Second); err != nil && r.Error == "" {
+					r.Error = err.Error()
+				}
+			}
 		}
 	}()
-	var ready serverReady
-	if err := srv.readJSON(&ready, 30*time.Second); err != nil || ready.Error != "" {
-		r.Error = fmt.Sprintf("server: %v %s", err, ready.Error)
-		return r
-	}
-	cli, err := startChild(sys+" client", "__idle", "-system", sys, "-addr", ready.Addr, "-n", strconv.Itoa(n))
-	if err != nil {
-		r.Error = err.Error()
-		return r
-	}
-	defer func() { // deferred after the server's stop: runs first
-		if err := cli.stop(10 * time.Second); err != nil && r.Error == "" {
-			r.Error = err.Error()
+	name := func(side string, i int) string {
+		if procs == 1 {
+			return sys + " " + side
 		}
-	}()
-	var hello map[string]any
-	if err := cli.readJSON(&hello, 30*time.Second); err != nil {
-		r.Error = err.Error()
-		return r
+		return fmt.Sprintf("%s %s %d/%d", sys, side, i+1, procs)
 	}
-	stats := func(c *childProc, cmd string, into *childStats) bool {
-		if err := c.request(cmd, into, 60*time.Second); err != nil {
+	src := 0 // the first source address of the next client process
+	for i := range procs {
+		k := idleShare(n, procs, i)
+		srv, err := startChild(name("server", i), "__server", "-system", sys, "-idle", "-interval", interval, "-nofile", strconv.Itoa(k+1024))
+		if err != nil {
 			r.Error = err.Error()
-			return false
+			return r
 		}
-		if into.Error != "" && r.Error == "" {
-			r.Error = c.name + ": reading /proc: " + into.Error
+		srvs = append(srvs, srv)
+		var ready serverReady
+		if err := srv.readJSON(&ready, 30*time.Second); err != nil || ready.Error != "" {
+			r.Error = fmt.Sprintf("%s: %v %s", srv.name, err, ready.Error)
+			return r
+		}
+		cli, err := startChild(name("client", i), "__idle", "-system", sys, "-interval", interval, "-src", strconv.Itoa(src), "-addr", ready.Addr, "-n", strconv.Itoa(k))
+		src += idleSourceAddrs(k)
+		if err != nil {
+			r.Error = err.Error()
+			return r
+		}
+		clis = append(clis, cli)
+		var hello map[string]any
+		if err := cli.readJSON(&hello, 30*time.Second); err != nil {
+			r.Error = err.Error()
+			return r
+		}
+	}
+	// stats samples every process of both sides, at once, and adds up
+	// each side's samples.
+	stats := func(cmd string, srvInto, cliInto *childStats) bool {
+		all := append(append([]*childProc(nil), srvs...), clis...)
+		got := make([]childStats, len(all))
+		errs := make([]error, len(all))
+		var wg sync.WaitGroup
+		for i, c := range all {
+			wg.Go(func() { errs[i] = c.request(cmd, &got[i], 60*time.Second) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				r.Error = err.Error()
+				return false
+			}
+			if got[i].Error != "" && r.Error == "" {
+				r.Error = all[i].name + ": reading /proc: " + got[i].Error
+			}
+		}
+		*srvInto = sumStats(got[:len(srvs)])
+		*cliInto = sumStats(got[len(srvs):])
+		return true
+	}
+	// op runs "dial" or "check" on every client at once.
+	op := func(cmd string, into *idleOpResult) bool {
+		got := make([]idleOpResult, len(clis))
+		errs := make([]error, len(clis))
+		var wg sync.WaitGroup
+		for i, c := range clis {
+			wg.Go(func() {
+				errs[i] = c.request(cmd, &got[i], time.Duration(idleShare(n, procs, i))*10*time.Millisecond+120*time.Second)
+			})
+		}
+		wg.Wait()
+		for _, g := range got {
+			into.OK += g.OK
+			into.Errors += g.Errors
+			into.Seconds = max(into.Seconds, g.Seconds)
+			if into.FirstError == "" {
+				into.FirstError = g.FirstError
+			}
+		}
+		for _, err := range errs {
+			if err != nil {
+				r.Error = err.Error()
+				return false
+			}
 		}
 		return true
 	}
-	if !stats(srv, "stats gc", &r.ServerBase) || !stats(cli, "stats gc", &r.ClientBase) {
+	if !stats("stats gc", &r.ServerBase, &r.ClientBase) {
 		return r
 	}
-	progress(fmt.Sprintf("dialing %d connections", n))
-	if err := cli.request("dial", &r.Dial, time.Duration(n)*10*time.Millisecond+120*time.Second); err != nil {
-		r.Error = err.Error()
+	progress(fmt.Sprintf("dialing %d connections from %d client process(es) to %d server process(es)", n, procs, procs))
+	if !op("dial", &r.Dial) {
 		return r
 	}
 	progress(fmt.Sprintf("dialed %d ok, %d failed in %.1fs; settling %v, holding %v", r.Dial.OK, r.Dial.Errors, r.Dial.Seconds, settle, hold))
 	time.Sleep(settle)
 	r.SettleSec = settle.Seconds()
-	if !stats(srv, "stats gc", &r.ServerSettled) || !stats(cli, "stats gc", &r.ClientSettled) {
+	if !stats("stats gc", &r.ServerSettled, &r.ClientSettled) {
 		return r
 	}
 	profCmd := func(cmd string) {
@@ -267,7 +351,7 @@ func runIdle(sys string, n int, settle, hold time.Duration, prof string, progres
 		for _, c := range []struct {
 			p    *childProc
 			side string
-		}{{srv, "server"}, {cli, "client"}} {
+		}{{srvs[0], "server"}, {clis[0], "client"}} {
 			var ans map[string]string
 			full := strings.ReplaceAll(cmd, "SIDE", c.side)
 			if err := c.p.request(full, &ans, 60*time.Second); err != nil || ans["error"] != "" {
@@ -277,23 +361,21 @@ func runIdle(sys string, n int, settle, hold time.Duration, prof string, progres
 	}
 	profCmd("heapprofile " + prof + "-SIDE-heap.pprof")
 	profCmd("cpuprofile " + prof + "-SIDE-cpu.pprof")
-	if !stats(srv, "stats", &r.ServerHold0) || !stats(cli, "stats", &r.ClientHold0) {
+	if !stats("stats", &r.ServerHold0, &r.ClientHold0) {
 		return r
 	}
 	t0 := time.Now()
 	time.Sleep(hold)
-	if !stats(srv, "stats", &r.ServerHold1) || !stats(cli, "stats", &r.ClientHold1) {
+	if !stats("stats", &r.ServerHold1, &r.ClientHold1) {
 		return r
 	}
 	profCmd("cpuprofile stop")
 	held := time.Since(t0)
 	r.HoldSec = held.Seconds()
-	if !stats(srv, "stats gc", &r.ServerEnd) || !stats(cli, "stats gc", &r.ClientEnd) {
+	if !stats("stats gc", &r.ServerEnd, &r.ClientEnd) {
 		return r
 	}
-	if err := cli.request("check", &r.Check, time.Duration(n)*10*time.Millisecond+120*time.Second); err != nil {
-		r.Error = err.Error()
-	}
+	op("check", &r.Check)
 
 	if k := float64(r.Dial.OK); k > 0 {
 		perConn := func(base, end childStats) (rss, gomem, goroutines float64) {
@@ -315,4 +397,42 @@ func runIdle(sys string, n int, settle, hold time.Duration, prof string, progres
 	r.ClientSyscallsPerSec = float64(syscallDelta(r.ClientHold0.Proc, r.ClientHold1.Proc)) / held.Seconds()
 	r.ClientHeartbeatRepliesPerSec = float64(r.ClientHold1.HeartbeatReplies-r.ClientHold0.HeartbeatReplies) / held.Seconds()
 	return r
+}
+
+// idleShare is how many of n connections pair i of procs holds.
+func idleShare(n, procs, i int) int {
+	k := n / procs
+	if i < n%procs {
+		k++
+	}
+	return k
+}
+
+// sumStats adds up samples of several processes of one side: memory,
+// goroutines, CPU and system calls. PID is the first one's; SchedNs is -1
+// when any process lacks it (cpuDelta then uses the ticks).
+func sumStats(all []childStats) childStats {
+	var t childStats
+	for i, s := range all {
+		if i == 0 {
+			t.PID = s.PID
+		}
+		t.Goroutines += s.Goroutines
+		t.HeapInuse += s.HeapInuse
+		t.StackInuse += s.StackInuse
+		t.HeartbeatReplies += s.HeartbeatReplies
+		if s.Proc.SchedNs < 0 || t.Proc.SchedNs < 0 {
+			t.Proc.SchedNs = -1
+		} else {
+			t.Proc.SchedNs += s.Proc.SchedNs
+		}
+		t.Proc.TickNs += s.Proc.TickNs
+		t.Proc.SysR += s.Proc.SysR
+		t.Proc.SysW += s.Proc.SysW
+		t.Proc.RSSKiB += s.Proc.RSSKiB
+		if t.Error == "" {
+			t.Error = s.Error
+		}
+	}
+	return t
 }

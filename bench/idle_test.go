@@ -19,7 +19,7 @@ func TestIdleRaw(t *testing.T) {
 	done := checkLeaks(t)
 	defer done()
 	const n = 8
-	r := runIdle("raw", n, 200*time.Millisecond, 2500*time.Millisecond, "", func(msg string) { t.Log(msg) })
+	r := runIdle("raw", n, 1, 200*time.Millisecond, 2500*time.Millisecond, "", func(msg string) { t.Log(msg) })
 	if r.Error != "" {
 		t.Fatalf("error: %s", r.Error)
 	}
@@ -39,5 +39,66 @@ func TestIdleRaw(t *testing.T) {
 	}
 	if r.ServerGoroutinesPerConn < 0.9 || r.ClientGoroutinesPerConn < 0.9 {
 		t.Errorf("goroutines per connection: server %.2f, client %.2f, want a reader each", r.ServerGoroutinesPerConn, r.ClientGoroutinesPerConn)
+	}
+}
+
+// TestIdleSharded runs the idle test over three pairs of processes with a
+// heartbeat interval of 500 ms: the figures must be those of all six
+// processes added up (PONGs of every client, goroutines of every server).
+func TestIdleSharded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	t.Setenv("GORACE", "atexit_sleep_ms=0") // see TestEndToEnd
+	done := checkLeaks(t)
+	defer done()
+	defer setIdleHeartbeat(idleHeartbeat)
+	setIdleHeartbeat(500 * time.Millisecond)
+	const n, procs = 10, 3
+	r := runIdle("raw", n, procs, 200*time.Millisecond, 2500*time.Millisecond, "", func(msg string) { t.Log(msg) })
+	if r.Error != "" {
+		t.Fatalf("error: %s", r.Error)
+	}
+	if r.Procs != procs || r.Dial.OK != n || r.Check.OK != n || r.Check.Errors != 0 {
+		t.Fatalf("procs %d, dialed %d, alive after hold %d of %d (%s)", r.Procs, r.Dial.OK, r.Check.OK, n, r.Check.FirstError)
+	}
+	if want := "client PING every 0.5 s, server PONG at once; client timeout 2 s"; r.Heartbeats != want {
+		t.Errorf("heartbeats %q, want %q", r.Heartbeats, want)
+	}
+	// Two PINGs per connection per second, from all three clients.
+	if got := r.ClientHeartbeatRepliesPerSec; got < 0.5*2*n || got > 1.5*2*n {
+		t.Errorf("%.1f PONGs/s for %d connections at 500 ms, want about %d", got, n, 2*n)
+	}
+	// A reader goroutine per connection, whichever server holds it.
+	if r.ServerGoroutinesPerConn < 0.9 || r.ClientGoroutinesPerConn < 0.9 {
+		t.Errorf("goroutines per connection: server %.2f, client %.2f, want a reader each", r.ServerGoroutinesPerConn, r.ClientGoroutinesPerConn)
+	}
+}
+
+func TestIdleShare(t *testing.T) {
+	for _, tt := range []struct{ n, procs int }{{10, 3}, {100000, 5}, {7, 7}, {1, 1}, {5, 2}} {
+		sum, lo, hi := 0, tt.n, 0
+		for i := range tt.procs {
+			k := idleShare(tt.n, tt.procs, i)
+			sum += k
+			lo, hi = min(lo, k), max(hi, k)
+		}
+		if sum != tt.n || hi-lo > 1 {
+			t.Errorf("idleShare(%d, %d, ·) adds up to %d, from %d to %d", tt.n, tt.procs, sum, lo, hi)
+		}
+	}
+}
+
+func TestSumStats(t *testing.T) {
+	a := childStats{PID: 1, Goroutines: 2, HeapInuse: 3, StackInuse: 4, HeartbeatReplies: 5, Proc: procSample{SchedNs: 6, TickNs: 7, SysR: 8, SysW: 9, RSSKiB: 10}}
+	b := childStats{PID: 2, Goroutines: 20, HeapInuse: 30, StackInuse: 40, HeartbeatReplies: 50, Proc: procSample{SchedNs: 60, TickNs: 70, SysR: 80, SysW: 90, RSSKiB: 100}}
+	got := sumStats([]childStats{a, b})
+	want := childStats{PID: 1, Goroutines: 22, HeapInuse: 33, StackInuse: 44, HeartbeatReplies: 55, Proc: procSample{SchedNs: 66, TickNs: 77, SysR: 88, SysW: 99, RSSKiB: 110}}
+	if got != want {
+		t.Errorf("sumStats = %+v, want %+v", got, want)
+	}
+	b.Proc.SchedNs = -1
+	if got := sumStats([]childStats{a, b}); got.Proc.SchedNs != -1 {
+		t.Errorf("SchedNs = %d with one process lacking it, want -1", got.Proc.SchedNs)
 	}
 }

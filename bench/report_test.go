@@ -137,7 +137,7 @@ func TestSummaryMedians(t *testing.T) {
 func TestReportFiles(t *testing.T) {
 	dir := t.TempDir()
 	r := fixedResults()
-	if err := writeReport(r, dir); err != nil {
+	if _, err := writeReport(r, dir); err != nil {
 		t.Fatal(err)
 	}
 	md, err := os.ReadFile(filepath.Join(dir, "benchmarks.md"))
@@ -177,7 +177,7 @@ func TestReportFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Config.Quick = true
-	if err := writeReport(r, dir); err != nil {
+	if _, err := writeReport(r, dir); err != nil {
 		t.Fatal(err)
 	}
 	md, _ = os.ReadFile(filepath.Join(dir, "benchmarks.md"))
@@ -343,5 +343,53 @@ func TestProcSelf(t *testing.T) {
 	}
 	if syscallDelta(s, s2) < 10 {
 		t.Errorf("read system calls did not advance: %+v then %+v", s, s2)
+	}
+}
+
+// TestIdleOnlyPage renders a run of the idle test alone, over several
+// pairs of processes at a longer interval: its own page, named by -page,
+// with no chart, and the heartbeat target scaled to 10,000 connections at
+// 1 s in the full page's targets.
+func TestIdleOnlyPage(t *testing.T) {
+	dir := t.TempDir()
+	r := fixedResults()
+	r.Cells = nil
+	r.Config.IdleConns, r.Config.IdleProcs, r.Config.IdleIntervalSec, r.Config.Page = 100000, 5, 10, "idle-100k"
+	r.Idle = r.Idle[:1]
+	r.Idle[0].Conns, r.Idle[0].Dial.OK, r.Idle[0].Check.OK, r.Idle[0].Procs = 100000, 100000, 100000, 5
+	written, err := writeReport(r, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(written) != 1 || filepath.Base(written[0]) != "idle-100k.md" {
+		t.Fatalf("wrote %v, want idle-100k.md alone", written)
+	}
+	md, err := os.ReadFile(written[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := string(md)
+	for _, want := range []string{
+		"# Idle connections: 100,000 over 5 pairs of processes, heartbeats every 10s",
+		"idle: 100000 connections held 20s, heartbeat interval 10s, over 5 server and 5 client processes",
+		"5 client processes dial N connections, N/5 each, to 5 server processes",
+		"| **Pulse** | " + r.Idle[0].Heartbeats + " | 100000/100000 | 100000 |",
+		"[benchmarks.md](benchmarks.md)",
+		notesBegin, notesEnd,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	for _, not := range []string{"## Targets", "## Throughput and latency", ".svg"} {
+		if strings.Contains(page, not) {
+			t.Errorf("an idle-only page has %q", not)
+		}
+	}
+	// 4.5 % of a core for 100,000 connections at 10 s is 4.5 % for
+	// 10,000 at 1 s.
+	row, ok := targetByWhere(r.targets(), "server heartbeat CPU", "idle, 100000 conns")
+	if !ok || row.Met != "met" || !strings.Contains(row.Measured, "4.50 % scaled linearly to 10,000 at 1s") {
+		t.Errorf("heartbeat CPU target = %+v", row)
 	}
 }

@@ -90,7 +90,7 @@ var grpcEnforcement = keepalive.EnforcementPolicy{MinTime: 5 * time.Second, Perm
 
 func grpcClientKeepalive(idle bool) keepalive.ClientParameters {
 	if idle {
-		return keepalive.ClientParameters{Time: 10 * time.Second, Timeout: idleHeartbeatTimeout, PermitWithoutStream: true}
+		return keepalive.ClientParameters{Time: max(grpcMinClientKeepalive, idleHeartbeat), Timeout: idleHeartbeatTimeout, PermitWithoutStream: true}
 	}
 	return keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 20 * time.Second, PermitWithoutStream: true}
 }

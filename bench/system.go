@@ -56,11 +56,22 @@ var systems = map[string]system{
 	"raw":    rawSystem{},
 }
 
-// Heartbeat settings of the idle test.
-const (
+// Heartbeat settings of the idle test: 1 s and 4 s unless -idle-interval
+// (the driver) or -interval (its child processes) sets them.
+var (
 	idleHeartbeat        = time.Second
 	idleHeartbeatTimeout = 4 * time.Second
 )
+
+// setIdleHeartbeat sets the idle test's heartbeat interval to d and its
+// timeout to four intervals, as at the default 1 s.
+func setIdleHeartbeat(d time.Duration) {
+	idleHeartbeat, idleHeartbeatTimeout = d, 4*d
+}
+
+// grpcMinClientKeepalive is the shortest keepalive time grpc-go lets a
+// client use.
+const grpcMinClientKeepalive = 10 * time.Second
 
 // benchLogger is the logger given to the systems: warnings and errors to
 // stderr, nothing at the info level (a connection closing at the end of
