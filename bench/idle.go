@@ -22,13 +22,13 @@ import (
 // added up.
 
 // idleSourceAddrs is how many loopback source addresses a client process
-// spreads n connections over. A dial bound to a source address takes an
-// ephemeral port of that address whatever the destination: about 28,000
-// of them (net.ipv4.ip_local_port_range 32768-60999), so 20,000 per
-// address leaves room, and 100,000 connections take 5 addresses. Client
-// processes that share the connections (-idle-procs) use addresses of
-// their own (-src), or they would take ports from one another: near the
-// end of an address's ports every bind searches them all, and some fail.
+// spreads n connections over. Each (source, destination) pair has about
+// 28,000 ephemeral ports (net.ipv4.ip_local_port_range 32768-60999), so
+// 20,000 per address leaves room, and 100,000 connections to one server
+// take 5 addresses. The ports are picked at connect time
+// (bindAddressNoPort); client processes that share the connections
+// (-idle-procs) still use addresses of their own (-src), so that the
+// idle test's ports never depend on how the kernel shares them.
 func idleSourceAddrs(n int) int {
 	return min(max(4, (n+19999)/20000), 250)
 }

@@ -488,7 +488,7 @@ func renderMarkdown(r *results, notes string) string {
 
 // idleFloorLine compares Pulse's CPU and system calls during the hold with
 // raw TCP's from the same run, raw being the floor of one PING and one
-// PONG per connection per second. Per connection, in case the two dialed
+// PONG per connection per interval. Per connection, in case the two dialed
 // different numbers. "" unless both have results.
 func idleFloorLine(r *results) string {
 	p, raw := r.idle("pulse"), r.idle("raw")
@@ -506,10 +506,10 @@ func idleFloorLine(r *results) string {
 	if raw.ClientHeartbeatRepliesPerSec > 0 {
 		pongs = fmt.Sprintf(", %s PONGs/s read by its client", fmtRate(raw.ClientHeartbeatRepliesPerSec))
 	}
-	return fmt.Sprintf("**Heartbeats against the raw TCP floor** (same run, %s; raw: one PING and one PONG per connection per second%s): "+
+	return fmt.Sprintf("**Heartbeats against the raw TCP floor** (same run, %s; raw: one PING and one PONG per connection every %s%s): "+
 		"Pulse's server uses **%s** the CPU of raw's (%.2f %% vs %.2f %% of a core) and %s its system calls (%s vs %s /s); "+
 		"Pulse's client %s the CPU (%.2f %% vs %.2f %%) and %s the system calls (%s vs %s /s).",
-		conns, pongs,
+		conns, secs(r.idleInterval()), pongs,
 		ratio(p.ServerCPUPercent, raw.ServerCPUPercent), p.ServerCPUPercent, raw.ServerCPUPercent,
 		ratio(p.ServerSyscallsPerSec, raw.ServerSyscallsPerSec), fmtRate(p.ServerSyscallsPerSec), fmtRate(raw.ServerSyscallsPerSec),
 		ratio(p.ClientCPUPercent, raw.ClientCPUPercent), p.ClientCPUPercent, raw.ClientCPUPercent,

@@ -236,7 +236,7 @@ func checkXML(t *testing.T, doc []byte) {
 // with raw TCP's, and that it is left out when either is missing.
 func TestReportIdleFloor(t *testing.T) {
 	r := fixedResults()
-	want := "**Heartbeats against the raw TCP floor** (same run, 10,000 connections each; raw: one PING and one PONG per connection per second, 9,990 PONGs/s read by its client): " +
+	want := "**Heartbeats against the raw TCP floor** (same run, 10,000 connections each; raw: one PING and one PONG per connection every 1s, 9,990 PONGs/s read by its client): " +
 		"Pulse's server uses **3.00×** the CPU of raw's (4.50 % vs 1.50 % of a core) and 1.00× its system calls (30,000 vs 30,000 /s); " +
 		"Pulse's client 1.50× the CPU (3.00 % vs 2.00 %) and 0.67× the system calls (20,000 vs 30,000 /s)."
 	if got := idleFloorLine(r); got != want {

@@ -93,6 +93,7 @@ func tcpDialer(o dialOptions) func(ctx context.Context, network, addr string) (n
 	d := &net.Dialer{}
 	if o.LocalAddr != nil {
 		d.LocalAddr = o.LocalAddr
+		d.Control = bindAddressNoPort
 	}
 	f := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if network == "" {
