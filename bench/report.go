@@ -401,7 +401,7 @@ func renderMarkdown(r *results, notes string) string {
 	w("go -C bench run . -report results/latest.json   # redraw this page and the chart from saved results\n")
 	w("go -C bench test ./...           # the harness's own tests\n")
 	w("```\n\n")
-	w("`-runs`, `-duration`, `-warmup`, `-systems`, `-cells`, `-idle-conns`, `-idle-hold`, `-out` and `-json` change what is run and where it goes (`go -C bench run . -h`). See [bench/README.md](../bench/README.md) for a 100,000-connection idle run.\n\n")
+	w("`-runs`, `-duration`, `-warmup`, `-systems`, `-cells`, `-idle-conns`, `-idle-hold`, `-idle-procs`, `-idle-interval`, `-out`, `-page` and `-json` change what is run and where it goes (`go -C bench run . -h`). See [bench/README.md](../bench/README.md) for a 100,000-connection idle run.\n\n")
 
 	writeMachine(w, r)
 
@@ -623,7 +623,7 @@ func writeIdleSection(w func(string, ...any), r *results) {
 		for _, ir := range r.Idle {
 			dials = append(dials, fmt.Sprintf("%s %.1f s", sysLabel(ir.System), ir.Dial.Seconds))
 		}
-		w("%s (64 dials in parallel, one call each).\n\n", strings.Join(dials, ", "))
+		w("%s (64 dials in parallel per client process, one call each).\n\n", strings.Join(dials, ", "))
 		for _, p := range problems {
 			w("- %s\n", p)
 		}
