@@ -30,22 +30,7 @@ func BenchmarkDispatch(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	method := []byte("Bench.Add")
-	b.ReportAllocs()
-	for b.Loop() {
-		svc, mt, kind := r.lookup(method)
-		if kind != kindNone {
-			b.Fatal("lookup failed")
-		}
-		argp, argv := mt.newArgs()
-		if err := codec.CBOR.Unmarshal(args, argp); err != nil {
-			b.Fatal(err)
-		}
-		reply := mt.newReply()
-		if err := mt.call(nil, svc, argv, reply); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchDispatch(b, r, "Bench.Add", codec.CBOR, args)
 }
 
 // BenchmarkDispatchBytes is BenchmarkDispatch for the shape of an echo
@@ -55,16 +40,21 @@ func BenchmarkDispatchBytes(b *testing.B) {
 	if err := r.register(EmptyRcvr{}, "Echo", true); err != nil {
 		b.Fatal(err)
 	}
-	args := make([]byte, 64)
-	method := []byte("Echo.Bytes")
+	benchDispatch(b, r, "Echo.Bytes", codec.Raw, make([]byte, 64))
+}
+
+// benchDispatch measures the dispatch of calls of method with the
+// encoded arguments args: lookup, decoding, the reply value and the call.
+func benchDispatch(b *testing.B, r *registry, method string, c codec.Codec, args []byte) {
+	name := []byte(method)
 	b.ReportAllocs()
 	for b.Loop() {
-		svc, mt, kind := r.lookup(method)
+		svc, mt, kind := r.lookup(name)
 		if kind != kindNone {
 			b.Fatal("lookup failed")
 		}
 		argp, argv := mt.newArgs()
-		if err := codec.Raw.Unmarshal(args, argp); err != nil {
+		if err := c.Unmarshal(args, argp); err != nil {
 			b.Fatal(err)
 		}
 		reply := mt.newReply()
