@@ -193,6 +193,9 @@ type monitor struct {
 	isSuspect bool
 	closing   bool   // idle or age GOAWAY sent
 	checks    uint32 // times the timer fired, for tests
+	// unreadSince is when a check that would have convicted the peer
+	// first found its bytes waiting unread in the kernel (0: it did not).
+	unreadSince int64
 }
 
 // newMonitor sets up liveness for s once the handshake has fixed the
@@ -571,7 +574,10 @@ func (m *monitor) check() {
 		goAwayMsg string
 		suspect   = m.isSuspect
 	)
-	var stallAfter time.Duration
+	var (
+		stallAfter time.Duration
+		unread     bool // the peer's bytes wait unread: look again shortly
+	)
 	if ws := m.writeStart.Load(); ws != 0 && m.timeout > 0 && now-ws >= int64(m.timeout) {
 		switch {
 		case late:
@@ -592,11 +598,22 @@ func (m *monitor) check() {
 		}
 		m.lookKernel(now, lastRead)
 		v := m.det.Check(time.Duration(now), time.Duration(m.lastSign(lastRead)))
-		if v.Dead {
-			if late {
-				// This process itself was stalled: what the peer sent
-				// meanwhile may sit unread. Look again shortly.
+		switch {
+		case !v.Dead:
+			m.unreadSince = 0
+		case late:
+			// This process itself was stalled: what the peer sent
+			// meanwhile may sit unread. Look again shortly.
+			m.scheduled = int64(m.stall.Recheck(time.Duration(now)))
+		default:
+			var waited time.Duration
+			if unread, waited = m.peerBytesUnreadLocked(now); unread {
+				// The peer spoke; this process has not read it yet (its
+				// readers are behind, as on a machine asked for more CPU
+				// than it has). Look again shortly.
 				m.scheduled = int64(m.stall.Recheck(time.Duration(now)))
+			} else if waited > 0 {
+				dead = fmt.Sprintf("%s; bytes from the peer have waited unread for %v: this process is not reading its connections", v.Reason, waited.Round(time.Millisecond))
 			} else {
 				dead = v.Reason
 			}
@@ -621,7 +638,7 @@ func (m *monitor) check() {
 	m.isSuspect = suspect
 	if dead == "" && !stalled {
 		next := m.nextLocked(now)
-		if late && m.scheduled > now {
+		if (late || unread) && m.scheduled > now {
 			next = min(next, m.scheduled)
 		}
 		if next != 0 {
@@ -651,6 +668,27 @@ func (m *monitor) check() {
 	if goAway != 0 || goAwayMsg != "" {
 		go s.drain(goAway, goAwayMsg, m.grace)
 	}
+}
+
+// peerBytesUnreadLocked is asked when the detector would convict the
+// peer: it reports whether bytes from the peer wait in the kernel, read by
+// nobody yet. Those are signs of life that only this side's lag hides, so
+// the peer is given time for them to be read, up to one more Timeout: a
+// process that reads nothing for that long is not keeping up, and its
+// calls must fail within a bound all the same. waited is how long the
+// bytes have waited when that time is up, else 0. Called with m.mu held.
+func (m *monitor) peerBytesUnreadLocked(now int64) (unread bool, waited time.Duration) {
+	if waiting, ok := peerBytesWaiting(m.s.conn); !ok || !waiting {
+		m.unreadSince = 0
+		return false, 0
+	}
+	if m.unreadSince == 0 {
+		m.unreadSince = now
+	}
+	if d := time.Duration(now - m.unreadSince); d >= m.timeout {
+		return false, d
+	}
+	return true, 0
 }
 
 // handlePong takes a PONG: it completes a Ping waiting for it, and gives

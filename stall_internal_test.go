@@ -98,6 +98,12 @@ func newHandMonitor(t *testing.T, hb Heartbeat, acks *tcpAcks) (*session, *monit
 	c1, c2 := net.Pipe()
 	t.Cleanup(func() { c2.Close() })
 	go io.Copy(io.Discard, c2)
+	return newHandMonitorOn(t, c1, hb, acks)
+}
+
+// newHandMonitorOn is newHandMonitor on a connection of the test's.
+func newHandMonitorOn(t *testing.T, c1 net.Conn, hb Heartbeat, acks *tcpAcks) (*session, *monitor, *reads) {
+	t.Helper()
 	o, err := newOptions([]Option{WithLogger(slog.New(slog.DiscardHandler))})
 	if err != nil {
 		t.Fatal(err)

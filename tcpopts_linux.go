@@ -124,3 +124,26 @@ func tcpInfoReader(conn net.Conn) (func(*[tcpInfoLen]byte) int, int) {
 	var buf [tcpInfoLen]byte
 	return read, read(&buf)
 }
+
+// peerBytesWaiting reports whether bytes from the peer sit in conn's
+// receive queue, read by nobody yet: a look with MSG_PEEK that takes
+// nothing. ok is false when conn's socket cannot be reached.
+func peerBytesWaiting(conn net.Conn) (waiting, ok bool) {
+	if t, isTLS := conn.(*tls.Conn); isTLS {
+		conn = t.NetConn()
+	}
+	sc, isSC := conn.(syscall.Conn)
+	if !isSC {
+		return false, false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false, false
+	}
+	var b [1]byte
+	cerr := raw.Control(func(fd uintptr) {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		waiting, ok = err == nil && n > 0, err == nil || err == syscall.EAGAIN
+	})
+	return waiting, ok && cerr == nil
+}

@@ -16,3 +16,6 @@ func tuneTCP(net.Conn, time.Duration) {}
 // judges each write call by its duration, and only bytes read count as
 // signs of life.
 func tcpProgress(net.Conn) (func() (tcpAcks, bool), func() (tcpLoss, bool)) { return nil, nil }
+
+// peerBytesWaiting cannot look into the socket outside Linux.
+func peerBytesWaiting(net.Conn) (waiting, ok bool) { return false, false }

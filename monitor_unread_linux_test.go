@@ -1,0 +1,72 @@
+package pulse
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pulse-rpc/pulse/wire"
+)
+
+// TestMonitorPeerBytesUnread: when the detector would convict a silent
+// peer but the peer's bytes wait in the kernel, read by nobody yet (this
+// process's readers are behind, as on a machine asked for more CPU than it
+// has), those bytes are signs of life: the monitor looks again shortly
+// instead. If they stay unread for another Timeout, it convicts all the
+// same, saying so, so that calls still fail within a bound.
+func TestMonitorPeerBytesUnread(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	peer, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	conn, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No reader runs: what the peer sends stays in the kernel.
+	s, m, rd := newHandMonitorOn(t, conn, Heartbeat{Interval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond}, nil)
+
+	if waiting, ok := peerBytesWaiting(conn); !ok || waiting {
+		t.Fatalf("peerBytesWaiting before the peer wrote = %v, %v; want false, true", waiting, ok)
+	}
+	if _, err := peer.Write(wire.AppendPing(nil, wire.TypePing, 1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the PING to reach the socket", func() bool { w, _ := peerBytesWaiting(conn); return w })
+
+	rd.last.Store(nanotime() - int64(time.Second)) // silent for 1 s, Timeout 200 ms
+	checkNow(m)
+	if err := s.closeErr(); err != nil {
+		t.Fatalf("the peer was convicted while its bytes waited unread: %v", err)
+	}
+	m.mu.Lock()
+	recheck := time.Duration(m.scheduled - nanotime())
+	m.mu.Unlock()
+	if recheck <= 0 || recheck > time.Second {
+		t.Errorf("with the peer's bytes unread, the next check is due in %v, want shortly", recheck)
+	}
+	if waiting, _ := peerBytesWaiting(conn); !waiting {
+		t.Fatal("the look at the socket took the peer's bytes")
+	}
+
+	// Still unread after another Timeout: this process is not reading.
+	m.mu.Lock()
+	m.unreadSince = nanotime() - int64(time.Second)
+	m.mu.Unlock()
+	checkNow(m)
+	select {
+	case <-s.doneChan():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the peer was not convicted after its bytes waited unread for 1 s (timeout 200 ms)")
+	}
+	if err := s.closeErr(); err == nil || !strings.Contains(err.Error(), "waited unread") {
+		t.Errorf("close error = %v, want it to say the peer's bytes waited unread", err)
+	}
+}
