@@ -40,7 +40,11 @@ type childStats struct {
 	// HeartbeatReplies is, in an idle client of a system that counts them
 	// (raw), the heartbeat replies read so far over all connections.
 	HeartbeatReplies uint64 `json:"heartbeat_replies,omitempty"`
-	Error            string `json:"error,omitempty"`
+	// AtNs is when the process took the sample (Unix ns, its own clock):
+	// rates over the idle hold are taken per process between its own two
+	// samples.
+	AtNs  int64  `json:"at_ns,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 func takeStats(gc bool) childStats {
@@ -55,6 +59,7 @@ func takeStats(gc bool) childStats {
 		st.Error = err.Error()
 	}
 	st.Proc = p
+	st.AtNs = time.Now().UnixNano()
 	return st
 }
 

@@ -281,7 +281,8 @@ func runIdle(sys string, n, procs int, settle, hold time.Duration, prof string, 
 		}
 	}
 	// stats samples every process of both sides, at once, and adds up
-	// each side's samples.
+	// each side's samples; each process's own sample goes to last.
+	var last []childStats
 	stats := func(cmd string, srvInto, cliInto *childStats) bool {
 		all := append(append([]*childProc(nil), srvs...), clis...)
 		got := make([]childStats, len(all))
@@ -302,6 +303,7 @@ func runIdle(sys string, n, procs int, settle, hold time.Duration, prof string, 
 		}
 		*srvInto = sumStats(got[:len(srvs)])
 		*cliInto = sumStats(got[len(srvs):])
+		last = got
 		return true
 	}
 	// op runs "dial" or "check" on every client at once.
@@ -364,11 +366,13 @@ func runIdle(sys string, n, procs int, settle, hold time.Duration, prof string, 
 	if !stats("stats", &r.ServerHold0, &r.ClientHold0) {
 		return r
 	}
+	hold0 := last
 	t0 := time.Now()
 	time.Sleep(hold)
 	if !stats("stats", &r.ServerHold1, &r.ClientHold1) {
 		return r
 	}
+	hold1 := last
 	profCmd("cpuprofile stop")
 	held := time.Since(t0)
 	r.HoldSec = held.Seconds()
@@ -389,14 +393,31 @@ func runIdle(sys string, n, procs int, settle, hold time.Duration, prof string, 
 		r.ServerRSSPerConnSettled, _, _ = perConn(r.ServerBase, r.ServerSettled)
 		r.ClientRSSPerConnSettled, _, _ = perConn(r.ClientBase, r.ClientSettled)
 	}
-	sc, _ := cpuDelta(r.ServerHold0.Proc, r.ServerHold1.Proc)
-	cc, _ := cpuDelta(r.ClientHold0.Proc, r.ClientHold1.Proc)
-	r.ServerCPUPercent = float64(sc) / float64(held) * 100
-	r.ClientCPUPercent = float64(cc) / float64(held) * 100
-	r.ServerSyscallsPerSec = float64(syscallDelta(r.ServerHold0.Proc, r.ServerHold1.Proc)) / held.Seconds()
-	r.ClientSyscallsPerSec = float64(syscallDelta(r.ClientHold0.Proc, r.ClientHold1.Proc)) / held.Seconds()
-	r.ClientHeartbeatRepliesPerSec = float64(r.ClientHold1.HeartbeatReplies-r.ClientHold0.HeartbeatReplies) / held.Seconds()
+	np := len(srvs)
+	r.ServerCPUPercent, r.ServerSyscallsPerSec, _ = holdRates(hold0[:np], hold1[:np], held)
+	r.ClientCPUPercent, r.ClientSyscallsPerSec, r.ClientHeartbeatRepliesPerSec = holdRates(hold0[np:], hold1[np:], held)
 	return r
+}
+
+// holdRates adds up, over processes, the CPU (% of one core), system calls
+// per second and heartbeat replies per second between samples a[i] and
+// b[i] of each, each over the time between its own two samples (held when
+// a sample lacks its time). An overloaded process may answer seconds after
+// the others: over the driver's window instead, the CPU it used before the
+// window opened would count, as once made four client processes appear to
+// use 391 % of a 2-core machine.
+func holdRates(a, b []childStats, held time.Duration) (cpuPercent, syscallsPerSec, repliesPerSec float64) {
+	for i := range a {
+		d := held
+		if a[i].AtNs > 0 && b[i].AtNs > a[i].AtNs {
+			d = time.Duration(b[i].AtNs - a[i].AtNs)
+		}
+		c, _ := cpuDelta(a[i].Proc, b[i].Proc)
+		cpuPercent += float64(c) / float64(d) * 100
+		syscallsPerSec += float64(syscallDelta(a[i].Proc, b[i].Proc)) / d.Seconds()
+		repliesPerSec += float64(b[i].HeartbeatReplies-a[i].HeartbeatReplies) / d.Seconds()
+	}
+	return cpuPercent, syscallsPerSec, repliesPerSec
 }
 
 // idleShare is how many of n connections pair i of procs holds.

@@ -102,3 +102,27 @@ func TestSumStats(t *testing.T) {
 		t.Errorf("SchedNs = %d with one process lacking it, want -1", got.Proc.SchedNs)
 	}
 }
+
+// TestHoldRates: each process's rates are taken over its own two samples.
+// A process that answered the first sample 8 s before the other (so the
+// driver's window opened late) used 5 s of CPU over its own 10 s: 50 %,
+// not 5 s over the driver's 2 s.
+func TestHoldRates(t *testing.T) {
+	s := func(atSec, cpuSec float64, syscalls, replies uint64) childStats {
+		return childStats{AtNs: int64(atSec * 1e9), HeartbeatReplies: replies,
+			Proc: procSample{SchedNs: int64(cpuSec * 1e9), SysR: syscalls}}
+	}
+	a := []childStats{s(1, 0, 0, 0), s(9, 1, 100, 10)}
+	b := []childStats{s(11, 5, 1000, 110), s(11, 1.5, 300, 30)}
+	near := func(got, want float64) bool { return got > want-0.01 && got < want+0.01 }
+	cpu, sys, replies := holdRates(a, b, 2*time.Second)
+	// 5 s over 10 s and 0.5 s over 2 s; 1000/10 + 200/2; 110/10 + 20/2.
+	if !near(cpu, 75) || !near(sys, 200) || !near(replies, 21) {
+		t.Errorf("holdRates = %.2f %%, %.2f syscalls/s, %.2f replies/s; want 75 %%, 200, 21", cpu, sys, replies)
+	}
+	// Samples without their time fall back on the driver's window.
+	a[0].AtNs, b[0].AtNs = 0, 0
+	if cpu, _, _ := holdRates(a[:1], b[:1], 10*time.Second); !near(cpu, 50) {
+		t.Errorf("without sample times: %.2f %%, want 50 %% (5 s over the 10 s window)", cpu)
+	}
+}
