@@ -2,7 +2,6 @@ package pulse
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 )
@@ -15,19 +14,7 @@ import (
 func TestAcceptorTimerRestsWhileAnswering(t *testing.T) {
 	const interval = 100 * time.Millisecond
 	srvHB := WithHeartbeat(Heartbeat{Interval: interval, Timeout: time.Second, MinInterval: 10 * time.Millisecond})
-	srv, err := NewServer(srvHB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Register(Empty{}); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() { srv.Serve(l); close(served) }()
+	srv, l, served := startServer(t, Empty{}, srvHB)
 	defer func() {
 		srv.Close()
 		<-served

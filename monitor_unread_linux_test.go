@@ -46,12 +46,7 @@ func TestMonitorPeerBytesUnread(t *testing.T) {
 	if err := s.closeErr(); err != nil {
 		t.Fatalf("the peer was convicted while its bytes waited unread: %v", err)
 	}
-	m.mu.Lock()
-	recheck := time.Duration(m.scheduled - nanotime())
-	m.mu.Unlock()
-	if recheck <= 0 || recheck > time.Second {
-		t.Errorf("with the peer's bytes unread, the next check is due in %v, want shortly", recheck)
-	}
+	checkDueSoon(t, m, "with the peer's bytes unread,")
 	if waiting, _ := peerBytesWaiting(conn); !waiting {
 		t.Fatal("the look at the socket took the peer's bytes")
 	}

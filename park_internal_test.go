@@ -62,20 +62,7 @@ func checkReadersGone(t *testing.T) {
 // served is closed when Serve returns.
 func startParkServer(t *testing.T, hb Option) (*Server, net.Listener, chan struct{}) {
 	t.Helper()
-	srv, err := NewServer(hb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Register(ParkEcho{}); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() { srv.Serve(l); close(served) }()
-	return srv, l, served
+	return startServer(t, ParkEcho{}, hb)
 }
 
 // dialEcho dials addr and makes one call, so that the connection has

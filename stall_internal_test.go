@@ -36,12 +36,7 @@ func TestMonitorLocalStall(t *testing.T) {
 	if err := s.closeErr(); err != nil {
 		t.Fatalf("a late check convicted the peer: %v", err)
 	}
-	m.mu.Lock()
-	recheck := time.Duration(m.scheduled - nanotime())
-	m.mu.Unlock()
-	if recheck <= 0 || recheck > time.Second {
-		t.Errorf("after a late check the next one is due in %v, want shortly", recheck)
-	}
+	checkDueSoon(t, m, "after a late check")
 
 	// The reader catches up: bytes were there all along.
 	rd.last.Store(nanotime())
@@ -120,6 +115,18 @@ func newHandMonitorOn(t *testing.T, c1 net.Conn, hb Heartbeat, acks *tcpAcks) (*
 	m.timer = time.AfterFunc(time.Hour, func() {}) // checks are made by hand
 	t.Cleanup(m.stop)
 	return s, m, rd
+}
+
+// checkDueSoon fails the test unless m's next check is due shortly (a
+// recheck), not an interval or a Timeout away.
+func checkDueSoon(t *testing.T, m *monitor, after string) {
+	t.Helper()
+	m.mu.Lock()
+	due := time.Duration(m.scheduled - nanotime())
+	m.mu.Unlock()
+	if due <= 0 || due > time.Second {
+		t.Errorf("%s the next check is due in %v, want shortly", after, due)
+	}
 }
 
 // checkNow runs one on-time check.

@@ -28,15 +28,8 @@ const (
 // their bytes were flowing (faults/TestDeepQueue). A dead peer is found by
 // the detector, a stuck write by the write watchdog.
 func tuneTCP(conn net.Conn, _ time.Duration) {
-	if t, ok := conn.(*tls.Conn); ok {
-		conn = t.NetConn()
-	}
-	tc, ok := conn.(*net.TCPConn)
+	raw, ok := tcpSocketOf(conn)
 	if !ok {
-		return
-	}
-	raw, err := tc.SyscallConn()
-	if err != nil {
 		return
 	}
 	raw.Control(func(fd uintptr) {
@@ -98,15 +91,8 @@ const tcpInfoLen = 256
 // a buffer and returns how many bytes the kernel filled (0 on failure),
 // and what a first read filled; nil and 0 when conn is not TCP.
 func tcpInfoReader(conn net.Conn) (func(*[tcpInfoLen]byte) int, int) {
-	if t, ok := conn.(*tls.Conn); ok {
-		conn = t.NetConn()
-	}
-	tc, ok := conn.(*net.TCPConn)
+	raw, ok := tcpSocketOf(conn)
 	if !ok {
-		return nil, 0
-	}
-	raw, err := tc.SyscallConn()
-	if err != nil {
 		return nil, 0
 	}
 	read := func(buf *[tcpInfoLen]byte) int {
@@ -129,15 +115,8 @@ func tcpInfoReader(conn net.Conn) (func(*[tcpInfoLen]byte) int, int) {
 // receive queue, read by nobody yet: a look with MSG_PEEK that takes
 // nothing. ok is false when conn's socket cannot be reached.
 func peerBytesWaiting(conn net.Conn) (waiting, ok bool) {
-	if t, isTLS := conn.(*tls.Conn); isTLS {
-		conn = t.NetConn()
-	}
-	sc, isSC := conn.(syscall.Conn)
-	if !isSC {
-		return false, false
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
+	raw, ok := socketOf(conn)
+	if !ok {
 		return false, false
 	}
 	var b [1]byte
@@ -146,4 +125,31 @@ func peerBytesWaiting(conn net.Conn) (waiting, ok bool) {
 		waiting, ok = err == nil && n > 0, err == nil || err == syscall.EAGAIN
 	})
 	return waiting, ok && cerr == nil
+}
+
+// socketOf returns the socket under conn (under its TLS, if any), when
+// conn has one.
+func socketOf(conn net.Conn) (syscall.RawConn, bool) {
+	sc, ok := underTLS(conn).(syscall.Conn)
+	if !ok {
+		return nil, false
+	}
+	raw, err := sc.SyscallConn()
+	return raw, err == nil
+}
+
+// tcpSocketOf is socketOf for TCP connections only.
+func tcpSocketOf(conn net.Conn) (syscall.RawConn, bool) {
+	if _, ok := underTLS(conn).(*net.TCPConn); !ok {
+		return nil, false
+	}
+	return socketOf(conn)
+}
+
+// underTLS returns the connection under conn's TLS, or conn.
+func underTLS(conn net.Conn) net.Conn {
+	if t, ok := conn.(*tls.Conn); ok {
+		return t.NetConn()
+	}
+	return conn
 }
