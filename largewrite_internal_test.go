@@ -5,6 +5,7 @@ package pulse
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"net"
 	"syscall"
 	"testing"
@@ -180,4 +181,225 @@ func TestPingAheadOfLargeMessage(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Error("no answer to Ping() after its PONG")
 	}
+}
+
+// TestRunLayout lays out large messages run by run, for several frame
+// sizes, in payload rounds (budget 0) and in rounds cut to a budget.
+// Payload rounds carry whole frames and stop at maxWriteSize bytes of
+// payload. A cut round is at most its budget with headers and fills it
+// exactly unless it holds the message's end or less than a small frame
+// was left. Either way the frames decode to the message.
+func TestRunLayout(t *testing.T) {
+	for _, budget := range []int{0, runBudget(65483, cutWindow), runBudget(1448, cutWindow), runBudget(9001, cutWindow), 40000} {
+		for _, maxFrame := range []int{wire.MinMaxFrameSize, 4000, wire.DefaultMaxFrameSize, 1 << 20} {
+			for _, size := range []int{maxFrame + 1, 3*maxFrame - 5, 1 << 20, 1<<20 + 12345} {
+				body := make([]byte, size)
+				for i := range body {
+					body[i] = byte(i % 253)
+				}
+				m := &outMsg{id: 7, typ: wire.TypeReply, body: body}
+				lr := new(largeRound)
+				var got []byte
+				for run := 0; ; run++ {
+					last := lr.next(m, maxFrame, budget)
+					nbytes, payload, hb, off := 0, 0, lr.hdrs[:], lr.start
+					for i := range lr.n {
+						h, err := wire.ParseHeader(hb[:wire.HeaderSize], uint32(maxFrame))
+						if err != nil {
+							t.Fatalf("budget %d, frame size %d, %d bytes: run %d frame %d: %v", budget, maxFrame, size, run, i, err)
+						}
+						hb = hb[wire.HeaderSize:]
+						n := int(h.Length)
+						nbytes += wire.HeaderSize + n
+						if off == 0 {
+							if h.Type != wire.TypeReply || len(hb) < wire.MessageLenSize {
+								t.Fatalf("first frame %v", h)
+							}
+							hb = hb[wire.MessageLenSize:]
+							n -= wire.MessageLenSize
+						} else if h.Type != wire.TypeContinuation {
+							t.Fatalf("frame %d of run %d: %v, want CONTINUATION", i, run, h)
+						}
+						if lr.ends[i]-off != n {
+							t.Fatalf("frame %d of run %d: header says %d bytes, run holds %d", i, run, n, lr.ends[i]-off)
+						}
+						end := lr.ends[i] == size
+						if end != (h.Flags&wire.FlagEnd != 0) {
+							t.Fatalf("frame %d of run %d ends at %d of %d with flags %v", i, run, lr.ends[i], size, h.Flags)
+						}
+						if budget == 0 && !end && int(h.Length) != maxFrame {
+							t.Fatalf("payload round: frame %d of run %d is %d bytes, not whole (%d)", i, run, h.Length, maxFrame)
+						}
+						if budget == 0 && payload >= maxWriteSize {
+							t.Fatalf("payload round: run %d goes on past %d bytes of payload", run, payload)
+						}
+						payload += n
+						got = append(got, body[off:lr.ends[i]]...)
+						off = lr.ends[i]
+					}
+					if lr.n == 0 || (budget > 0 && nbytes > budget && lr.n > 1) {
+						t.Fatalf("budget %d, frame size %d, %d bytes: run %d has %d frames, %d bytes", budget, maxFrame, size, run, lr.n, nbytes)
+					}
+					if last {
+						break
+					}
+					if budget == 0 && payload < maxWriteSize && lr.n < maxRoundFrames {
+						t.Fatalf("payload round: run %d stops at %d bytes of payload", run, payload)
+					}
+					if short := budget - nbytes; budget > 0 && short > 0 && short >= wire.HeaderSize+wire.MessageLenSize+minRunFrame && maxFrame >= minRunFrame {
+						t.Fatalf("budget %d, frame size %d, %d bytes: run %d is %d bytes, %d short of its budget", budget, maxFrame, size, run, nbytes, short)
+					}
+				}
+				if m.off != size || !bytes.Equal(got, body) {
+					t.Fatalf("budget %d, frame size %d, %d bytes: the runs carry %d bytes, not the message", budget, maxFrame, size, len(got))
+				}
+			}
+		}
+	}
+}
+
+// TestRunBudget: rounds are cut to whole segments only for a known
+// segment size and a peer's window of at least cutWindow.
+func TestRunBudget(t *testing.T) {
+	for _, c := range []struct{ mss, wnd, want int }{
+		{65483, cutWindow, 65483},
+		{65483, 4 << 20, 65483},
+		{1448, 1 << 20, 45 * 1448},
+		{9001, cutWindow, 7 * 9001},
+		{65483, cutWindow - 1, 0},
+		{1448, 4096, 0},
+		{0, 1 << 20, 0},
+		{100, 1 << 20, 0},
+		{maxWriteSize + 1, 1 << 20, 0},
+	} {
+		if got := runBudget(c.mss, c.wnd); got != c.want {
+			t.Errorf("runBudget(%d, %d) = %d, want %d", c.mss, c.wnd, got, c.want)
+		}
+	}
+}
+
+// TestRoundBudget: the writer's look at tcp_info cuts rounds on loopback
+// TCP once the peer's window is wide, not while a peer with a small
+// receive buffer keeps it narrow, and never on a Unix socket.
+func TestRoundBudget(t *testing.T) {
+	look := func(t *testing.T, network string, rcvbuf int) int {
+		t.Helper()
+		addr := "127.0.0.1:0"
+		if network == "unix" {
+			addr = t.TempDir() + "/s"
+		}
+		var lc net.ListenConfig
+		if rcvbuf > 0 {
+			lc.Control = bufferControl(syscall.SO_RCVBUF, rcvbuf)
+		}
+		l, err := lc.Listen(context.Background(), network, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		const pumped = 4 << 20
+		read := make(chan error, 1)
+		go func() {
+			conn, err := l.Accept()
+			if err != nil {
+				read <- err
+				return
+			}
+			defer conn.Close()
+			buf := make([]byte, 64<<10)
+			for got := 0; got < pumped; {
+				n, err := conn.Read(buf)
+				if err != nil {
+					read <- err
+					return
+				}
+				got += n
+			}
+			read <- nil
+			conn.Read(buf) // until the client closes
+		}()
+		conn, err := net.Dial(network, l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		// Enough data for the receiver's window to grow as far as its
+		// buffer lets it.
+		if _, err := conn.Write(make([]byte, pumped)); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-read; err != nil {
+			t.Fatal(err)
+		}
+		s := &session{conn: conn}
+		s.initParking(conn, nil)
+		return s.roundBudget()
+	}
+	if got := look(t, "tcp", 0); got <= 0 || got > maxWriteSize {
+		t.Errorf("loopback TCP, default buffers: roundBudget() = %d, want rounds cut to segments", got)
+	}
+	if got := look(t, "tcp", 8<<10); got != 0 {
+		t.Errorf("loopback TCP, peer's receive buffer 8 KiB: roundBudget() = %d, want 0 (payload rounds)", got)
+	}
+	if got := look(t, "unix", 0); got != 0 {
+		t.Errorf("Unix socket: roundBudget() = %d, want 0", got)
+	}
+}
+
+// tcpInfoDataSegsOut is the offset of tcpi_data_segs_out (u32) in struct
+// tcp_info: the data segments a socket sent.
+const tcpInfoDataSegsOut = 156
+
+// TestLargeMessagesLeaveAsWholeSegments: over loopback TCP, once the
+// server's window has grown, a 1 MiB argument leaves as about one
+// 65,483-byte segment per round, not as three packets per round (a full
+// segment and two of about 50 bytes), and arrives whole.
+func TestLargeMessagesLeaveAsWholeSegments(t *testing.T) {
+	srv, l, served := startServer(t, Empty{})
+	defer func() { srv.Close(); <-served }()
+	conn, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewClient(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	arg := make([]byte, 1<<20)
+	for i := range arg {
+		arg[i] = byte(i % 251)
+	}
+	call := func() {
+		t.Helper()
+		var reply []byte
+		if err := c.Call(context.Background(), "Empty.Bytes", arg, &reply); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(reply, arg) {
+			t.Fatalf("the reply (%d bytes) is not the argument", len(reply))
+		}
+	}
+	call() // the windows grow
+	call()
+	read, _ := tcpInfoReader(conn)
+	segsOut := func() int {
+		var buf [tcpInfoLen]byte
+		if read(&buf) < tcpInfoDataSegsOut+4 {
+			t.Skip("the kernel does not report tcpi_data_segs_out")
+		}
+		return int(binary.NativeEndian.Uint32(buf[tcpInfoDataSegsOut:]))
+	}
+	before := segsOut()
+	const calls = 4
+	for range calls {
+		call()
+	}
+	perCall := float64(segsOut()-before) / calls
+	// 1 MiB in 65,483-byte segments is 17 of them; payload rounds make
+	// about 48.
+	if perCall > 24 {
+		t.Errorf("a 1 MiB argument left as %.1f data segments; want at most 24 (17 whole ones and a few partial)", perCall)
+	}
+	t.Logf("%.1f data segments per 1 MiB argument", perCall)
 }

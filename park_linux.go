@@ -3,6 +3,7 @@
 package pulse
 
 import (
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/pulse-rpc/pulse/wire"
 )
@@ -472,6 +474,28 @@ func (r *nowaitReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// roundBudget returns the bytes of the writer's next round of a large
+// message (runBudget) from the connection's tcp_info: its segment size
+// and its peer's receive window; 0 (a round not cut to segments) when the
+// connection is not TCP or the kernel does not say. One system call, once
+// per round of a large message.
+func (s *session) roundBudget() int {
+	if s.park.raw == nil {
+		return 0
+	}
+	sh := &writeShards[s.shard(len(writeShards))]
+	sh.mu.Lock()
+	sh.n = 0
+	s.park.raw.Control(sh.infoFn)
+	budget := 0
+	if sh.n >= tcpInfoSndWnd+4 {
+		budget = runBudget(int(binary.NativeEndian.Uint32(sh.info[tcpInfoSndMss:])), int(binary.NativeEndian.Uint32(sh.info[tcpInfoSndWnd:])))
+	}
+	sh.n = 0
+	sh.mu.Unlock()
+	return budget
+}
+
 // writeNow writes b to the socket without waiting and returns how much of
 // it the socket took (0 when it took nothing or the write failed: the
 // writer then tries again and sees the error). Only for sessions that can
@@ -527,8 +551,8 @@ func armSocket(fd uintptr) {
 	r.err = err
 }
 
-// writeShard is the argument (b) and results (n, err) of its callbacks,
-// guarded by mu.
+// writeShard is the argument (b) and results (n, err, info) of its
+// callbacks, guarded by mu.
 type writeShard struct {
 	mu     sync.Mutex
 	b      []byte
@@ -536,7 +560,9 @@ type writeShard struct {
 	err    error
 	fn     func(fd uintptr)      // writes b, sets n
 	readFn func(fd uintptr) bool // reads into b without waiting, sets n and err
-	_      [56]byte              // two cache lines per shard (128 bytes)
+	infoFn func(fd uintptr)      // reads tcp_info into info, sets n to its length
+	info   [tcpInfoLen]byte
+	_      [48]byte // six cache lines per shard (384 bytes)
 }
 
 var writeShards [16]writeShard
@@ -547,6 +573,14 @@ func init() {
 		sh.fn = func(fd uintptr) {
 			if k, err := syscall.Write(int(fd), sh.b); err == nil {
 				sh.n = k
+			}
+		}
+		sh.infoFn = func(fd uintptr) {
+			n := uint32(len(sh.info))
+			_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
+				uintptr(unsafe.Pointer(&sh.info[0])), uintptr(unsafe.Pointer(&n)), 0)
+			if errno == 0 {
+				sh.n = int(n)
 			}
 		}
 		sh.readFn = func(fd uintptr) bool {

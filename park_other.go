@@ -14,3 +14,4 @@ func (s *session) unpark()                      {}
 func stopParker()                               {}
 func (s *session) writeNow([]byte) int          { return 0 }
 func (s *session) readSoon()                    {}
+func (s *session) roundBudget() int             { return 0 }

@@ -651,6 +651,7 @@ func (s *session) writeLoop(inline bool) {
 			first := s.large[0]
 			if sc == nil {
 				sc = roundPool.Get().(*largeRound)
+				sc.budget = s.roundBudget()
 			}
 			if first.aborted {
 				s.large = s.large[1:]
@@ -661,7 +662,15 @@ func (s *session) writeLoop(inline bool) {
 				continue
 			}
 			m = first
-			if sc.next(m, s.maxFrame) {
+			// The round's control frames and small messages go in the
+			// same write, ahead of the run: a cut run takes what is left
+			// of the budget, so that the write still ends on a segment
+			// boundary, unless they fill most of it.
+			budget := sc.budget
+			if p := len(ctrl) + len(data); budget > 0 && p < budget/2 {
+				budget -= p
+			}
+			if sc.next(m, s.maxFrame, budget) {
 				s.large = s.large[1:] // its last frame is in this round
 			}
 		}
@@ -694,6 +703,9 @@ func (s *session) writeLoop(inline bool) {
 			n, err = s.writeBuffers(bufs)
 		} else {
 			n, done, err = s.writeLarge(sc, m, bufs)
+			if done == nil && err == nil {
+				sc.budget = s.roundBudget() // the window may have moved
+			}
 		}
 		clear(arr[:]) // do not keep the written buffers alive
 		wrote := min(max(n-int64(len(ctrl)), 0), int64(len(data)))

@@ -39,12 +39,14 @@ func tuneTCP(conn net.Conn, _ time.Duration) {
 
 // Offsets in struct tcp_info.
 const (
+	tcpInfoSndMss       = 16  // tcpi_snd_mss, u32: the connection's segment size
 	tcpInfoUnacked      = 24  // tcpi_unacked, u32: packets sent and not yet acknowledged
 	tcpInfoRTT          = 68  // tcpi_rtt, u32, µs: smoothed round-trip time
 	tcpInfoTotalRetrans = 100 // tcpi_total_retrans, u32: packets retransmitted over the connection's life
 	tcpInfoBytesAcked   = 120 // tcpi_bytes_acked, u64, Linux 4.1 and later: bytes cumulatively acknowledged
 	tcpInfoDelivered    = 192 // tcpi_delivered, u32, Linux 4.18 and later: packets delivered, selectively acknowledged ones included
 	tcpInfoRcvOoopack   = 224 // tcpi_rcv_ooopack, u32, Linux 5.4 and later: packets received out of order
+	tcpInfoSndWnd       = 228 // tcpi_snd_wnd, u32, Linux 5.4 and later: the peer's receive window, bytes
 )
 
 // tcpProgress returns functions that report, for the write watchdog and
