@@ -468,3 +468,63 @@ func TestParkerAnswersHeartbeats(t *testing.T) {
 		t.Fatalf("GOAWAY %+v, %v; want a protocol error", g, err)
 	}
 }
+
+// TestParkerHandsOffWhenBehind: the parker answers the heartbeats of
+// parked sockets itself, bursts included, until it falls behind: after
+// parkerBehindRounds rounds in a row that each brought it a full set of
+// events, it hands the sockets to workers, which answer too. Every PING
+// gets its PONG either way.
+func TestParkerHandsOffWhenBehind(t *testing.T) {
+	const n = 400 // more than parkerBehindRounds+1 full rounds of 64
+	hb := WithHeartbeat(Heartbeat{Interval: time.Minute, Timeout: 10 * time.Minute})
+	srv, l, served := startParkServer(t, hb)
+	defer func() {
+		srv.Close()
+		<-served
+		checkReadersGone(t)
+	}()
+	conns := make([]net.Conn, n)
+	readers := make([]*wire.Reader, n)
+	pong := func(i int, want uint64) {
+		t.Helper()
+		h, p, err := readers[i].ReadFrame()
+		if err != nil || h.Type != wire.TypePong {
+			t.Fatalf("connection %d: ReadFrame() = %v, %v; want PONG", i, h, err)
+		}
+		if got, err := wire.ParsePing(p); err != nil || got != want {
+			t.Fatalf("connection %d: PONG %d, %v; want %d", i, got, err, want)
+		}
+	}
+	for i := range n {
+		conns[i], readers[i] = rawDial(t, l.Addr().String())
+		if _, err := conns[i].Write(wire.AppendPing(nil, wire.TypePing, 1)); err != nil {
+			t.Fatal(err)
+		}
+		pong(i, 1)
+	}
+	waitFor(t, 10*time.Second, "every server reader to park", func() bool { return parkedReaders() == n })
+
+	// Hold the parker at its first socket while a PING reaches every
+	// socket (a write on loopback delivers before it returns): it then
+	// finds them all ready at once, a backlog of n.
+	beats := parkedBeats.Load()
+	parkMu.Lock()
+	for i := range n {
+		if _, err := conns[i].Write(wire.AppendPing(nil, wire.TypePing, 2)); err != nil {
+			parkMu.Unlock()
+			t.Fatal(err)
+		}
+	}
+	parkMu.Unlock()
+	for i := range n {
+		pong(i, 2)
+	}
+	inline := parkedBeats.Load() - beats
+	if inline < (parkerBehindRounds-1)*64 {
+		t.Errorf("the parker answered %d of %d PINGs itself; want at least the %d of its first %d full rounds", inline, n, (parkerBehindRounds-1)*64, parkerBehindRounds-1)
+	}
+	if inline >= n {
+		t.Errorf("the parker answered all %d PINGs itself; want the sockets of its later full rounds handed to workers", n)
+	}
+	t.Logf("the parker answered %d of %d PINGs itself", inline, n)
+}
