@@ -65,6 +65,20 @@ func startParkServer(t *testing.T, hb Option) (*Server, net.Listener, chan struc
 	return startServer(t, ParkEcho{}, hb)
 }
 
+// startQuietParkServer starts a ParkEcho server whose heartbeats stay out
+// of the way (1 min interval), for tests that send their own; when the
+// test ends it closes the server and checks that no reader is left.
+func startQuietParkServer(t *testing.T) net.Listener {
+	t.Helper()
+	srv, l, served := startParkServer(t, WithHeartbeat(Heartbeat{Interval: time.Minute, Timeout: 10 * time.Minute}))
+	t.Cleanup(func() {
+		srv.Close()
+		<-served
+		checkReadersGone(t)
+	})
+	return l
+}
+
 // dialEcho dials addr and makes one call, so that the connection has
 // carried data before it goes idle.
 func dialEcho(t *testing.T, addr string, hb Option) *Client {
@@ -388,13 +402,7 @@ func TestFramesQueuedDuringNoWaitWrite(t *testing.T) {
 // same read as a PING is answered, and a malformed PING behind a good one
 // is refused as a protocol error.
 func TestParkerAnswersHeartbeats(t *testing.T) {
-	hb := WithHeartbeat(Heartbeat{Interval: time.Minute, Timeout: 10 * time.Minute})
-	srv, l, served := startParkServer(t, hb)
-	defer func() {
-		srv.Close()
-		<-served
-		checkReadersGone(t)
-	}()
+	l := startQuietParkServer(t)
 	conn, fr := rawDial(t, l.Addr().String())
 	write := func(b []byte) {
 		t.Helper()
@@ -476,13 +484,7 @@ func TestParkerAnswersHeartbeats(t *testing.T) {
 // gets its PONG either way.
 func TestParkerHandsOffWhenBehind(t *testing.T) {
 	const n = 400 // more than parkerBehindRounds+1 full rounds of 64
-	hb := WithHeartbeat(Heartbeat{Interval: time.Minute, Timeout: 10 * time.Minute})
-	srv, l, served := startParkServer(t, hb)
-	defer func() {
-		srv.Close()
-		<-served
-		checkReadersGone(t)
-	}()
+	l := startQuietParkServer(t)
 	conns := make([]net.Conn, n)
 	readers := make([]*wire.Reader, n)
 	pong := func(i int, want uint64) {
