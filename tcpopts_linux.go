@@ -99,18 +99,23 @@ func tcpInfoReader(conn net.Conn) (func(*[tcpInfoLen]byte) int, int) {
 	}
 	read := func(buf *[tcpInfoLen]byte) int {
 		var got int
-		raw.Control(func(fd uintptr) {
-			n := uint32(len(buf))
-			_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
-				uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
-			if errno == 0 {
-				got = int(n)
-			}
-		})
+		raw.Control(func(fd uintptr) { got = getTCPInfo(fd, buf) })
 		return got
 	}
 	var buf [tcpInfoLen]byte
 	return read, read(&buf)
+}
+
+// getTCPInfo reads the struct tcp_info of socket fd into buf and returns
+// how many bytes the kernel filled, 0 on failure.
+func getTCPInfo(fd uintptr, buf *[tcpInfoLen]byte) int {
+	n := uint32(len(buf))
+	_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
+		uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
+	if errno != 0 {
+		return 0
+	}
+	return int(n)
 }
 
 // peerBytesWaiting reports whether bytes from the peer sit in conn's
