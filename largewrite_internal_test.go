@@ -305,7 +305,10 @@ func TestRoundBudget(t *testing.T) {
 		defer l.Close()
 		const chunk = 4 << 20
 		read := make(chan error, 1)
+		readerDone := make(chan struct{})
+		defer func() { <-readerDone }() // after the client closes, below
 		go func() {
+			defer close(readerDone)
 			conn, err := l.Accept()
 			if err != nil {
 				read <- err

@@ -11,8 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/pulse-rpc/pulse/wire"
 )
@@ -507,7 +509,7 @@ func TestParkerHandsOffWhenBehind(t *testing.T) {
 	waitFor(t, 10*time.Second, "every server reader to park", func() bool { return parkedReaders() == n })
 
 	// Hold the parker at its first socket while a PING reaches every
-	// socket (a write on loopback delivers before it returns): it then
+	// socket (the server's kernel has acknowledged it): the parker then
 	// finds them all ready at once, a backlog of n.
 	beats := parkedBeats.Load()
 	parkMu.Lock()
@@ -515,6 +517,14 @@ func TestParkerHandsOffWhenBehind(t *testing.T) {
 		if _, err := conns[i].Write(wire.AppendPing(nil, wire.TypePing, 2)); err != nil {
 			parkMu.Unlock()
 			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		for deadline := time.Now().Add(5 * time.Second); unacked(t, conns[i]) > 0; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				parkMu.Unlock()
+				t.Fatalf("connection %d: the server's kernel did not acknowledge the PING in 5 s", i)
+			}
 		}
 	}
 	parkMu.Unlock()
@@ -529,4 +539,25 @@ func TestParkerHandsOffWhenBehind(t *testing.T) {
 		t.Errorf("the parker answered all %d PINGs itself; want the sockets of its later full rounds handed to workers", n)
 	}
 	t.Logf("the parker answered %d of %d PINGs itself", inline, n)
+}
+
+// unacked returns the bytes of conn's send queue that the peer's kernel
+// has not acknowledged yet (SIOCOUTQ, alias TIOCOUTQ).
+func unacked(t *testing.T, conn net.Conn) int {
+	t.Helper()
+	raw, err := conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int32
+	var errno syscall.Errno
+	if err := raw.Control(func(fd uintptr) {
+		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCOUTQ, uintptr(unsafe.Pointer(&n)))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	return int(n)
 }

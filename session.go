@@ -651,6 +651,9 @@ func (s *session) writeLoop(inline bool) {
 			first := s.large[0]
 			if sc == nil {
 				sc = roundPool.Get().(*largeRound)
+				// One look under s.mu per writer run that sends a large
+				// message; the looks between its rounds come after each
+				// write, outside the lock.
 				sc.budget = s.roundBudget()
 			}
 			if first.aborted {
