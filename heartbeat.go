@@ -168,15 +168,17 @@ type monitor struct {
 	// suspectLate is how much later than suspect the timer may look.
 	suspectLate time.Duration
 
-	acked      func() (tcpAcks, bool) // the peer's acknowledgements as TCP sees them, nil if unknown
-	lastAcks   tcpAcks                // at the last look, protected by mu
-	loss       func() (tcpLoss, bool) // the packets TCP lost, nil if unknown
-	oooSeen    uint64                 // loss().ooo at the last look, protected by mu
-	oooAt      int64                  // ns, time of the last look at ooo, 0 while not looking; protected by mu
-	heard      int64                  // ns, when a look last found out-of-order data; protected by mu
-	lastWrite  atomic.Int64           // ns, end of the last write
-	writeStart atomic.Int64           // ns, start of the write in progress, 0 if none
-	srtt       atomic.Int64           // smoothed round-trip time, ns
+	acked         func() (tcpAcks, bool) // the peer's acknowledgements as TCP sees them, nil if unknown
+	lastAcks      tcpAcks                // at the last look by either of the two below, protected by mu
+	watchProgress uint64                 // acked().progress at the write watchdog's last look (ackedMoved), protected by mu
+	lookProgress  uint64                 // acked().progress at lookKernel's last look, protected by mu
+	loss          func() (tcpLoss, bool) // the packets TCP lost, nil if unknown
+	oooSeen       uint64                 // loss().ooo at the last look, protected by mu
+	oooAt         int64                  // ns, time of the last look at ooo, 0 while not looking; protected by mu
+	heard         int64                  // ns, when a look last found the kernel hearing from the peer; protected by mu
+	lastWrite     atomic.Int64           // ns, end of the last write
+	writeStart    atomic.Int64           // ns, start of the write in progress, 0 if none
+	srtt          atomic.Int64           // smoothed round-trip time, ns
 
 	pathLoss *pathLoss // the phi detector's view of loss, nil with another detector; protected by mu
 
@@ -328,9 +330,12 @@ type tcpAcks struct {
 	rtt      time.Duration // TCP's smoothed round-trip time
 }
 
-// ackedMoved reports whether the peer acknowledged data since the last
-// look, and records what it saw in m.lastAcks. Called with m.mu held.
-func (m *monitor) ackedMoved() bool {
+// ackedMoved reports whether the peer acknowledged data since *seen,
+// the progress at the caller's last look, which it moves on; it records
+// what it saw in m.lastAcks. The write watchdog and lookKernel each keep
+// their own *seen: when both look in the same check, the first must not
+// use up the news of the second. Called with m.mu held.
+func (m *monitor) ackedMoved(seen *uint64) bool {
 	if m.acked == nil {
 		return false
 	}
@@ -338,7 +343,8 @@ func (m *monitor) ackedMoved() bool {
 	if !ok {
 		return false
 	}
-	moved := a.progress != m.lastAcks.progress
+	moved := a.progress != *seen
+	*seen = a.progress
 	m.lastAcks = a
 	return moved
 }
@@ -361,13 +367,14 @@ const bulkInFlight = 16
 //     that data (the fault suite's slow-link trap). This lasts as long as
 //     the queue, also after this side's last write has returned.
 //
-// heard is set to now when either count moved since the previous look (at
-// most half an interval ago). Acknowledgements count only while a write is
-// blocked or a bulk of data (bulkInFlight packets) is in flight: a
-// TCP-terminating proxy in front of a dead peer acknowledges small writes
-// (heartbeats) forever, at once, and must not hide the death; it stops
-// acknowledging a bulk transfer once its buffers fill, as does the kernel
-// of a frozen peer process. Called with m.mu held.
+// heard is set to now when either count moved since the previous look,
+// lookGap before (the timer looks at that pace while the peer is silent,
+// from the first look at the suspect time). Acknowledgements count only
+// while a write is blocked or a bulk of data (bulkInFlight packets) is in
+// flight: a TCP-terminating proxy in front of a dead peer acknowledges
+// small writes (heartbeats) forever, at once, and must not hide the death;
+// it stops acknowledging a bulk transfer once its buffers fill, as does
+// the kernel of a frozen peer process. Called with m.mu held.
 func (m *monitor) lookKernel(now, lastRead int64) {
 	if m.loss == nil && m.acked == nil {
 		return
@@ -376,10 +383,10 @@ func (m *monitor) lookKernel(now, lastRead int64) {
 		m.oooAt = 0
 		return
 	}
-	if m.oooAt != 0 && now-m.oooAt < int64(max(m.interval/2, 10*time.Millisecond)) {
+	if m.oooAt != 0 && now-m.oooAt < int64(m.lookGap()) {
 		return
 	}
-	moved := m.ackedMoved() && (m.writeStart.Load() != 0 || m.lastAcks.unacked >= bulkInFlight)
+	moved := m.ackedMoved(&m.lookProgress) && (m.writeStart.Load() != 0 || m.lastAcks.unacked >= bulkInFlight)
 	if m.loss != nil {
 		if l, ok := m.loss(); ok {
 			moved = moved || l.ooo != m.oooSeen
@@ -390,6 +397,13 @@ func (m *monitor) lookKernel(now, lastRead int64) {
 		m.heard = now
 	}
 	m.oooAt = now
+}
+
+// lookGap is the least time between two looks of lookKernel: half an
+// interval, or without one (a peer that sends no heartbeats) a quarter of
+// the suspect time, and never less than 10ms.
+func (m *monitor) lookGap() time.Duration {
+	return max(m.interval/2, m.suspect/4, 10*time.Millisecond)
 }
 
 // callActivity records that a call started or ended, for the idle limit;
@@ -534,8 +548,19 @@ func (m *monitor) nextLocked(now int64) int64 {
 		} else {
 			// Look again soon to see the peer recover; without a
 			// heartbeat interval (a client that sends none), at a
-			// fraction of the suspect time, not every millisecond.
-			at(now + int64(max(m.interval/2, m.suspect/4)) + int64(time.Millisecond))
+			// fraction of the suspect time, not every millisecond. The
+			// gap is counted from the last look at the kernel
+			// (lookKernel), not from this check: a check that came
+			// between for something else (a PING due, the write
+			// watchdog) is too soon after that look to look again,
+			// and counting from it would leave up to twice the gap
+			// between looks, one look fewer before the Timeout.
+			gap := int64(m.lookGap()) + int64(time.Millisecond)
+			if m.oooAt != 0 {
+				at(m.oooAt + gap)
+			} else {
+				at(now + gap)
+			}
 		}
 	}
 	if ws := m.writeStart.Load(); ws != 0 && m.timeout > 0 {
@@ -582,7 +607,7 @@ func (m *monitor) check() {
 		switch {
 		case late:
 			m.scheduled = int64(m.stall.Recheck(time.Duration(now)))
-		case m.ackedMoved():
+		case m.ackedMoved(&m.watchProgress):
 			// The write is blocked but the peer keeps acknowledging: a
 			// slow link (the receiver may open its window in large steps),
 			// not a stalled one. Judge from now on.

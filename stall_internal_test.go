@@ -175,6 +175,64 @@ func TestMonitorAcksOfBulk(t *testing.T) {
 	}
 }
 
+// TestMonitorAcksSeenByBothLooks: the write watchdog and the look for
+// signs of life ask TCP the same question, whether the peer acknowledged
+// data since they last looked. When both look in the same check, the
+// watchdog must not use up the news: behind a deep queue, a write blocked
+// for longer than the Timeout and a peer heard only through its
+// acknowledgements are the same moment (faults/TestDeepQueue).
+func TestMonitorAcksSeenByBothLooks(t *testing.T) {
+	acks := &tcpAcks{unacked: 4 * bulkInFlight}
+	s, m, rd := newHandMonitor(t, Heartbeat{Interval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond}, acks)
+	now := nanotime()
+	rd.last.Store(now - int64(150*time.Millisecond)) // suspect (100ms), not yet dead
+	checkNow(m)                                      // the first look: no news yet
+	m.mu.Lock()
+	m.oooAt -= int64(30 * time.Millisecond) // that look was 30ms ago
+	m.mu.Unlock()
+	acks.progress += 10                                          // the peer acknowledged since
+	m.writeStart.Store(nanotime() - int64(250*time.Millisecond)) // a write blocked past the Timeout
+	checkNow(m)
+	if err := s.closeErr(); err != nil {
+		t.Fatalf("a write that the peer keeps acknowledging was declared stuck: %v", err)
+	}
+	m.mu.Lock()
+	sign, lastRead := m.lastSign(rd.last.Load()), rd.last.Load()
+	ws := m.writeStart.Load()
+	m.mu.Unlock()
+	if ws == 0 || nanotime()-ws > int64(100*time.Millisecond) {
+		t.Errorf("the watchdog did not see the acknowledgements: the write counts as blocked for %v", time.Duration(nanotime()-ws))
+	}
+	if sign <= lastRead {
+		t.Fatal("the acknowledgements that the watchdog saw did not count as a sign of life: the peer would be declared dead at the Timeout")
+	}
+}
+
+// TestMonitorLooksKeepTheirPace: while the peer is silent, the kernel is
+// looked at every lookGap, counted from the last look: a check that comes
+// between for something else (a PING due, the write watchdog) is too soon
+// to look again, and must not push the next look a whole gap past itself.
+// Two looks must fit between the suspect time and the Timeout, or the
+// acknowledgements that keep a peer behind a deep queue alive are never
+// counted (faults/TestDeepQueue).
+func TestMonitorLooksKeepTheirPace(t *testing.T) {
+	acks := &tcpAcks{unacked: 4 * bulkInFlight}
+	_, m, rd := newHandMonitor(t, Heartbeat{Interval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond}, acks)
+	rd.last.Store(nanotime() - int64(150*time.Millisecond)) // suspect (100ms), not yet dead
+	checkNow(m)                                             // the first look
+	m.mu.Lock()
+	m.oooAt -= int64(10 * time.Millisecond) // that look was 10ms ago
+	m.mu.Unlock()
+	m.lastWrite.Store(nanotime()) // no PING due before the look
+	checkNow(m)                   // a check between two looks
+	m.mu.Lock()
+	gap, next := m.lookGap(), time.Duration(m.scheduled-m.oooAt)
+	m.mu.Unlock()
+	if next > gap+5*time.Millisecond {
+		t.Errorf("the next look is due %v after the last, want %v (one look gap)", next, gap)
+	}
+}
+
 // TestMonitorStallAfterRTT: a blocked write is judged stuck after the
 // Timeout, or after two round trips when the path's round trip is longer
 // (an acknowledgement cannot come back sooner).
