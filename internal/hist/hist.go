@@ -172,7 +172,9 @@ func niceBounds(series []float64) []int64 {
 // with round bounds (…, 100µs, 150µs, 200µs, 300µs, …), the finest series
 // that fits, from the row holding Min to the row holding Max. Each bucket
 // goes to the row of its middle value, so a row's count is exact to within
-// one bucket width (3%) of its bound.
+// one bucket width (3%) of its bound; the buckets holding Min and Max go
+// to the rows of Min and Max, so that the rows cover both: the last row's
+// bound is never below Max.
 func (h *Histogram) Rows(maxRows int) []Row {
 	if h.n == 0 {
 		return nil
@@ -199,16 +201,20 @@ func (h *Histogram) Rows(maxRows int) []Row {
 			continue
 		}
 		lo, hi := bucketRange(i)
-		mid := min(max(lo+(hi-lo)/2, h.min), h.max)
+		mid := lo + (hi-lo)/2
+		if lo <= h.min {
+			mid = h.min
+		}
+		if hi >= h.max {
+			mid = h.max
+		}
 		r := min(max(rowOf(bounds, mid)-first, 0), len(rows)-1)
 		rows[r].Count += c
 	}
-	// A bucket straddling a bound can leave the first or last row empty.
+	// When Min and Max share a bucket, it goes to the row of Max, and the
+	// row of Min before it is empty.
 	for len(rows) > 1 && rows[0].Count == 0 {
 		rows = rows[1:]
-	}
-	for len(rows) > 1 && rows[len(rows)-1].Count == 0 {
-		rows = rows[:len(rows)-1]
 	}
 	return rows
 }

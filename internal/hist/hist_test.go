@@ -179,7 +179,7 @@ func TestHistogramRows(t *testing.T) {
 			if total != h.Count() {
 				t.Errorf("rows hold %d values, want %d", total, h.Count())
 			}
-			if lastLe := rows[len(rows)-1].Le; lastLe < h.Max()-h.Max()/sub || rows[0].Le < h.Min() {
+			if lastLe := rows[len(rows)-1].Le; lastLe < h.Max() || rows[0].Le < h.Min() {
 				t.Errorf("rows %v..%v do not cover [%v, %v]", rows[0].Le, rows[len(rows)-1].Le, h.Min(), h.Max())
 			}
 			if rows[0].Count == 0 || rows[len(rows)-1].Count == 0 {
@@ -197,5 +197,26 @@ func TestHistogramRows(t *testing.T) {
 	want := []Row{{100 * time.Microsecond, 3}, {120 * time.Microsecond, 0}, {150 * time.Microsecond, 0}, {200 * time.Microsecond, 1}}
 	if !slices.Equal(rows, want) {
 		t.Errorf("rows = %v, want %v", rows, want)
+	}
+
+	// A Max just above a bound, in a bucket whose middle is below it, still
+	// gets a row of its own: the rows reach Max.
+	h = Histogram{}
+	for range 5 {
+		h.Record(time.Millisecond)
+	}
+	h.Record(1209034 * time.Nanosecond)
+	rows = h.Rows(20)
+	want = []Row{{time.Millisecond, 5}, {1200 * time.Microsecond, 0}, {1500 * time.Microsecond, 1}}
+	if !slices.Equal(rows, want) {
+		t.Errorf("rows = %v, want %v", rows, want)
+	}
+	// Min and Max in one bucket: one row, reaching Max.
+	h = Histogram{}
+	h.Record(1199 * time.Microsecond)
+	h.Record(1201 * time.Microsecond)
+	rows = h.Rows(20)
+	if len(rows) != 1 || rows[0].Count != 2 || rows[0].Le < h.Max() {
+		t.Errorf("rows = %v, want one row of 2 reaching %v", rows, h.Max())
 	}
 }
