@@ -162,11 +162,8 @@ type monitor struct {
 	pingAfter time.Duration // write silence after which this side pings, 0 for never
 	timeout   time.Duration // silence after which the peer is dead, 0 for never
 	det       liveness.Detector
-	minGap    time.Duration // arrivals after at least this gap feed det
 	stall     liveness.StallGuard
 	suspect   time.Duration // silence after which the connection is suspect
-	// suspectLate is how much later than suspect the timer may look.
-	suspectLate time.Duration
 
 	acked         func() (tcpAcks, bool) // the peer's acknowledgements as TCP sees them, nil if unknown
 	lastAcks      tcpAcks                // at the last look by either of the two below, protected by mu
@@ -226,18 +223,9 @@ func newMonitor(s *session, hb Heartbeat, interval time.Duration, limits ConnLim
 				s.log.Warn("pulse: phi detector refused its settings; using the fixed detector", "err", err)
 			}
 		}
-		m.minGap = max(interval/2, time.Millisecond)
 		m.suspect = hb.Timeout / 2
 		if interval > 0 {
 			m.suspect = min(m.suspect, 2*interval)
-		}
-		// How late the look at a silence may come, so that a healthy
-		// peer's heartbeat usually arrives first and the timer fires
-		// less often; early enough for two looks at the kernel
-		// (lookKernel) before the Timeout.
-		m.suspectLate = (hb.Timeout - m.suspect) / 4
-		if interval > 0 {
-			m.suspectLate = min(m.suspectLate, interval)
 		}
 	}
 	m.acked, m.loss = tcpProgress(s.conn)
@@ -303,12 +291,28 @@ func (m *monitor) stop() {
 }
 
 // observe is called by the reader for every read that returned bytes.
+// Arrivals after a gap of at least half an interval (1ms without one)
+// feed the detector. This gap and suspectLate are derived from the
+// settings, not kept: every connection with heartbeats allocates a
+// monitor, and TestMonitorSize keeps it within 256 bytes.
 func (m *monitor) observe(now, prev int64) {
 	if m.det != nil {
-		if gap := time.Duration(now - prev); gap >= m.minGap {
+		if gap := time.Duration(now - prev); gap >= max(m.interval/2, time.Millisecond) {
 			m.det.Observe(time.Duration(now), gap)
 		}
 	}
+}
+
+// suspectLate is how much later than the suspect time the timer may look
+// at a silence, so that a healthy peer's heartbeat usually arrives first
+// and the timer fires less often; early enough for several looks at the
+// kernel (lookKernel) before the Timeout.
+func (m *monitor) suspectLate() time.Duration {
+	late := (m.timeout - m.suspect) / 4
+	if m.interval > 0 {
+		late = min(late, m.interval)
+	}
+	return late
 }
 
 // tcpLoss is what TCP knows of the packets a connection lost.
@@ -544,7 +548,7 @@ func (m *monitor) nextLocked(now int64) int64 {
 			at(int64(v.NextCheck))
 		}
 		if !m.isSuspect {
-			at(m.s.lastRead.Load() + int64(m.suspect+m.suspectLate))
+			at(m.s.lastRead.Load() + int64(m.suspect+m.suspectLate()))
 		} else {
 			// Look again soon to see the peer recover; without a
 			// heartbeat interval (a client that sends none), at a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // TestAcceptorTimerRestsWhileAnswering: on an idle connection whose dialer
@@ -41,5 +42,14 @@ func TestAcceptorTimerRestsWhileAnswering(t *testing.T) {
 	}
 	if st := c.Stats(); st.State != StateReady || st.Connects != 1 {
 		t.Fatalf("client state %v after %d connects, want ready after 1", st.State, st.Connects)
+	}
+}
+
+// TestMonitorSize: every connection with heartbeats allocates a monitor,
+// so its size is part of an idle connection's memory. 256 bytes is a size
+// class of Go's allocator; a monitor past it takes the next, 288.
+func TestMonitorSize(t *testing.T) {
+	if got, want := unsafe.Sizeof(monitor{}), uintptr(256); got > want {
+		t.Errorf("unsafe.Sizeof(monitor{}) = %d, want <= %d", got, want)
 	}
 }
