@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/pulse-rpc/pulse/wire"
 )
@@ -76,6 +77,9 @@ func (s *session) initParking(conn net.Conn, rd *reads) {
 	}
 	if raw, err := sc.SyscallConn(); err == nil {
 		s.park.raw, s.park.rd, s.park.slot = raw, rd, -1
+		if rd != nil {
+			rd.raw = raw
+		}
 	}
 }
 
@@ -179,10 +183,7 @@ func (p *parker) run() {
 	full := 0 // rounds in a row that filled evs: the parker is that far behind
 	p.rc.Read(func(fd uintptr) bool {
 		for {
-			n, err := syscall.EpollWait(int(fd), evs[:], 0)
-			if err == syscall.EINTR {
-				continue
-			}
+			n, err := rawEpollPoll(fd, evs[:])
 			if err != nil {
 				return true
 			}
@@ -374,7 +375,8 @@ func (r *lingerReader) Read(p []byte) (int, error) {
 // be running. Called by the reader.
 func (s *session) parkReader() bool {
 	pk := &s.park
-	s.fr.Release() // nothing is buffered: a parked connection holds no read buffer
+	s.fr.Release()   // nothing is buffered: a parked connection holds no read buffer
+	pk.rd.sock = nil // nor its reader's state
 	parkMu.Lock()
 	p := parkerLocked()
 	if p == nil {
@@ -534,6 +536,29 @@ func (s *session) writeNow(b []byte) int {
 	return n
 }
 
+// writevNow writes the buffers of iov (at most len(writeShard.vec) of
+// them) to the socket without waiting and returns how many bytes it took:
+// 0 when it took nothing, the write failed or the connection cannot park
+// (the caller then writes through the connection, which waits and reports
+// the error). By the goroutine that holds the session's writing flag.
+func (s *session) writevNow(iov [][]byte) int {
+	if s.park.raw == nil || len(iov) == 0 || len(iov) > len(writeShard{}.vec) {
+		return 0
+	}
+	sh := &writeShards[s.shard(len(writeShards))]
+	sh.mu.Lock()
+	for i, b := range iov {
+		sh.vec[i] = syscall.Iovec{Base: unsafe.SliceData(b), Len: uint64(len(b))}
+	}
+	sh.nvec = len(iov)
+	s.park.raw.Control(sh.vecFn)
+	n := sh.n
+	clear(sh.vec[:])
+	sh.nvec, sh.n = 0, 0
+	sh.mu.Unlock()
+	return n
+}
+
 // The system calls on a parked connection's socket run in callbacks
 // (syscall.RawConn.Control) that hold the descriptor open. A closure that
 // captures its arguments is allocated on every call: on an idle
@@ -580,8 +605,11 @@ type writeShard struct {
 	fn     func(fd uintptr)      // writes b, sets n
 	readFn func(fd uintptr) bool // reads into b without waiting, sets n and err
 	infoFn func(fd uintptr)      // reads tcp_info into info, sets n to its length
+	vecFn  func(fd uintptr)      // writes the first nvec buffers of vec, sets n
+	nvec   int
+	vec    [3]syscall.Iovec
 	info   [tcpInfoLen]byte
-	_      [48]byte // six cache lines per shard (384 bytes)
+	_      [80]byte // seven cache lines per shard (448 bytes)
 }
 
 var writeShards [16]writeShard
@@ -590,20 +618,20 @@ func init() {
 	for i := range writeShards {
 		sh := &writeShards[i]
 		sh.fn = func(fd uintptr) {
-			if k, err := syscall.Write(int(fd), sh.b); err == nil {
+			if k, err := rawWrite(fd, sh.b); err == nil {
 				sh.n = k
 			}
 		}
 		sh.infoFn = func(fd uintptr) { sh.n = getTCPInfo(fd, &sh.info) }
-		sh.readFn = func(fd uintptr) bool {
-			for {
-				n, err := syscall.Read(int(fd), sh.b)
-				if err == syscall.EINTR {
-					continue
-				}
-				sh.n, sh.err = max(n, 0), err
-				return true
+		sh.vecFn = func(fd uintptr) {
+			if k, err := rawWritev(fd, sh.vec[:sh.nvec]); err == nil {
+				sh.n = k
 			}
+		}
+		sh.readFn = func(fd uintptr) bool {
+			n, err := rawRead(fd, sh.b)
+			sh.n, sh.err = n, err
+			return true
 		}
 	}
 }

@@ -110,7 +110,7 @@ func tcpInfoReader(conn net.Conn) (func(*[tcpInfoLen]byte) int, int) {
 // how many bytes the kernel filled, 0 on failure.
 func getTCPInfo(fd uintptr, buf *[tcpInfoLen]byte) int {
 	n := uint32(len(buf))
-	_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
+	_, _, errno := syscall.RawSyscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
 		uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
 	if errno != 0 {
 		return 0

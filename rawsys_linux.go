@@ -1,0 +1,158 @@
+//go:build linux
+
+package pulse
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// System calls that return at once, made without the runtime's
+// system-call state.
+//
+// syscall.Read, syscall.Write and syscall.EpollWait, and net.Conn's reads
+// and writes through them, tell the Go runtime that the thread enters a
+// system call (entersyscall) and leaves it, so that a call that blocks
+// does not hold its P. When every P of the process was idle, that entry
+// also wakes the runtime's monitor thread (sysmon), which then runs every
+// 20 µs until the process is idle again. A process that is idle most of
+// the time but woken often pays that each time: an idle server with
+// 10,000 connections is woken by 10,000 heartbeats a second, and in a
+// profile of it the monitor thread had 15 % of the process's samples;
+// under load, with a burst of calls per read and write (64B/32x1), a fifth
+// to a quarter of each process's. The socket is nonblocking and epoll
+// is asked not to wait, so these calls cannot block: they are made
+// directly (syscall.RawSyscall), as syscall.EpollCtl already is.
+//
+// They serve the parker and its heartbeats (park_linux.go), the writes of
+// every TCP or Unix socket (session.writevNow, session.writeNow) and the
+// reads of a connection whose reads bring bursts of frames
+// (reads.readsBursts says why not of every connection).
+
+// rawRead reads from the nonblocking descriptor fd into b.
+func rawRead(fd uintptr, b []byte) (int, error) {
+	var p unsafe.Pointer
+	if len(b) > 0 {
+		p = unsafe.Pointer(&b[0])
+	}
+	for {
+		n, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(p), uintptr(len(b)))
+		if errno == syscall.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return 0, errno
+		}
+		return int(n), nil
+	}
+}
+
+// rawWrite writes b to the nonblocking descriptor fd.
+func rawWrite(fd uintptr, b []byte) (int, error) {
+	var p unsafe.Pointer
+	if len(b) > 0 {
+		p = unsafe.Pointer(&b[0])
+	}
+	for {
+		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(p), uintptr(len(b)))
+		if errno == syscall.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return 0, errno
+		}
+		return int(n), nil
+	}
+}
+
+// rawEpollPoll returns the events ready in the epoll set epfd without
+// waiting for any.
+func rawEpollPoll(epfd uintptr, evs []syscall.EpollEvent) (int, error) {
+	for {
+		n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, epfd, uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 0, 0, 0)
+		if errno == syscall.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return 0, errno
+		}
+		return int(n), nil
+	}
+}
+
+// rawWritev writes the buffers of vec to the nonblocking descriptor fd in
+// one system call.
+func rawWritev(fd uintptr, vec []syscall.Iovec) (int, error) {
+	for {
+		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&vec[0])), uintptr(len(vec)))
+		if errno == syscall.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return 0, errno
+		}
+		return int(n), nil
+	}
+}
+
+// sockReader reads a TCP or Unix socket for its connection's reader with
+// rawRead, waiting for bytes in the runtime's poller as net.Conn.Read
+// does (and so with the same read deadline). Its callback is made once
+// with it (one made per read would be allocated per read); it is used
+// only by whichever goroutine is the connection's reader.
+type sockReader struct {
+	raw syscall.RawConn
+	fn  func(fd uintptr) bool
+	b   []byte
+	n   int
+	err error
+}
+
+func newSockReader(raw syscall.RawConn) *sockReader {
+	r := &sockReader{raw: raw}
+	r.fn = r.readSome
+	return r
+}
+
+func (r *sockReader) readSome(fd uintptr) bool {
+	n, err := rawRead(fd, r.b)
+	if err == syscall.EAGAIN {
+		return false // wait until the socket is readable
+	}
+	r.n, r.err = n, err
+	return true
+}
+
+// read reads into p as conn.Read would, with errors of the same kinds: a
+// *net.OpError for a failed read, a deadline or a closed connection, and
+// io.EOF at the end of the stream.
+func (r *sockReader) read(conn net.Conn, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	r.b = p
+	err := r.raw.Read(r.fn)
+	n, rerr := r.n, r.err
+	r.b, r.n, r.err = nil, 0, nil
+	if err != nil {
+		// A deadline or a closed connection, seen by the poller.
+		var oe *net.OpError
+		if errors.As(err, &oe) {
+			e := *oe
+			e.Op, e.Source = "read", conn.LocalAddr()
+			return 0, &e
+		}
+		return 0, err
+	}
+	if rerr != nil {
+		return 0, &net.OpError{Op: "read", Net: conn.LocalAddr().Network(), Source: conn.LocalAddr(), Addr: conn.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
