@@ -1,7 +1,6 @@
 package pulse
 
 import (
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -16,20 +15,7 @@ import (
 // instead. If they stay unread for another Timeout, it convicts all the
 // same, saying so, so that calls still fail within a bound.
 func TestMonitorPeerBytesUnread(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	peer, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	conn, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	peer, conn := tcpPair(t)
 	// No reader runs: what the peer sends stays in the kernel.
 	s, m, rd := newHandMonitorOn(t, conn, Heartbeat{Interval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond}, nil)
 

@@ -609,7 +609,7 @@ type writeShard struct {
 	nvec   int
 	vec    [3]syscall.Iovec
 	info   [tcpInfoLen]byte
-	_      [80]byte // seven cache lines per shard (448 bytes)
+	_      [48]byte // seven cache lines per shard (448 bytes)
 }
 
 var writeShards [16]writeShard

@@ -33,32 +33,21 @@ import (
 // reads of a connection whose reads bring bursts of frames
 // (reads.readsBursts says why not of every connection).
 
+// Each function below converts its pointer to a uintptr in the call to
+// syscall.RawSyscall itself, which keeps the memory in place for the call;
+// a uintptr handed to a shared helper would not (a goroutine's stack can
+// move), hence the few lines they repeat.
+
 // rawRead reads from the nonblocking descriptor fd into b.
-func rawRead(fd uintptr, b []byte) (int, error) {
-	var p unsafe.Pointer
-	if len(b) > 0 {
-		p = unsafe.Pointer(&b[0])
-	}
-	for {
-		n, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(p), uintptr(len(b)))
-		if errno == syscall.EINTR {
-			continue
-		}
-		if errno != 0 {
-			return 0, errno
-		}
-		return int(n), nil
-	}
-}
+func rawRead(fd uintptr, b []byte) (int, error) { return rawIO(syscall.SYS_READ, fd, b) }
 
 // rawWrite writes b to the nonblocking descriptor fd.
-func rawWrite(fd uintptr, b []byte) (int, error) {
-	var p unsafe.Pointer
-	if len(b) > 0 {
-		p = unsafe.Pointer(&b[0])
-	}
+func rawWrite(fd uintptr, b []byte) (int, error) { return rawIO(syscall.SYS_WRITE, fd, b) }
+
+// rawIO makes the read or write system call trap on fd with b.
+func rawIO(trap, fd uintptr, b []byte) (int, error) {
 	for {
-		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(p), uintptr(len(b)))
+		n, _, errno := syscall.RawSyscall(trap, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
 		if errno == syscall.EINTR {
 			continue
 		}

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // tcpPair returns both ends of a TCP connection over loopback.
@@ -256,4 +257,21 @@ func TestReadsBursts(t *testing.T) {
 		}
 	}
 	t.Fatal("reads of a frame or none stayed bursty")
+}
+
+// TestWriteShardSize: each shard of the socket calls' arguments fills
+// whole cache lines, so that writes on connections of different shards do
+// not share one.
+func TestWriteShardSize(t *testing.T) {
+	if got := unsafe.Sizeof(writeShard{}); got%64 != 0 {
+		t.Errorf("unsafe.Sizeof(writeShard{}) = %d, not a multiple of 64", got)
+	}
+}
+
+// TestReadsSize: the reader's state stays within 80 bytes, the size class
+// every connection pays for it.
+func TestReadsSize(t *testing.T) {
+	if got, want := unsafe.Sizeof(reads{}), uintptr(80); got > want {
+		t.Errorf("unsafe.Sizeof(reads{}) = %d, want <= %d", got, want)
+	}
 }
