@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 )
@@ -88,6 +89,9 @@ func rawWritev(fd uintptr, vec []syscall.Iovec) (int, error) {
 	}
 }
 
+// directReads counts the reads made by sockReader, for tests.
+var directReads atomic.Int64
+
 // sockReader reads a TCP or Unix socket for its connection's reader with
 // rawRead, waiting for bytes in the runtime's poller as net.Conn.Read
 // does (and so with the same read deadline). Its callback is made once
@@ -123,6 +127,7 @@ func (r *sockReader) read(conn net.Conn, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	directReads.Add(1)
 	r.b = p
 	err := r.raw.Read(r.fn)
 	n, rerr := r.n, r.err

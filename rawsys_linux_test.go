@@ -4,12 +4,17 @@ package pulse
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -273,5 +278,85 @@ func TestWriteShardSize(t *testing.T) {
 func TestReadsSize(t *testing.T) {
 	if got, want := unsafe.Sizeof(reads{}), uintptr(80); got > want {
 		t.Errorf("unsafe.Sizeof(reads{}) = %d, want <= %d", got, want)
+	}
+}
+
+// TestDirectReads: over TCP and over a Unix socket, calls that arrive in
+// bursts are read with sockReader and calls one at a time through the
+// connection, and every reply comes back whole either way.
+func TestDirectReads(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			srv, err := NewServer()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.Register(ParkEcho{}); err != nil {
+				t.Fatal(err)
+			}
+			addr := "127.0.0.1:0"
+			if network == "unix" {
+				addr = filepath.Join(t.TempDir(), "pulse.sock")
+			}
+			l, err := net.Listen(network, addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			served := make(chan struct{})
+			go func() { srv.Serve(l); close(served) }()
+			defer func() { srv.Close(); <-served }()
+			c, err := Dial(context.Background(), l.Addr().String(), WithDialer(func(ctx context.Context, _, addr string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, network, addr)
+			}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			call := func(s string) error {
+				var r string
+				if err := c.Call(context.Background(), "ParkEcho.Echo", s, &r); err != nil {
+					return err
+				}
+				if r != s {
+					return fmt.Errorf("reply %q to %q", r, s)
+				}
+				return nil
+			}
+
+			before := directReads.Load()
+			for i := range 200 {
+				if err := call(strconv.Itoa(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := directReads.Load() - before; n != 0 {
+				t.Errorf("%d direct reads for calls one at a time, want 0", n)
+			}
+
+			before = directReads.Load()
+			var wg sync.WaitGroup
+			errs := make(chan error, 32)
+			for g := range 32 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range 300 {
+						if err := call(fmt.Sprintf("%d-%d", g, i)); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			if directReads.Load() == before {
+				t.Error("no direct read for 32 goroutines' calls")
+			}
+		})
 	}
 }
