@@ -536,28 +536,48 @@ func (s *session) writeNow(b []byte) int {
 	return n
 }
 
-// writevNow writes the buffers of iov (at most len(writeShard.vec) of
-// them) to the socket without waiting and returns how many bytes it took:
-// 0 when it took nothing, the write failed or the connection cannot park
-// (the caller then writes through the connection, which waits and reports
-// the error). By the goroutine that holds the session's writing flag.
+// writevNow writes the buffers of iov (at most len(vecWrite.vec) of them)
+// to the socket without waiting and returns how many bytes it took: 0 when
+// it took nothing, the write failed or the connection cannot park (the
+// caller then writes through the connection, which waits and reports the
+// error). By the goroutine that holds the session's writing flag.
 func (s *session) writevNow(iov [][]byte) int {
-	if s.park.raw == nil || len(iov) == 0 || len(iov) > len(writeShard{}.vec) {
+	if s.park.raw == nil || len(iov) == 0 || len(iov) > len(vecWrite{}.vec) {
 		return 0
 	}
-	sh := &writeShards[s.shard(len(writeShards))]
-	sh.mu.Lock()
+	w := vecWrites.Get().(*vecWrite)
 	for i, b := range iov {
-		sh.vec[i] = syscall.Iovec{Base: unsafe.SliceData(b), Len: uint64(len(b))}
+		w.vec[i] = syscall.Iovec{Base: unsafe.SliceData(b), Len: uint64(len(b))}
 	}
-	sh.nvec = len(iov)
-	s.park.raw.Control(sh.vecFn)
-	n := sh.n
-	clear(sh.vec[:])
-	sh.nvec, sh.n = 0, 0
-	sh.mu.Unlock()
+	w.nvec = len(iov)
+	s.park.raw.Control(w.fn)
+	n := w.n
+	clear(w.vec[:])
+	w.nvec, w.n = 0, 0
+	vecWrites.Put(w)
 	return n
 }
+
+// vecWrite is the argument and result of writevNow's callback, made once
+// with it. Unlike the shards below, whose lock is held across the call,
+// they are pooled: the writes of busy connections, up to maxWriteSize
+// bytes each, do not wait for each other.
+type vecWrite struct {
+	vec  [3]syscall.Iovec // ctrl, data, large: what writeLoop passes
+	nvec int
+	n    int
+	fn   func(fd uintptr)
+}
+
+var vecWrites = sync.Pool{New: func() any {
+	w := new(vecWrite)
+	w.fn = func(fd uintptr) {
+		if k, err := rawWritev(fd, w.vec[:w.nvec]); err == nil {
+			w.n = k
+		}
+	}
+	return w
+}}
 
 // The system calls on a parked connection's socket run in callbacks
 // (syscall.RawConn.Control) that hold the descriptor open. A closure that
@@ -605,11 +625,8 @@ type writeShard struct {
 	fn     func(fd uintptr)      // writes b, sets n
 	readFn func(fd uintptr) bool // reads into b without waiting, sets n and err
 	infoFn func(fd uintptr)      // reads tcp_info into info, sets n to its length
-	vecFn  func(fd uintptr)      // writes the first nvec buffers of vec, sets n
-	nvec   int
-	vec    [3]syscall.Iovec
 	info   [tcpInfoLen]byte
-	_      [48]byte // seven cache lines per shard (448 bytes)
+	_      [48]byte // six cache lines per shard (384 bytes)
 }
 
 var writeShards [16]writeShard
@@ -623,11 +640,6 @@ func init() {
 			}
 		}
 		sh.infoFn = func(fd uintptr) { sh.n = getTCPInfo(fd, &sh.info) }
-		sh.vecFn = func(fd uintptr) {
-			if k, err := rawWritev(fd, sh.vec[:sh.nvec]); err == nil {
-				sh.n = k
-			}
-		}
 		sh.readFn = func(fd uintptr) bool {
 			n, err := rawRead(fd, sh.b)
 			sh.n, sh.err = n, err
