@@ -30,9 +30,11 @@ import (
 // directly (syscall.RawSyscall), as syscall.EpollCtl already is.
 //
 // They serve the parker and its heartbeats (park_linux.go), the writes of
-// every TCP or Unix socket (session.writevNow, session.writeNow) and the
-// reads of a connection whose reads bring bursts of frames
-// (reads.readsBursts says why not of every connection).
+// a TCP or Unix socket (session.writeNow, and session.writevNow for every
+// write of calls, replies and control frames; the rounds of a large
+// message, many buffers each, go through the connection) and the reads of
+// a connection whose reads bring bursts of frames (reads.readsBursts says
+// why not of every connection).
 
 // Each function below converts its pointer to a uintptr in the call to
 // syscall.RawSyscall itself, which keeps the memory in place for the call;
