@@ -332,7 +332,7 @@ func TestRoundBudget(t *testing.T) {
 		}
 		defer conn.Close()
 		s := &session{conn: conn}
-		s.initParking(conn, nil)
+		s.initParking(conn, new(reads))
 		data := make([]byte, chunk)
 		budget := 0
 		for range 16 {

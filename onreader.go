@@ -103,7 +103,7 @@ func (s *session) shard(n int) int {
 // whether the reader's job moved to another goroutine meanwhile. Called
 // by the reader.
 func (s *session) serveOnReader(ctx context.Context, cancel context.CancelFunc, id uint32, svc *service, mt *methodType, argv reflect.Value) (served, readerMoved bool) {
-	if s.park.raw == nil || s.running.Load() != 1 {
+	if s.park.socket() == nil || s.running.Load() != 1 {
 		return false, false
 	}
 	burst := s.fr.Buffered() != 0

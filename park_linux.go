@@ -76,10 +76,8 @@ func (s *session) initParking(conn net.Conn, rd *reads) {
 		return
 	}
 	if raw, err := sc.SyscallConn(); err == nil {
-		s.park.raw, s.park.rd, s.park.slot = raw, rd, -1
-		if rd != nil {
-			rd.raw = raw
-		}
+		rd.raw = raw
+		s.park.rd, s.park.slot = rd, -1
 	}
 }
 
@@ -302,7 +300,7 @@ func (p *parker) releaseLocked(i int32) {
 // should park instead. Called by the reader.
 func (s *session) mayPark() bool {
 	pk := &s.park
-	if pk.raw == nil || !pk.rd.drained || parkFailed.Load() {
+	if pk.socket() == nil || !pk.rd.drained || parkFailed.Load() {
 		return false
 	}
 	sawData := pk.sawData
@@ -408,7 +406,7 @@ func (s *session) parkReader() bool {
 	// Armed under parkMu too, through the shared arm request (armReq).
 	armReq = armRequest{epfd: p.epfd, op: op, ev: syscall.EpollEvent{
 		Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: slot, Pad: int32(gen)}}
-	cerr := pk.raw.Control(armSocket)
+	cerr := pk.socket().Control(armSocket)
 	err := armReq.err
 	armReq = armRequest{}
 	if err != nil || cerr != nil {
@@ -427,7 +425,7 @@ func (s *session) parkReader() bool {
 // unpark resumes a parked reader so that it sees the connection close.
 // Called before the connection is closed.
 func (s *session) unpark() {
-	if s.park.raw == nil {
+	if s.park.socket() == nil {
 		return
 	}
 	parkMu.Lock()
@@ -479,7 +477,7 @@ func (r *nowaitReader) Read(p []byte) (int, error) {
 	sh := &writeShards[s.shard(len(writeShards))]
 	sh.mu.Lock()
 	sh.b = p
-	cerr := s.park.raw.Read(sh.readFn)
+	cerr := s.park.socket().Read(sh.readFn)
 	n, err := sh.n, sh.err
 	sh.b, sh.n, sh.err = nil, 0, nil
 	sh.mu.Unlock()
@@ -501,13 +499,14 @@ func (r *nowaitReader) Read(p []byte) (int, error) {
 // connection is not TCP or the kernel does not say. One system call, once
 // per round of a large message.
 func (s *session) roundBudget() int {
-	if s.park.raw == nil {
+	raw := s.park.socket()
+	if raw == nil {
 		return 0
 	}
 	sh := &writeShards[s.shard(len(writeShards))]
 	sh.mu.Lock()
 	sh.n = 0
-	s.park.raw.Control(sh.infoFn)
+	raw.Control(sh.infoFn)
 	budget := 0
 	if sh.n >= tcpInfoSndWnd+4 {
 		budget = runBudget(int(binary.NativeEndian.Uint32(sh.info[tcpInfoSndMss:])), int(binary.NativeEndian.Uint32(sh.info[tcpInfoSndWnd:])))
@@ -520,13 +519,13 @@ func (s *session) roundBudget() int {
 // writeNow writes b to the socket without waiting and returns how much of
 // it the socket took (0 when it took nothing or the write failed: the
 // writer then tries again and sees the error). Only for sessions that can
-// park (s.park.raw set), by the goroutine that holds the session's
+// park (s.park.socket() not nil), by the goroutine that holds the session's
 // writing flag.
 func (s *session) writeNow(b []byte) int {
 	sh := &writeShards[s.shard(len(writeShards))]
 	sh.mu.Lock()
 	sh.b = b
-	s.park.raw.Control(sh.fn)
+	s.park.socket().Control(sh.fn)
 	n := sh.n
 	sh.b, sh.n = nil, 0
 	sh.mu.Unlock()
@@ -542,7 +541,8 @@ func (s *session) writeNow(b []byte) int {
 // caller then writes through the connection, which waits and reports the
 // error). By the goroutine that holds the session's writing flag.
 func (s *session) writevNow(iov [][]byte) int {
-	if s.park.raw == nil || len(iov) == 0 || len(iov) > len(vecWrite{}.vec) {
+	raw := s.park.socket()
+	if raw == nil || len(iov) == 0 || len(iov) > len(vecWrite{}.vec) {
 		return 0
 	}
 	w := vecWrites.Get().(*vecWrite)
@@ -550,7 +550,7 @@ func (s *session) writevNow(iov [][]byte) int {
 		w.vec[i] = syscall.Iovec{Base: unsafe.SliceData(b), Len: uint64(len(b))}
 	}
 	w.nvec = len(iov)
-	s.park.raw.Control(w.fn)
+	raw.Control(w.fn)
 	n := w.n
 	clear(w.vec[:])
 	w.nvec, w.n = 0, 0

@@ -144,6 +144,8 @@ func TestSockReaderLikeConnRead(t *testing.T) {
 		a, b := tcpPair(t)
 		r := sockReaderOf(t, b)
 		go func() {
+			// Most likely after the read began to wait (nothing tells
+			// when it does); either way the read must return the bytes.
 			time.Sleep(20 * time.Millisecond)
 			a.Write([]byte("late"))
 		}()
@@ -196,8 +198,7 @@ func TestSockReaderLikeConnRead(t *testing.T) {
 		for i := range errs {
 			a, b := tcpPair(t)
 			a.SetLinger(0)
-			a.Close() // RST
-			time.Sleep(10 * time.Millisecond)
+			a.Close() // RST: either read waits for it
 			if i == 0 {
 				_, errs[i] = sockReaderOf(t, b).read(b, make([]byte, 16))
 			} else {
@@ -222,7 +223,7 @@ func TestSockReaderLikeConnRead(t *testing.T) {
 			_, err := r.read(b, make([]byte, 16))
 			done <- err
 		}()
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // most likely waiting by now; a close before the read fails it the same way
 		b.Close()
 		err := <-done
 		if !errors.Is(err, net.ErrClosed) || !strings.HasPrefix(err.Error(), "read tcp ") {

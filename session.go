@@ -236,7 +236,8 @@ type reads struct {
 	// reader looks again whether to park.
 	busy atomic.Bool
 	// raw is the socket when the connection is a TCP or Unix socket on
-	// Linux, set before the session's reader starts; sock reads it
+	// Linux (then it can park: parkState.socket), set before the session's
+	// reader starts; sock reads it
 	// directly (rawsys_linux.go), made when the connection's reads first
 	// bring bursts and dropped when its reader parks (reader only).
 	raw  syscall.RawConn
@@ -246,11 +247,19 @@ type reads struct {
 // parkState is what the reader keeps for parking (park_linux.go). Only
 // the reader touches it, except slot.
 type parkState struct {
-	raw     syscall.RawConn // the socket, nil when the connection cannot park
-	rd      *reads
-	slot    int32 // in the parker's table while parked, else -1; protected by parkMu
-	added   bool  // the socket is in the parker's epoll set
-	sawData bool  // a call, reply or notification was read since the socket was last found drained
+	rd      *reads // the reader's state, which holds the socket; nil when the connection cannot park
+	slot    int32  // in the parker's table while parked, else -1; protected by parkMu
+	added   bool   // the socket is in the parker's epoll set
+	sawData bool   // a call, reply or notification was read since the socket was last found drained
+}
+
+// socket returns the connection's socket, nil when the connection cannot
+// park.
+func (pk *parkState) socket() syscall.RawConn {
+	if pk.rd == nil {
+		return nil
+	}
+	return pk.rd.raw
 }
 
 func (c liveConn) Read(p []byte) (n int, err error) {
@@ -904,7 +913,7 @@ func (s *session) writeQueuedLocked(mode writeMode) {
 // them to a writer goroutine, ahead of anything queued meanwhile. Called
 // with s.mu held; it unlocks it.
 func (s *session) flushNowLocked() {
-	if s.park.raw == nil || s.writing || s.closed || s.writeClosed || len(s.large) > 0 {
+	if s.park.socket() == nil || s.writing || s.closed || s.writeClosed || len(s.large) > 0 {
 		s.kickLocked(false)
 		return
 	}
