@@ -160,7 +160,7 @@ func driverMain(args []string) int {
 	duration := fs.Duration("duration", 2*time.Second, "measured window of each run")
 	warmup := fs.Duration("warmup", 300*time.Millisecond, "warm-up before each window")
 	maxCalls := fs.Int64("max-calls", 20_000_000, "cap on the calls of one run (the loop is bounded by time and count)")
-	sysFlag := fs.String("systems", "pulse,netrpc,grpc,raw", "systems to run, comma-separated")
+	sysFlag := fs.String("systems", "pulse,netrpc,grpc,raw,epoll", "systems to run, comma-separated (epoll, the floor of heartbeats, runs in the idle test only)")
 	cellsFlag := fs.String("cells", "all", "cells to run: comma-separated names or parts of names (64B, 32x1, 4KiB/256x8, 1MiB), or none")
 	idleConns := fs.Int("idle-conns", 10000, "connections in the idle test (0 skips it)")
 	idleHold := fs.Duration("idle-hold", 20*time.Second, "how long the idle connections are held and measured")
@@ -268,6 +268,7 @@ func driverMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "pulse-bench:", err)
 		return 2
 	}
+	cellSys := cellSystems(sysList)
 	cells, err := filterCells(allCells, *cellsFlag)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pulse-bench:", err)
@@ -297,7 +298,7 @@ func driverMain(args []string) int {
 		},
 		Machine:  readMachine(),
 		Versions: readVersions(repoRoot),
-		Systems:  sysList,
+		Systems:  cellSys,
 	}
 	save := func() {
 		res.WallSec = time.Since(start).Seconds()
@@ -307,21 +308,21 @@ func driverMain(args []string) int {
 	}
 
 	idleSystems := sysList
-	est := time.Duration(len(cells)*len(sysList)**runs) * (*warmup + *duration + 250*time.Millisecond)
+	est := time.Duration(len(cells)*len(cellSys)**runs) * (*warmup + *duration + 250*time.Millisecond)
 	if *idleConns > 0 {
 		est += time.Duration(len(idleSystems)) * (*idleHold + *idleSettle + time.Duration(*idleConns)*400*time.Microsecond + 2*time.Second)
 	}
 	logf("pulse-bench: %d cells x %d systems x %d runs, idle %d conns x %d systems; estimated %v",
-		len(cells), len(sysList), *runs, *idleConns, len(idleSystems), est.Round(time.Second))
+		len(cells), len(cellSys), *runs, *idleConns, len(idleSystems), est.Round(time.Second))
 	logf("pulse-bench: results to %s, page and chart to %s", *jsonPath, *out)
 
 	for ci, cell := range cells {
 		cr := cellResult{cellSpec: cell}
-		for _, s := range sysList {
+		for _, s := range cellSys {
 			cr.Systems = append(cr.Systems, systemRuns{System: s})
 		}
 		for r := 0; r < *runs; r++ {
-			for si, s := range sysList {
+			for si, s := range cellSys {
 				prof := ""
 				if *profDir != "" {
 					prof = filepath.Join(*profDir, fmt.Sprintf("%s-%s-run%d", strings.ReplaceAll(cell.Name, "/", "_"), s, r+1))

@@ -222,6 +222,8 @@ func idleHeartbeatDesc(sys string) string {
 		return "none (net/rpc has no heartbeat)"
 	case "raw":
 		return "client PING every " + d(idleHeartbeat) + ", server PONG at once; client timeout " + d(idleHeartbeatTimeout)
+	case "epoll":
+		return "raw TCP's client; server: one epoll loop, one read and one write per PING"
 	}
 	return ""
 }

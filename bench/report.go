@@ -172,7 +172,7 @@ func fmtRatio(v float64) string {
 	return fmt.Sprintf("%.2f×", v)
 }
 
-var displayName = map[string]string{"pulse": "Pulse", "netrpc": "net/rpc", "grpc": "grpc-go", "raw": "raw TCP"}
+var displayName = map[string]string{"pulse": "Pulse", "netrpc": "net/rpc", "grpc": "grpc-go", "raw": "raw TCP", "epoll": "epoll floor"}
 
 func sysLabel(s string) string {
 	if n, ok := displayName[s]; ok {

@@ -12,7 +12,8 @@ import (
 )
 
 // A system is one RPC stack under test. Each has an adapter file:
-// sys_pulse.go, sys_netrpc.go, sys_grpc.go, sys_raw.go.
+// sys_pulse.go, sys_netrpc.go, sys_grpc.go, sys_raw.go, and for the idle
+// test's floor sys_epoll_linux.go.
 type system interface {
 	// Serve serves the Echo method on l until stop is called. stop closes
 	// l and every connection, and waits for the server's goroutines.
@@ -47,13 +48,29 @@ type echoConn interface {
 }
 
 // The order is the order of the runs within a round and of the tables.
-var systemNames = []string{"pulse", "netrpc", "grpc", "raw"}
+// The systems of idleOnlySystems take part in the idle test alone.
+var (
+	systemNames     = []string{"pulse", "netrpc", "grpc", "raw", "epoll"}
+	idleOnlySystems = map[string]bool{"epoll": true}
+)
+
+// cellSystems returns the systems of list that run the cells.
+func cellSystems(list []string) []string {
+	var out []string
+	for _, s := range list {
+		if !idleOnlySystems[s] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
 
 var systems = map[string]system{
 	"pulse":  pulseSystem{},
 	"netrpc": netrpcSystem{},
 	"grpc":   grpcSystem{},
 	"raw":    rawSystem{},
+	"epoll":  epollSystem{},
 }
 
 // Heartbeat settings of the idle test: 1 s and 4 s unless -idle-interval

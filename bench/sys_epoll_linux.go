@@ -1,0 +1,276 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"runtime"
+	"sync"
+	"syscall"
+	"unsafe"
+)
+
+// epollSystem is the floor of the idle test: the least CPU that answering
+// one PING with one PONG per connection per interval can cost on this
+// machine, whatever the design. Its client is raw TCP's (the same PINGs
+// on the same timers); its server is one goroutine that waits in an epoll
+// set of every connection's socket and, for each socket that is readable,
+// makes one read(2) and echoes the complete frames it read with one
+// write(2). There is nothing else: no goroutine, buffer or timer per
+// connection, no dead-peer detection, no bookkeeping of any kind. The
+// sockets are level-triggered, so a socket is re-armed by nothing; the
+// system calls are made directly (syscall.RawSyscall), so that they do not
+// go through the Go runtime's system-call state and its poller at all.
+// What is left is the kernel's own cost of the three calls and of the TCP
+// segments, and one wake-up of the waiting thread per batch of readable
+// sockets.
+//
+// It serves the idle test only (Serve refuses otherwise): a frame that
+// does not fit its small read buffer, or a PONG that the socket does not
+// take whole at once, closes the connection rather than being queued. The
+// idle test's frames are 12 bytes (PINGs) and 76 bytes (the one call of
+// each connection), and a PONG always fits an idle socket's send buffer.
+type epollSystem struct{}
+
+// epollFloorBuf is the floor's one read buffer, shared by every socket.
+const epollFloorBuf = rawIdleBufSize
+
+// epollFloorWaitMs bounds one wait of the floor's loop.
+const epollFloorWaitMs = 100
+
+var errEpollIdleOnly = errors.New("the epoll floor serves the idle test only")
+
+func (epollSystem) Dial(ctx context.Context, addr string, o dialOptions) (echoConn, error) {
+	return rawSystem{}.Dial(ctx, addr, o)
+}
+
+func (epollSystem) Serve(l net.Listener, o serveOptions) (func(), error) {
+	if !o.Idle {
+		return nil, errEpollIdleOnly
+	}
+	f, err := newEpollFloor()
+	if err != nil {
+		return nil, err
+	}
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		f.loop()
+	}()
+	acceptDone := make(chan struct{})
+	go func() {
+		defer close(acceptDone)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			f.add(c)
+		}
+	}()
+	return func() {
+		l.Close()
+		<-acceptDone
+		f.stop()
+		<-loopDone
+		f.closeAll()
+	}, nil
+}
+
+type epollFloor struct {
+	epfd   int
+	wakefd int // an eventfd that tells the loop to return
+
+	mu      sync.Mutex
+	fds     map[int32]struct{} // the sockets in the set
+	partial map[int32][]byte   // bytes of an incomplete frame, by socket (rare)
+}
+
+func newEpollFloor() (*epollFloor, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	r, _, errno := syscall.Syscall(syscall.SYS_EVENTFD2, 0, syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+	if errno != 0 {
+		syscall.Close(epfd)
+		return nil, errno
+	}
+	f := &epollFloor{epfd: epfd, wakefd: int(r), fds: map[int32]struct{}{}, partial: map[int32][]byte{}}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(f.wakefd)}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, f.wakefd, &ev); err != nil {
+		syscall.Close(epfd)
+		syscall.Close(f.wakefd)
+		return nil, err
+	}
+	return f, nil
+}
+
+// add takes c's socket out of the Go runtime's hands (a duplicate of its
+// descriptor, still nonblocking; c itself is closed) and puts it in the
+// set.
+func (f *epollFloor) add(c net.Conn) {
+	defer c.Close()
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	fd := -1
+	raw.Control(func(s uintptr) {
+		r, _, errno := syscall.Syscall(syscall.SYS_FCNTL, s, syscall.F_DUPFD_CLOEXEC, 0)
+		if errno == 0 {
+			fd = int(r)
+		}
+	})
+	if fd < 0 {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(fd)}
+	if err := syscall.EpollCtl(f.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		syscall.Close(fd)
+		return
+	}
+	f.fds[int32(fd)] = struct{}{}
+}
+
+// loop answers the sockets of the set until stop.
+func (f *epollFloor) loop() {
+	var evs [256]syscall.EpollEvent
+	buf := make([]byte, epollFloorBuf)
+	for {
+		n, errno := epollWaitRaw(f.epfd, evs[:])
+		switch errno {
+		case 0:
+		case syscall.EINTR:
+			n = 0 // a signal; the runtime may want the P back (below)
+		default:
+			return
+		}
+		for _, ev := range evs[:n] {
+			if int(ev.Fd) == f.wakefd {
+				return
+			}
+			f.serve(ev.Fd, buf)
+		}
+		// Give the runtime its chance to take the P (a collection's
+		// stop, a preemption): seen from the runtime, this goroutine
+		// never stops running, and without a yield it would be
+		// interrupted with a signal every 10 ms.
+		runtime.Gosched()
+	}
+}
+
+// serve reads what socket fd has, once, and echoes the complete frames.
+func (f *epollFloor) serve(fd int32, buf []byte) {
+	got, err := rawSockIO(syscall.SYS_READ, uintptr(fd), buf)
+	if err == syscall.EAGAIN {
+		return
+	}
+	if err != nil || got == 0 {
+		f.drop(fd) // the end of the stream, or a failed socket
+		return
+	}
+	data := buf[:got]
+	f.mu.Lock()
+	prev, held := f.partial[fd]
+	f.mu.Unlock()
+	if held {
+		data = append(prev, data...)
+	}
+	done := 0
+	for len(data)-done >= rawHeader {
+		size := rawHeader + int(binary.BigEndian.Uint32(data[done:]))
+		if size > epollFloorBuf {
+			f.drop(fd)
+			return
+		}
+		if len(data)-done < size {
+			break
+		}
+		done += size
+	}
+	if done > 0 {
+		// An echo frame is the request frame: write the complete ones
+		// back as they are, in one call.
+		if wrote, err := rawSockIO(syscall.SYS_WRITE, uintptr(fd), data[:done]); err != nil || wrote != done {
+			f.drop(fd)
+			return
+		}
+	}
+	if held || done < len(data) {
+		f.mu.Lock()
+		if done < len(data) {
+			f.partial[fd] = append([]byte(nil), data[done:]...)
+		} else {
+			delete(f.partial, fd)
+		}
+		f.mu.Unlock()
+	}
+}
+
+// drop closes socket fd, which leaves the set with it.
+func (f *epollFloor) drop(fd int32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.fds[fd]; !ok {
+		return
+	}
+	delete(f.fds, fd)
+	delete(f.partial, fd)
+	syscall.Close(int(fd))
+}
+
+// stop makes the loop return.
+func (f *epollFloor) stop() {
+	one := [8]byte{1}
+	syscall.Write(f.wakefd, one[:])
+}
+
+// closeAll closes every socket and the set, after the loop returned.
+func (f *epollFloor) closeAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for fd := range f.fds {
+		syscall.Close(int(fd))
+	}
+	clear(f.fds)
+	clear(f.partial)
+	syscall.Close(f.epfd)
+	syscall.Close(f.wakefd)
+}
+
+// epollWaitRaw waits for events of the set epfd, at most
+// epollFloorWaitMs, without the runtime's system-call state: the loop's
+// thread blocks in the kernel holding its P, which on an otherwise idle
+// process keeps the runtime's monitor thread and poller out of every
+// wake-up. A signal (the runtime's preemption, for one) ends the wait with
+// EINTR; the bound makes sure the loop comes back to the runtime even if
+// such a signal came just before the wait began.
+func epollWaitRaw(epfd int, evs []syscall.EpollEvent) (int, syscall.Errno) {
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), epollFloorWaitMs, 0, 0)
+	return int(n), errno
+}
+
+// rawSockIO makes the read or write system call trap on the nonblocking
+// socket fd with b, directly.
+func rawSockIO(trap, fd uintptr, b []byte) (int, error) {
+	for {
+		n, _, errno := syscall.RawSyscall(trap, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+		switch errno {
+		case 0:
+			return int(n), nil
+		case syscall.EINTR:
+			continue
+		}
+		return 0, errno
+	}
+}
