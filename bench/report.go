@@ -299,6 +299,14 @@ func (r *results) targets() []targetRow {
 			} else {
 				row.Measured = fmt.Sprintf("%.2f %%", v)
 			}
+			if f := r.idle("epoll"); idleUsable(f) {
+				// The same scaling for the floor, per its own count.
+				fv := f.ServerCPUPercent * 10000 / float64(f.Dial.OK) * r.idleInterval()
+				row.Measured += fmt.Sprintf("; the epoll floor: %.2f %%", fv)
+				if fv > 10 {
+					row.Measured += ", over the target itself"
+				}
+			}
 			row.Met = metStr(v <= 10)
 		}
 		rows = append(rows, row)
@@ -488,8 +496,7 @@ func renderMarkdown(r *results, notes string) string {
 // different numbers. "" unless both have results.
 func idleFloorLine(r *results) string {
 	p, raw := r.idle("pulse"), r.idle("raw")
-	usable := func(ir *idleResult) bool { return ir != nil && ir.Error == "" && ir.Dial.OK > 0 && ir.HoldSec > 0 }
-	if !usable(p) || !usable(raw) {
+	if !idleUsable(p) || !idleUsable(raw) {
 		return ""
 	}
 	pn, rn := float64(p.Dial.OK), float64(raw.Dial.OK)
@@ -510,6 +517,33 @@ func idleFloorLine(r *results) string {
 		ratio(p.ServerSyscallsPerSec, raw.ServerSyscallsPerSec), fmtRate(p.ServerSyscallsPerSec), fmtRate(raw.ServerSyscallsPerSec),
 		ratio(p.ClientCPUPercent, raw.ClientCPUPercent), p.ClientCPUPercent, raw.ClientCPUPercent,
 		ratio(p.ClientSyscallsPerSec, raw.ClientSyscallsPerSec), fmtRate(p.ClientSyscallsPerSec), fmtRate(raw.ClientSyscallsPerSec))
+}
+
+// idleEpollLine compares Pulse's CPU and system calls during the hold
+// with the epoll floor's from the same run: the least that one PING and
+// one PONG per connection per interval costs this machine. Per
+// connection, in case the two dialed different numbers. "" unless both
+// have results.
+func idleEpollLine(r *results) string {
+	p, f := r.idle("pulse"), r.idle("epoll")
+	if !idleUsable(p) || !idleUsable(f) {
+		return ""
+	}
+	pn, fn := float64(p.Dial.OK), float64(f.Dial.OK)
+	ratio := func(pv, fv float64) string { return fmtRatio((pv / pn) / (fv / fn)) }
+	conns := fmt.Sprintf("%s connections each", fmtRate(pn))
+	if p.Dial.OK != f.Dial.OK {
+		conns = fmt.Sprintf("%s and %s connections, compared per connection", fmtRate(pn), fmtRate(fn))
+	}
+	return fmt.Sprintf("**Heartbeats against the epoll floor** (same run, %s; raw TCP's client against a server that is one epoll loop making one read and one write per PING, directly, and nothing else: "+
+		"what the same heartbeats cost this machine at the least): Pulse's server uses **%s** the CPU of the floor's (%.2f %% vs %.2f %% of a core) and %s its system calls (%s vs %s /s).",
+		conns, ratio(p.ServerCPUPercent, f.ServerCPUPercent), p.ServerCPUPercent, f.ServerCPUPercent,
+		ratio(p.ServerSyscallsPerSec, f.ServerSyscallsPerSec), fmtRate(p.ServerSyscallsPerSec), fmtRate(f.ServerSyscallsPerSec))
+}
+
+// idleUsable reports whether ir holds the figures of a hold.
+func idleUsable(ir *idleResult) bool {
+	return ir != nil && ir.Error == "" && ir.Dial.OK > 0 && ir.HoldSec > 0
 }
 
 func orDash(s string) string {
@@ -573,7 +607,9 @@ func idleMethod(r *results) string {
 		"After it: RSS per connection, `VmRSS` minus `VmRSS` before dialing, ÷ N, each process having run `runtime.GC()` at both points (nothing is handed back to the kernel forcibly); the Go runtime's own view, `HeapInuse + StackInuse`, the same way; goroutines per connection from `runtime.NumGoroutine`. " +
 		"Then every connection makes one more call (\"alive after hold\"). " +
 		"Raw TCP is the floor for heartbeats in the plain design, a goroutine per connection blocked in a read: each of its client connections sends a 12-byte PING frame every " + iv + " (the first at a random point of the first interval) on a timer of its own, and the server answers each at once with a PONG frame from its reading goroutine, with no timer and no dead-peer detection on the server; the client fails a connection that has read nothing for " + secs(4*r.idleInterval()) + ". " +
-		"Pulse exchanges the same frames (its dialer pings after " + iv + " without writing; its server's PONG counts as its write)."
+		"Pulse exchanges the same frames (its dialer pings after " + iv + " without writing; its server's PONG counts as its write). " +
+		"The epoll floor is the least those frames can cost: raw TCP's client against a server that is a single epoll loop over every socket, level-triggered, making one `read(2)` per readable socket and one `write(2)` of the frames read, directly (`syscall.RawSyscall`), with no goroutine, buffer or timer per connection and no dead-peer detection. " +
+		"On loopback a `write(2)` also runs the receiving socket's TCP processing and the wake-up of its reader, inside the writer's system call, so each server's CPU includes its client's share of every PONG."
 }
 
 // writeIdleSection writes the idle test's table and what goes with it.
@@ -607,6 +643,9 @@ func writeIdleSection(w func(string, ...any), r *results) {
 		}
 		w("\n")
 		if line := idleFloorLine(r); line != "" {
+			w("%s\n\n", line)
+		}
+		if line := idleEpollLine(r); line != "" {
 			w("%s\n\n", line)
 		}
 		w("Memory is measured after the hold, after a `runtime.GC()`. RSS includes memory the Go runtime freed but has not yet handed back to the kernel (it does so gradually); Go heap+stacks is what the runtime has in use, and can exceed RSS when in-use spans include pages never touched. Right after dialing and a %s settle period, RSS per connection (server / client) was: ", secs(r.Config.IdleSettleSec))

@@ -63,6 +63,9 @@ func fixedResults() *results {
 		{System: "raw", Conns: 10000, Dial: idleOpResult{OK: 10000}, Check: idleOpResult{OK: 10000}, Heartbeats: idleHeartbeatDesc("raw"), HoldSec: 20,
 			ServerRSSPerConn: 5000, ClientRSSPerConn: 6000, ServerGoroutinesPerConn: 1, ClientGoroutinesPerConn: 1, ServerCPUPercent: 1.5, ServerSyscallsPerSec: 30000,
 			ClientCPUPercent: 2, ClientSyscallsPerSec: 30000, ClientHeartbeatRepliesPerSec: 9990},
+		{System: "epoll", Conns: 10000, Dial: idleOpResult{OK: 10000}, Check: idleOpResult{OK: 10000}, Heartbeats: idleHeartbeatDesc("epoll"), HoldSec: 20,
+			ServerRSSPerConn: 100, ClientRSSPerConn: 6000, ClientGoroutinesPerConn: 1, ServerCPUPercent: 3, ServerSyscallsPerSec: 20000,
+			ClientCPUPercent: 2, ClientSyscallsPerSec: 30000, ClientHeartbeatRepliesPerSec: 9990},
 	}
 	return r
 }
@@ -262,6 +265,55 @@ func TestReportIdleFloor(t *testing.T) {
 			t.Errorf("%s: %s", name, got)
 		}
 		if md := renderMarkdown(r, ""); strings.Contains(md, "raw TCP floor**") {
+			t.Errorf("%s: the page has the comparison", name)
+		}
+	}
+}
+
+// TestReportEpollFloor checks the line comparing Pulse's heartbeat costs
+// with the epoll floor's, the floor in the heartbeat target's row, and
+// that both are left out when the floor is missing.
+func TestReportEpollFloor(t *testing.T) {
+	r := fixedResults()
+	want := "**Heartbeats against the epoll floor** (same run, 10,000 connections each; raw TCP's client against a server that is one epoll loop making one read and one write per PING, directly, and nothing else: " +
+		"what the same heartbeats cost this machine at the least): Pulse's server uses **1.50×** the CPU of the floor's (4.50 % vs 3.00 % of a core) and 1.50× its system calls (30,000 vs 20,000 /s)."
+	if got := idleEpollLine(r); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if md := renderMarkdown(r, ""); !strings.Contains(md, "\n\n"+want+"\n\n") {
+		t.Error("the page lacks the line as a paragraph of its own")
+	}
+	row, _ := targetByWhere(r.targets(), "server heartbeat CPU", "idle, 10000 conns")
+	if row.Measured != "4.50 %; the epoll floor: 3.00 %" || row.Met != "met" {
+		t.Errorf("heartbeat target: %q, %q", row.Measured, row.Met)
+	}
+	// A floor over the target says so; Pulse's own figure decides.
+	r.Idle[3].ServerCPUPercent = 12
+	r.Idle[0].ServerCPUPercent = 15
+	row, _ = targetByWhere(r.targets(), "server heartbeat CPU", "idle, 10000 conns")
+	if row.Measured != "15.00 %; the epoll floor: 12.00 %, over the target itself" || row.Met != "**missed**" {
+		t.Errorf("heartbeat target over the floor: %q, %q", row.Measured, row.Met)
+	}
+	// Different connection counts are compared per connection.
+	r = fixedResults()
+	r.Idle[3].Dial.OK = 5000
+	if got := idleEpollLine(r); !strings.Contains(got, "10,000 and 5,000 connections, compared per connection") || !strings.Contains(got, "**0.75×** the CPU") {
+		t.Errorf("per connection: %s", got)
+	}
+	row, _ = targetByWhere(r.targets(), "server heartbeat CPU", "idle, 10000 conns")
+	if !strings.HasSuffix(row.Measured, "the epoll floor: 6.00 %") {
+		t.Errorf("floor scaled to 10,000 connections: %q", row.Measured)
+	}
+	for name, change := range map[string]func(r *results){
+		"floor failed":  func(r *results) { r.Idle[3].Error = "server: boom" },
+		"floor not run": func(r *results) { r.Idle = r.Idle[:3] },
+	} {
+		r := fixedResults()
+		change(r)
+		if got := idleEpollLine(r); got != "" {
+			t.Errorf("%s: %s", name, got)
+		}
+		if md := renderMarkdown(r, ""); strings.Contains(md, "epoll floor**") || strings.Contains(md, "the epoll floor: ") {
 			t.Errorf("%s: the page has the comparison", name)
 		}
 	}
