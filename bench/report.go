@@ -221,6 +221,12 @@ func (r *results) targets() []targetRow {
 			if okP && okO {
 				v := p.CPS / o.CPS
 				row.Measured = fmt.Sprintf("%s (%s vs %s calls/s)", fmtRatio(v), fmtRate(p.CPS), fmtRate(o.CPS))
+				// What the raw TCP echo itself reaches against the same
+				// peer: a target above it asks more of an RPC stack than
+				// an echo that does nothing else gets from the machine.
+				if raw, ok := c.summary("raw"); ok && other != "raw" {
+					row.Measured += fmt.Sprintf("; raw TCP itself: %s", fmtRatio(raw.CPS/o.CPS))
+				}
 				row.Met = metStr(v >= need)
 			}
 		}

@@ -104,6 +104,16 @@ func TestTargets(t *testing.T) {
 			t.Errorf("%s at %s: %q (%s), want %q", c.target, c.where, row.Met, row.Measured, c.met)
 		}
 	}
+	// Ratios to a peer give the raw TCP echo's own ratio to it.
+	for _, c := range []struct{ target, where, measured string }{
+		{"calls/s: Pulse ≥ 1.5× net/rpc", "64B/1x1", "2.00× (20,000 vs 10,000 calls/s); raw TCP itself: 3.00×"},
+		{"calls/s: Pulse ≥ 8× grpc-go", "64B/32x1", "10.0× (100,000 vs 10,000 calls/s); raw TCP itself: 25.0×"},
+		{"calls/s: Pulse ≥ 0.5× raw TCP", "64B/32x1", "0.40× (100,000 vs 250,000 calls/s)"},
+	} {
+		if row, _ := targetByWhere(rows, c.target, c.where); row.Measured != c.measured {
+			t.Errorf("%s at %s: %q, want %q", c.target, c.where, row.Measured, c.measured)
+		}
+	}
 	// With the idle test and the grpc results missing, those rows say so.
 	r := fixedResults()
 	r.Idle = nil
