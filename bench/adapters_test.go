@@ -207,16 +207,8 @@ func TestRawHeartbeat(t *testing.T) {
 	}
 	defer stop()
 	const n = 40
-	conns := make([]*rawConn, n)
 	start := time.Now()
-	for i := range conns {
-		c, err := sys.Dial(context.Background(), l.Addr().String(), dialOptions{Idle: true, LocalAddr: idleSourceAddr(0, i, 4)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		conns[i] = c.(*rawConn)
-	}
+	conns := dialRawIdle(t, sys, l.Addr().String(), n)
 	pinged := func() (k int) {
 		for _, c := range conns {
 			if c.heartbeatReplies() > 0 {
@@ -240,6 +232,22 @@ func TestRawHeartbeat(t *testing.T) {
 			t.Errorf("connection %d: %v", i, err)
 		}
 	}
+}
+
+// dialRawIdle dials n idle raw connections to addr from four loopback
+// source addresses; they close when the test ends.
+func dialRawIdle(t *testing.T, sys rawSystem, addr string, n int) []*rawConn {
+	t.Helper()
+	conns := make([]*rawConn, n)
+	for i := range conns {
+		c, err := sys.Dial(context.Background(), addr, dialOptions{Idle: true, LocalAddr: idleSourceAddr(0, i, 4)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns[i] = c.(*rawConn)
+	}
+	return conns
 }
 
 // TestRawHeartbeatTimeout checks that a raw idle client connection whose

@@ -12,6 +12,19 @@ import (
 // client read about one PONG per connection per second, and the server's
 // system calls are counted.
 func TestIdleRaw(t *testing.T) {
+	r := idleRunChecked(t, "raw")
+	if r.ServerGoroutinesPerConn < 0.9 || r.ClientGoroutinesPerConn < 0.9 {
+		t.Errorf("goroutines per connection: server %.2f, client %.2f, want a reader each", r.ServerGoroutinesPerConn, r.ClientGoroutinesPerConn)
+	}
+}
+
+// idleRunChecked runs the idle test of sys (a system whose client counts
+// PONGs: raw TCP's) with 8 connections held for 2.5 s, and checks what
+// every such run must show: every connection alive after the hold, about
+// one PONG per connection per second, and at least a system call of the
+// server's per PONG. It skips in -short mode.
+func idleRunChecked(t *testing.T, sys string) idleResult {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
@@ -19,14 +32,14 @@ func TestIdleRaw(t *testing.T) {
 	done := checkLeaks(t)
 	defer done()
 	const n = 8
-	r := runIdle("raw", n, 1, 200*time.Millisecond, 2500*time.Millisecond, "", func(msg string) { t.Log(msg) })
+	r := runIdle(sys, n, 1, 200*time.Millisecond, 2500*time.Millisecond, "", func(msg string) { t.Log(msg) })
 	if r.Error != "" {
 		t.Fatalf("error: %s", r.Error)
 	}
 	if r.Dial.OK != n || r.Check.OK != n || r.Check.Errors != 0 {
 		t.Fatalf("dialed %d, alive after hold %d of %d (%s)", r.Dial.OK, r.Check.OK, n, r.Check.FirstError)
 	}
-	if r.Heartbeats != idleHeartbeatDesc("raw") || r.HoldSec < 2.5 {
+	if r.Heartbeats != idleHeartbeatDesc(sys) || r.HoldSec < 2.5 {
 		t.Errorf("heartbeats %q, hold %.2fs", r.Heartbeats, r.HoldSec)
 	}
 	// One PING per connection per second: 2 or 3 in the 2.5 s hold.
@@ -37,9 +50,7 @@ func TestIdleRaw(t *testing.T) {
 	if r.ServerSyscallsPerSec < r.ClientHeartbeatRepliesPerSec {
 		t.Errorf("server: %.1f system calls/s for %.1f PONGs/s", r.ServerSyscallsPerSec, r.ClientHeartbeatRepliesPerSec)
 	}
-	if r.ServerGoroutinesPerConn < 0.9 || r.ClientGoroutinesPerConn < 0.9 {
-		t.Errorf("goroutines per connection: server %.2f, client %.2f, want a reader each", r.ServerGoroutinesPerConn, r.ClientGoroutinesPerConn)
-	}
+	return r
 }
 
 // TestIdleSharded runs the idle test over three pairs of processes with a

@@ -505,12 +505,7 @@ func idleFloorLine(r *results) string {
 	if !idleUsable(p) || !idleUsable(raw) {
 		return ""
 	}
-	pn, rn := float64(p.Dial.OK), float64(raw.Dial.OK)
-	ratio := func(pv, rv float64) string { return fmtRatio((pv / pn) / (rv / rn)) }
-	conns := fmt.Sprintf("%s connections each", fmtRate(pn))
-	if p.Dial.OK != raw.Dial.OK {
-		conns = fmt.Sprintf("%s and %s connections, compared per connection", fmtRate(pn), fmtRate(rn))
-	}
+	ratio, conns := perConn(p, raw)
 	pongs := ""
 	if raw.ClientHeartbeatRepliesPerSec > 0 {
 		pongs = fmt.Sprintf(", %s PONGs/s read by its client", fmtRate(raw.ClientHeartbeatRepliesPerSec))
@@ -535,16 +530,24 @@ func idleEpollLine(r *results) string {
 	if !idleUsable(p) || !idleUsable(f) {
 		return ""
 	}
-	pn, fn := float64(p.Dial.OK), float64(f.Dial.OK)
-	ratio := func(pv, fv float64) string { return fmtRatio((pv / pn) / (fv / fn)) }
-	conns := fmt.Sprintf("%s connections each", fmtRate(pn))
-	if p.Dial.OK != f.Dial.OK {
-		conns = fmt.Sprintf("%s and %s connections, compared per connection", fmtRate(pn), fmtRate(fn))
-	}
+	ratio, conns := perConn(p, f)
 	return fmt.Sprintf("**Heartbeats against the epoll floor** (same run, %s; raw TCP's client against a server that is one epoll loop making one read and one write per PING, directly, and nothing else: "+
 		"what the same heartbeats cost this machine at the least): Pulse's server uses **%s** the CPU of the floor's (%.2f %% vs %.2f %% of a core) and %s its system calls (%s vs %s /s).",
 		conns, ratio(p.ServerCPUPercent, f.ServerCPUPercent), p.ServerCPUPercent, f.ServerCPUPercent,
 		ratio(p.ServerSyscallsPerSec, f.ServerSyscallsPerSec), fmtRate(p.ServerSyscallsPerSec), fmtRate(f.ServerSyscallsPerSec))
+}
+
+// perConn returns how to compare a figure of Pulse's idle test p with
+// the same figure of another system's o, per connection in case the two
+// dialed different numbers, and the phrase that says which was done.
+func perConn(p, o *idleResult) (ratio func(pv, ov float64) string, conns string) {
+	pn, on := float64(p.Dial.OK), float64(o.Dial.OK)
+	ratio = func(pv, ov float64) string { return fmtRatio((pv / pn) / (ov / on)) }
+	conns = fmt.Sprintf("%s connections each", fmtRate(pn))
+	if p.Dial.OK != o.Dial.OK {
+		conns = fmt.Sprintf("%s and %s connections, compared per connection", fmtRate(pn), fmtRate(on))
+	}
+	return ratio, conns
 }
 
 // idleUsable reports whether ir holds the figures of a hold.

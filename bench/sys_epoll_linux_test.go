@@ -3,7 +3,6 @@
 package main
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -57,15 +56,9 @@ func TestEpollFloorHeartbeats(t *testing.T) {
 	const interval = 200 * time.Millisecond
 	sys := rawSystem{heartbeat: interval, heartbeatTimeout: 4 * interval}
 	const n = 40
-	conns := make([]*rawConn, n)
 	start := time.Now()
-	for i := range conns {
-		c, err := sys.Dial(context.Background(), addr, dialOptions{Idle: true, LocalAddr: idleSourceAddr(0, i, 4)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		conns[i] = c.(*rawConn)
+	conns := dialRawIdle(t, sys, addr, n)
+	for i, c := range conns {
 		if err := checkEcho(c, 64); err != nil {
 			t.Fatalf("connection %d: %v", i, err)
 		}
@@ -200,30 +193,10 @@ func countOpenConns(t *testing.T, addr string) int {
 	return n
 }
 
-// TestIdleEpoll runs the idle test of the floor as the driver does: every
-// connection alive after the hold, about one PONG per connection per
-// second, and no goroutine per connection on the server.
+// TestIdleEpoll runs the idle test of the floor as the driver does (see
+// idleRunChecked), with no goroutine per connection on the server.
 func TestIdleEpoll(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts processes")
-	}
-	t.Setenv("GORACE", "atexit_sleep_ms=0") // see TestEndToEnd
-	done := checkLeaks(t)
-	defer done()
-	const n = 8
-	r := runIdle("epoll", n, 1, 200*time.Millisecond, 2500*time.Millisecond, "", func(msg string) { t.Log(msg) })
-	if r.Error != "" {
-		t.Fatalf("error: %s", r.Error)
-	}
-	if r.Dial.OK != n || r.Check.OK != n || r.Check.Errors != 0 {
-		t.Fatalf("dialed %d, alive after hold %d of %d (%s)", r.Dial.OK, r.Check.OK, n, r.Check.FirstError)
-	}
-	if got := r.ClientHeartbeatRepliesPerSec; got < 0.5*n || got > 1.5*n {
-		t.Errorf("%.1f PONGs/s for %d connections, want about %d", got, n, n)
-	}
-	if r.ServerSyscallsPerSec < r.ClientHeartbeatRepliesPerSec {
-		t.Errorf("server: %.1f system calls/s for %.1f PONGs/s", r.ServerSyscallsPerSec, r.ClientHeartbeatRepliesPerSec)
-	}
+	r := idleRunChecked(t, "epoll")
 	if r.ServerGoroutinesPerConn > 0.5 {
 		t.Errorf("%.2f server goroutines per connection, want none", r.ServerGoroutinesPerConn)
 	}
