@@ -84,9 +84,12 @@ type epollFloor struct {
 	epfd   int
 	wakefd int // an eventfd that tells the loop to return
 
-	mu      sync.Mutex
-	fds     map[int32]struct{} // the sockets in the set
-	partial map[int32][]byte   // bytes of an incomplete frame, by socket (rare)
+	// partial holds the bytes of an incomplete frame, by socket (rare).
+	// Only the loop touches it, and closeAll once the loop has returned.
+	partial map[int32][]byte
+
+	mu  sync.Mutex
+	fds map[int32]struct{} // the sockets in the set
 }
 
 func newEpollFloor() (*epollFloor, error) {
@@ -180,9 +183,7 @@ func (f *epollFloor) serve(fd int32, buf []byte) {
 		return
 	}
 	data := buf[:got]
-	f.mu.Lock()
 	prev, held := f.partial[fd]
-	f.mu.Unlock()
 	if held {
 		data = append(prev, data...)
 	}
@@ -206,26 +207,23 @@ func (f *epollFloor) serve(fd int32, buf []byte) {
 			return
 		}
 	}
-	if held || done < len(data) {
-		f.mu.Lock()
-		if done < len(data) {
-			f.partial[fd] = append([]byte(nil), data[done:]...)
-		} else {
-			delete(f.partial, fd)
-		}
-		f.mu.Unlock()
+	if done < len(data) {
+		f.partial[fd] = append([]byte(nil), data[done:]...)
+	} else if held {
+		delete(f.partial, fd)
 	}
 }
 
-// drop closes socket fd, which leaves the set with it.
+// drop closes socket fd, which leaves the set with it. Called by the
+// loop.
 func (f *epollFloor) drop(fd int32) {
+	delete(f.partial, fd)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.fds[fd]; !ok {
 		return
 	}
 	delete(f.fds, fd)
-	delete(f.partial, fd)
 	syscall.Close(int(fd))
 }
 
