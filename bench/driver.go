@@ -274,6 +274,9 @@ func driverMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "pulse-bench:", err)
 		return 2
 	}
+	if len(cellSys) == 0 {
+		cells = nil // only idle-test systems were selected
+	}
 
 	if *profDir != "" {
 		abs, err := filepath.Abs(*profDir)

@@ -84,3 +84,35 @@ func TestEndToEnd(t *testing.T) {
 	}
 	checkXML(t, svg)
 }
+
+// TestIdleOnlySystems checks that a run of idle-test-only systems runs no
+// cell, whatever -cells says, and still runs the idle test.
+func TestIdleOnlySystems(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	t.Setenv("GORACE", "atexit_sleep_ms=0") // see TestEndToEnd
+	done := checkLeaks(t)
+	defer done()
+	dir := t.TempDir()
+	jsonPath := filepath.Join(dir, "results.json")
+	code := driverMain([]string{"-quick", "-systems", "epoll", "-cells", "64B/1x1",
+		"-idle-conns", "4", "-idle-hold", "300ms", "-idle-settle", "100ms", "-out", dir, "-json", jsonPath})
+	if code != 0 {
+		t.Fatalf("driver exited with %d", code)
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r results
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Cells) != 0 || len(r.Systems) != 0 {
+		t.Errorf("%d cells over systems %v, want none", len(r.Cells), r.Systems)
+	}
+	if len(r.Idle) != 1 || r.Idle[0].System != "epoll" || r.Idle[0].Check.OK != 4 {
+		t.Errorf("idle results %+v, want the epoll floor's, 4 connections alive", r.Idle)
+	}
+}
