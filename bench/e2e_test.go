@@ -11,7 +11,10 @@ import (
 // TestEndToEnd runs the driver as a user would, shrunk: one cell with
 // every system and a 20-connection idle test, each in its own server and
 // client processes (this test binary, re-executed).
-func TestEndToEnd(t *testing.T) {
+// startsProcesses prepares a test that starts the benchmark's processes:
+// it skips in -short mode, and returns the leak check to defer.
+func startsProcesses(t *testing.T) (done func()) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
@@ -19,13 +22,15 @@ func TestEndToEnd(t *testing.T) {
 	// for late reports; a race still makes a child exit with status 66,
 	// which the driver reports as a failed run.
 	t.Setenv("GORACE", "atexit_sleep_ms=0")
-	done := checkLeaks(t)
-	defer done()
-	dir := t.TempDir()
+	return checkLeaks(t)
+}
+
+// runDriver runs the driver with args, writing into dir, and returns the
+// results it saved.
+func runDriver(t *testing.T, dir string, args ...string) results {
+	t.Helper()
 	jsonPath := filepath.Join(dir, "results.json")
-	code := driverMain([]string{"-quick", "-cells", "64B/32x1", "-warmup", "50ms", "-duration", "150ms",
-		"-idle-conns", "20", "-idle-hold", "300ms", "-idle-settle", "100ms", "-out", dir, "-json", jsonPath})
-	if code != 0 {
+	if code := driverMain(append(args, "-out", dir, "-json", jsonPath)); code != 0 {
 		t.Fatalf("driver exited with %d", code)
 	}
 	b, err := os.ReadFile(jsonPath)
@@ -36,6 +41,15 @@ func TestEndToEnd(t *testing.T) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}
+	return r
+}
+
+func TestEndToEnd(t *testing.T) {
+	done := startsProcesses(t)
+	defer done()
+	dir := t.TempDir()
+	r := runDriver(t, dir, "-quick", "-cells", "64B/32x1", "-warmup", "50ms", "-duration", "150ms",
+		"-idle-conns", "20", "-idle-hold", "300ms", "-idle-settle", "100ms")
 	if !r.Complete || len(r.Cells) != 1 || r.Cells[0].Name != "64B/32x1" {
 		t.Fatalf("results: complete %v, %d cells", r.Complete, len(r.Cells))
 	}
@@ -88,27 +102,10 @@ func TestEndToEnd(t *testing.T) {
 // TestIdleOnlySystems checks that a run of idle-test-only systems runs no
 // cell, whatever -cells says, and still runs the idle test.
 func TestIdleOnlySystems(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts processes")
-	}
-	t.Setenv("GORACE", "atexit_sleep_ms=0") // see TestEndToEnd
-	done := checkLeaks(t)
+	done := startsProcesses(t)
 	defer done()
-	dir := t.TempDir()
-	jsonPath := filepath.Join(dir, "results.json")
-	code := driverMain([]string{"-quick", "-systems", "epoll", "-cells", "64B/1x1",
-		"-idle-conns", "4", "-idle-hold", "300ms", "-idle-settle", "100ms", "-out", dir, "-json", jsonPath})
-	if code != 0 {
-		t.Fatalf("driver exited with %d", code)
-	}
-	b, err := os.ReadFile(jsonPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r results
-	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatal(err)
-	}
+	r := runDriver(t, t.TempDir(), "-quick", "-systems", "epoll", "-cells", "64B/1x1",
+		"-idle-conns", "4", "-idle-hold", "300ms", "-idle-settle", "100ms")
 	if len(r.Cells) != 0 || len(r.Systems) != 0 {
 		t.Errorf("%d cells over systems %v, want none", len(r.Cells), r.Systems)
 	}

@@ -25,11 +25,7 @@ func TestIdleRaw(t *testing.T) {
 // server's per PONG. It skips in -short mode.
 func idleRunChecked(t *testing.T, sys string) idleResult {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts processes")
-	}
-	t.Setenv("GORACE", "atexit_sleep_ms=0") // see TestEndToEnd
-	done := checkLeaks(t)
+	done := startsProcesses(t)
 	defer done()
 	const n = 8
 	r := runIdle(sys, n, 1, 200*time.Millisecond, 2500*time.Millisecond, "", func(msg string) { t.Log(msg) })
@@ -57,11 +53,7 @@ func idleRunChecked(t *testing.T, sys string) idleResult {
 // heartbeat interval of 500 ms: the figures must be those of all six
 // processes added up (PONGs of every client, goroutines of every server).
 func TestIdleSharded(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts processes")
-	}
-	t.Setenv("GORACE", "atexit_sleep_ms=0") // see TestEndToEnd
-	done := checkLeaks(t)
+	done := startsProcesses(t)
 	defer done()
 	defer setIdleHeartbeat(idleHeartbeat)
 	setIdleHeartbeat(500 * time.Millisecond)
