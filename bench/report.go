@@ -296,18 +296,14 @@ func (r *results) targets() []targetRow {
 	{
 		row := targetRow{Target: "server heartbeat CPU ≤ 10 % of a core for 10,000 conns at 1 s", Where: where, Met: notMeasured, Measured: "–"}
 		if okIdle {
-			v := ir.ServerCPUPercent
+			v := r.serverCPUAt10k(ir)
 			if interval := r.idleInterval(); ir.Dial.OK != 10000 || interval != 1 {
-				// Heartbeats cost in proportion to connections ÷ interval.
-				scaled := v * 10000 / float64(ir.Dial.OK) * interval
-				row.Measured = fmt.Sprintf("%.2f %% at %d conns and %s, %.2f %% scaled linearly to 10,000 at 1s", v, ir.Dial.OK, secs(interval), scaled)
-				v = scaled
+				row.Measured = fmt.Sprintf("%.2f %% at %d conns and %s, %.2f %% scaled linearly to 10,000 at 1s", ir.ServerCPUPercent, ir.Dial.OK, secs(interval), v)
 			} else {
 				row.Measured = fmt.Sprintf("%.2f %%", v)
 			}
 			if f := r.idle("epoll"); idleUsable(f) {
-				// The same scaling for the floor, per its own count.
-				fv := f.ServerCPUPercent * 10000 / float64(f.Dial.OK) * r.idleInterval()
+				fv := r.serverCPUAt10k(f)
 				row.Measured += fmt.Sprintf("; the epoll floor: %.2f %%", fv)
 				if fv > 10 {
 					row.Measured += ", over the target itself"
@@ -341,6 +337,13 @@ func existingNotes(page string) string {
 		return ""
 	}
 	return page[i+len(notesBegin) : j]
+}
+
+// serverCPUAt10k is ir's server CPU in % of a core, scaled linearly to
+// 10,000 connections at a 1 s interval: heartbeats cost in proportion to
+// connections ÷ interval.
+func (r *results) serverCPUAt10k(ir *idleResult) float64 {
+	return ir.ServerCPUPercent * 10000 / float64(ir.Dial.OK) * r.idleInterval()
 }
 
 // idleInterval is the heartbeat interval of the idle test in seconds.

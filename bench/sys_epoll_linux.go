@@ -3,9 +3,7 @@
 package main
 
 import (
-	"context"
 	"encoding/binary"
-	"errors"
 	"net"
 	"runtime"
 	"sync"
@@ -13,39 +11,11 @@ import (
 	"unsafe"
 )
 
-// epollSystem is the floor of the idle test: the least CPU that answering
-// one PING with one PONG per connection per interval can cost on this
-// machine, whatever the design. Its client is raw TCP's (the same PINGs
-// on the same timers); its server is one goroutine that waits in an epoll
-// set of every connection's socket and, for each socket that is readable,
-// makes one read(2) and echoes the complete frames it read with one
-// write(2). There is nothing else: no goroutine, buffer or timer per
-// connection, no dead-peer detection, no bookkeeping of any kind. The
-// sockets are level-triggered, so a socket is re-armed by nothing; the
-// system calls are made directly (syscall.RawSyscall), so that they do not
-// go through the Go runtime's system-call state and its poller at all.
-// What is left is the kernel's own cost of the three calls and of the TCP
-// segments, and one wake-up of the waiting thread per batch of readable
-// sockets.
-//
-// It serves the idle test only (Serve refuses otherwise): a frame that
-// does not fit its small read buffer, or a PONG that the socket does not
-// take whole at once, closes the connection rather than being queued. The
-// idle test's frames are 12 bytes (PINGs) and 76 bytes (the one call of
-// each connection), and a PONG always fits an idle socket's send buffer.
-type epollSystem struct{}
-
 // epollFloorBuf is the floor's one read buffer, shared by every socket.
 const epollFloorBuf = rawIdleBufSize
 
 // epollFloorWaitMs bounds one wait of the floor's loop.
 const epollFloorWaitMs = 100
-
-var errEpollIdleOnly = errors.New("the epoll floor serves the idle test only")
-
-func (epollSystem) Dial(ctx context.Context, addr string, o dialOptions) (echoConn, error) {
-	return rawSystem{}.Dial(ctx, addr, o)
-}
 
 func (epollSystem) Serve(l net.Listener, o serveOptions) (func(), error) {
 	if !o.Idle {
@@ -60,20 +30,11 @@ func (epollSystem) Serve(l net.Listener, o serveOptions) (func(), error) {
 		defer close(loopDone)
 		f.loop()
 	}()
-	acceptDone := make(chan struct{})
-	go func() {
-		defer close(acceptDone)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			f.add(c)
-		}
-	}()
+	// Each accepted connection is handed to the set and closed (add):
+	// serveConns's goroutine for it ends at once.
+	stopAccepting := serveConns(l, f.add)
 	return func() {
-		l.Close()
-		<-acceptDone
+		stopAccepting()
 		f.stop()
 		<-loopDone
 		f.closeAll()

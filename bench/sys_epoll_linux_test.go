@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -63,22 +64,14 @@ func TestEpollFloorHeartbeats(t *testing.T) {
 			t.Fatalf("connection %d: %v", i, err)
 		}
 	}
-	time.Sleep(3*interval - time.Since(start))
-	for i, c := range conns {
-		if p := c.heartbeatReplies(); p < 2 || p > 4 {
-			t.Errorf("connection %d read %d PONGs in 3 intervals, want 2 to 4", i, p)
-		}
-		if err := checkEcho(c, 100); err != nil {
-			t.Errorf("connection %d: %v", i, err)
-		}
-	}
+	awaitPongs(t, conns, interval, start)
 }
 
-// TestEpollFloorFrames feeds the floor frames by hand: two frames in one
-// write come back in one piece, a frame cut in three writes comes back
-// whole once complete, and a frame larger than the floor's buffer closes
-// the connection. The end of the stream closes the server's socket, and
-// stopping the server closes every socket it holds.
+// TestEpollFloorFrames feeds the floor frames by hand over TCP: two
+// frames in one write come back in one piece, and a frame larger than the
+// floor's buffer closes the connection. The end of the stream closes the
+// server's socket, and stopping the server closes every socket it holds.
+// (Frames cut over several reads: TestEpollFloorServe.)
 func TestEpollFloorFrames(t *testing.T) {
 	done := checkLeaks(t)
 	defer done()
@@ -89,13 +82,6 @@ func TestEpollFloorFrames(t *testing.T) {
 			stop()
 		}
 	}()
-	frame := func(id uint64, payload string) []byte {
-		b := make([]byte, rawHeader+len(payload))
-		binary.BigEndian.PutUint32(b, uint32(len(payload)))
-		binary.BigEndian.PutUint64(b[4:], id)
-		copy(b[rawHeader:], payload)
-		return b
-	}
 	dial := func() net.Conn {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -119,23 +105,15 @@ func TestEpollFloorFrames(t *testing.T) {
 
 	c := dial()
 	defer c.Close()
-	two := append(frame(1, "one"), frame(0, "")...)
+	two := append(rawFrame(1, "one"), rawFrame(0, "")...)
 	c.Write(two)
 	if got := readN(c, len(two)); string(got) != string(two) {
 		t.Fatalf("two frames: got %q, want %q", got, two)
 	}
-	cut := frame(7, "a frame that arrives in three pieces")
-	for _, piece := range [][]byte{cut[:5], cut[5:20], cut[20:]} {
-		c.Write(piece)
-		time.Sleep(20 * time.Millisecond) // separate reads on the server
-	}
-	if got := readN(c, len(cut)); string(got) != string(cut) {
-		t.Fatalf("cut frame: got %q, want %q", got, cut)
-	}
 
 	big := dial()
 	defer big.Close()
-	hdr := frame(2, "")
+	hdr := rawFrame(2, "")
 	binary.BigEndian.PutUint32(hdr, epollFloorBuf)
 	big.Write(hdr)
 	if n, err := big.Read(make([]byte, 1)); err == nil {
@@ -145,12 +123,12 @@ func TestEpollFloorFrames(t *testing.T) {
 	// A client that closes: the server closes its socket too. The
 	// connection that still talks is the only one left.
 	eof := dial()
-	eof.Write(frame(3, "x"))
+	eof.Write(rawFrame(3, "x"))
 	readN(eof, rawHeader+1)
 	eof.Close()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c.Write(frame(4, "ping"))
+		c.Write(rawFrame(4, "ping"))
 		readN(c, rawHeader+4)
 		if open := countOpenConns(t, addr); open == 1 || time.Now().After(deadline) {
 			if open != 1 {
@@ -165,6 +143,71 @@ func TestEpollFloorFrames(t *testing.T) {
 	stopped = true
 	if n, err := c.Read(make([]byte, 1)); err == nil {
 		t.Fatalf("after stop: read %d bytes, want the connection closed", n)
+	}
+}
+
+// rawFrame is a raw TCP frame: payload's length, id, payload.
+func rawFrame(id uint64, payload string) []byte {
+	b := make([]byte, rawHeader+len(payload))
+	binary.BigEndian.PutUint32(b, uint32(len(payload)))
+	binary.BigEndian.PutUint64(b[4:], id)
+	copy(b[rawHeader:], payload)
+	return b
+}
+
+// TestEpollFloorServe drives the floor's handling of one readable socket
+// (serve) by hand, on a socket pair, one read at a time: a frame cut in
+// three writes is echoed whole once its last piece is read and not
+// before, and a frame larger than the floor's buffer drops the socket.
+func TestEpollFloorServe(t *testing.T) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, peer := int32(fds[0]), fds[1]
+	defer syscall.Close(peer)
+	f := &epollFloor{partial: map[int32][]byte{}, fds: map[int32]struct{}{srv: {}}}
+	defer f.drop(srv)
+	buf := make([]byte, epollFloorBuf)
+	echoed := func() []byte {
+		b := make([]byte, 2*epollFloorBuf)
+		n, err := syscall.Read(peer, b)
+		if err == syscall.EAGAIN {
+			return nil
+		}
+		if err != nil {
+			t.Fatalf("peer read: %v", err)
+		}
+		return b[:n]
+	}
+
+	cut := rawFrame(7, "a frame that arrives in three pieces")
+	for i, piece := range [][]byte{cut[:5], cut[5:20], cut[20:]} {
+		if _, err := syscall.Write(peer, piece); err != nil {
+			t.Fatal(err)
+		}
+		f.serve(srv, buf)
+		got := echoed()
+		if i < 2 {
+			if got != nil || len(f.partial[srv]) != len(cut[:5])+len(cut[5:20])*i {
+				t.Fatalf("after piece %d: echoed %q, holding %d bytes", i+1, got, len(f.partial[srv]))
+			}
+			continue
+		}
+		if string(got) != string(cut) || len(f.partial) != 0 {
+			t.Fatalf("after the last piece: echoed %q, holding %v; want the frame, nothing held", got, f.partial)
+		}
+	}
+
+	big := rawFrame(2, "")
+	binary.BigEndian.PutUint32(big, epollFloorBuf)
+	syscall.Write(peer, big)
+	f.serve(srv, buf)
+	if _, open := f.fds[srv]; open {
+		t.Fatal("an oversized frame left the socket open")
+	}
+	if n, err := syscall.Read(peer, make([]byte, 1)); n != 0 || err != nil {
+		t.Fatalf("peer after the oversized frame: read %d, %v; want the end of the stream", n, err)
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 
 // A system is one RPC stack under test. Each has an adapter file:
 // sys_pulse.go, sys_netrpc.go, sys_grpc.go, sys_raw.go, and for the idle
-// test's floor sys_epoll_linux.go.
+// test's floor sys_epoll.go with sys_epoll_linux.go.
 type system interface {
 	// Serve serves the Echo method on l until stop is called. stop closes
 	// l and every connection, and waits for the server's goroutines.
