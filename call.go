@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+
+	"github.com/pulse-rpc/pulse/internal/session"
 )
 
 // Call represents an active call, as in net/rpc. Go returns it; when the
@@ -15,22 +17,31 @@ type Call struct {
 	Error         error      // after completion, the error status
 	Done          chan *Call // receives the Call when it completes
 
-	s    *session
-	id   uint32
-	seq  uint64  // end offset of the request in the data lane (small requests)
-	out  *outMsg // the request, when it is sent in several frames
-	stop func() bool
+	// rec is the session's record of the call, embedded so that a call
+	// costs no allocation of its own; it tells the Call of its completion
+	// through callDone.
+	rec session.Call
 	// retry, set by Client.Go, may take over a call that failed without
 	// being sent, to send it again on another connection.
 	retry func(*Call) bool
 }
 
-// done delivers the completed call without ever blocking the caller
-// (usually the connection's reader), like net/rpc.
-func (call *Call) done() {
-	if call.stop != nil {
-		call.stop()
-	}
+// callDone is how the session completes a Call (session.Completer), as a
+// type of its own so that Call has no exported method for it.
+type callDone Call
+
+func (c *callDone) Complete() { (*Call)(c).finish(publicErr(c.rec.Err)) }
+
+// prepare readies the session's record of the call before a send.
+func (call *Call) prepare() *session.Call {
+	call.rec = session.Call{Method: call.ServiceMethod, Args: call.Args, Reply: call.Reply, Owner: (*callDone)(call)}
+	return &call.rec
+}
+
+// finish completes the call with err and delivers it without ever
+// blocking the caller (usually the connection's reader), like net/rpc.
+func (call *Call) finish(err error) {
+	call.Error = err
 	if call.retry != nil && call.Error != nil && call.retry(call) {
 		return
 	}
@@ -39,17 +50,6 @@ func (call *Call) done() {
 	default:
 		slog.Warn("pulse: discarding Call reply due to insufficient Done chan capacity", "method", call.ServiceMethod)
 	}
-}
-
-// sent reports whether the whole request may have reached the peer, so
-// that the peer may have run it: it was written, or it was given whole to
-// a write that has not returned yet (whose bytes may be out already).
-// Called with s.mu held.
-func (call *Call) sent() bool {
-	if m := call.out; m != nil {
-		return m.sent.Load() || m.off == len(m.body) && !m.failed
-	}
-	return call.s.handed >= call.seq
 }
 
 // newCall makes a Call with a Done channel, checking the channel as
@@ -80,6 +80,11 @@ func putCall(call *Call) {
 	callPool.Put(call)
 }
 
+// send sends call on s; watch as in session.Send.
+func (call *Call) send(ctx context.Context, s *session.Session, watch bool) {
+	s.Send(ctx, call.prepare(), watch)
+}
+
 // wait blocks until call completes or ctx ends. When ctx ends first the
 // call is abandoned: it is removed from the call table, the peer is told
 // to cancel it, and the context's error is returned at once.
@@ -91,7 +96,7 @@ func (call *Call) wait(ctx context.Context) error {
 	select {
 	case <-call.Done:
 	case <-ctx.Done():
-		call.s.abandon(call, ctx.Err())
+		call.rec.Abandon(ctx.Err())
 		<-call.Done
 	}
 	return call.Error

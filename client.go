@@ -10,7 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pulse-rpc/pulse/codec"
+	"github.com/pulse-rpc/pulse/internal/service"
+	"github.com/pulse-rpc/pulse/internal/session"
 	"github.com/pulse-rpc/pulse/wire"
 )
 
@@ -33,17 +34,17 @@ import (
 // Methods on Client are safe for concurrent use.
 type Client struct {
 	opts     *options
-	handlers *registry
+	handlers *service.Registry
 	addr     string
 	redial   bool // false for NewClient: the connection cannot be dialed again
 	ctx      context.Context
 	cancel   context.CancelFunc // ends reconnection on Close
 	hooks    hookQueue
 
-	cur atomic.Pointer[session] // the usable session, nil while none is
+	cur atomic.Pointer[session.Session] // the usable session, nil while none is
 
-	mu         sync.Mutex // protects following
-	s          *session   // the latest session, usable or not
+	mu         sync.Mutex       // protects following
+	s          *session.Session // the latest session, usable or not
 	state      ConnState
 	ready      chan struct{} // closed when a usable session exists
 	connecting bool
@@ -152,7 +153,8 @@ func newClient(addr string, opts []Option, redial bool) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{opts: o, handlers: newRegistry(), addr: addr, redial: redial, ready: make(chan struct{})}
+	o.sessionConfig()
+	c := &Client{opts: o, handlers: service.NewRegistry(), addr: addr, redial: redial, ready: make(chan struct{})}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.hooks.f = o.stateHook
 	return c, nil
@@ -172,7 +174,7 @@ func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, &ConnError{Reason: ReasonIO, Message: "dial " + c.addr, Err: err}
 	}
-	tuneTCP(conn, c.opts.heartbeat.Timeout)
+	session.Tune(conn)
 	if cfg := c.opts.tlsConfig; cfg != nil {
 		if cfg.ServerName == "" {
 			cfg = cfg.Clone()
@@ -183,7 +185,7 @@ func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 			}
 		}
 		tc := tls.Client(conn, cfg)
-		hctx, cancel := context.WithTimeout(ctx, c.opts.dialHandshakeTimeout())
+		hctx, cancel := context.WithTimeout(ctx, c.opts.sess.DialHandshakeTimeout())
 		err := tc.HandshakeContext(hctx)
 		cancel()
 		if err != nil {
@@ -197,16 +199,17 @@ func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 
 // start runs the Pulse handshake on conn and makes its session current.
 func (c *Client) start(ctx context.Context, conn net.Conn) error {
-	s, err := startSession(ctx, conn, true, c.opts, c.handlers, func(s *session) {
-		s.onClose, s.onGoAway, s.onSuspect = c.lost, c.goAway, c.suspect
+	s, err := session.Start(ctx, conn, true, c.opts.sess, c.handlers, func(s *session.Session) session.Hooks {
+		newPeer(s)
+		return session.Hooks{OnClose: c.lost, OnGoAway: c.goAway, OnSuspect: c.suspect}
 	})
 	if err != nil {
-		return err
+		return publicErr(err)
 	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		s.close()
+		s.Close()
 		return &ConnError{Reason: ReasonShutdown}
 	}
 	c.s = s
@@ -217,46 +220,12 @@ func (c *Client) start(ctx context.Context, conn net.Conn) error {
 	c.ready = closedChan // let the closed one go: waiters hold their own reference
 	c.setStateLocked(StateReady, nil)
 	c.mu.Unlock()
-	go s.readLoop()
+	go s.ReadLoop()
 	return nil
 }
 
-// startSession runs the handshake for either side, then sets up the
-// session and its heartbeats. hooks installs the owner's callbacks before
-// anything can call them. The caller starts the reader.
-func startSession(ctx context.Context, conn net.Conn, dialer bool, o *options, handlers *registry, hooks func(*session)) (*session, error) {
-	rd := new(reads)
-	live := liveConn{Conn: conn, r: rd}
-	var (
-		fr   *wire.Reader
-		c    codec.Codec
-		peer wire.Hello
-		err  error
-	)
-	if dialer {
-		fr, c, peer, err = clientHandshake(ctx, live, o)
-	} else {
-		fr, c, peer, err = serverHandshake(live, o)
-	}
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	s := newSession(conn, fr, c, dialer, o, handlers, peer, rd, nil)
-	hooks(s)
-	interval := peer.Interval // granted by the server
-	if !dialer {
-		interval = o.heartbeat.grant(peer.Interval)
-		s.minPingGap = minPingGap(o.heartbeat, interval)
-	}
-	s.mon = newMonitor(s, o.heartbeat, interval, o.limits)
-	rd.mon = s.mon
-	s.mon.start()
-	return s, nil
-}
-
 // lost is called when a session closes.
-func (c *Client) lost(s *session) {
+func (c *Client) lost(s *session.Session) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.cur.CompareAndSwap(s, nil)
@@ -269,18 +238,19 @@ func (c *Client) lost(s *session) {
 	if c.state == StateIdle || c.connecting {
 		return // the connection closing after its GOAWAY changes nothing
 	}
-	c.lastErr = s.err
+	err := publicConnErr(s.Err())
+	c.lastErr = err
 	if !c.redial {
-		c.setStateLocked(StateClosed, s.err)
+		c.setStateLocked(StateClosed, err)
 		return
 	}
-	c.setStateLocked(StateConnecting, s.err)
+	c.setStateLocked(StateConnecting, err)
 	c.reconnectLocked(false)
 }
 
 // goAway is called when the server sends GOAWAY on s: new calls go to a
 // new connection while the old one finishes what it has.
-func (c *Client) goAway(s *session, g wire.GoAway) {
+func (c *Client) goAway(s *session.Session, g wire.GoAway) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.cur.CompareAndSwap(s, nil) || c.closed {
@@ -289,7 +259,7 @@ func (c *Client) goAway(s *session, g wire.GoAway) {
 	if isClosed(c.ready) {
 		c.ready = make(chan struct{})
 	}
-	err := &ConnError{Reason: ReasonGoAway, Code: g.Code, Message: g.Message}
+	err := &ConnError{Reason: ReasonGoAway, Code: CloseCode(g.Code), Message: g.Message}
 	c.lastErr = err
 	switch {
 	case !c.redial:
@@ -303,7 +273,7 @@ func (c *Client) goAway(s *session, g wire.GoAway) {
 }
 
 // suspect is called when s's peer turns silent or speaks again.
-func (c *Client) suspect(s *session, suspect bool) {
+func (c *Client) suspect(s *session.Session, suspect bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.s != s || c.closed {
@@ -371,7 +341,7 @@ func (c *Client) reconnect(now bool) {
 		c.mu.Lock()
 		c.dials++
 		c.mu.Unlock()
-		ctx, cancel := context.WithTimeout(c.ctx, c.opts.dialHandshakeTimeout())
+		ctx, cancel := context.WithTimeout(c.ctx, c.opts.sess.DialHandshakeTimeout())
 		conn, err := c.dial(ctx)
 		if err == nil {
 			err = c.start(ctx, conn)
@@ -393,7 +363,7 @@ func (c *Client) reconnect(now bool) {
 
 // session returns a usable session, waiting for one within ctx unless the
 // Client fails fast.
-func (c *Client) session(ctx context.Context) (*session, error) {
+func (c *Client) session(ctx context.Context) (*session.Session, error) {
 	for {
 		if s := c.cur.Load(); s != nil {
 			return s, nil
@@ -421,7 +391,7 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 		select {
 		case <-ready:
 		case <-ctx.Done():
-			return nil, &CallError{Status: wire.StatusCanceled, Err: ctx.Err(),
+			return nil, &CallError{Status: StatusCanceled, Err: ctx.Err(),
 				Message: "no connection became ready: " + errString(lastErr)}
 		}
 	}
@@ -446,7 +416,7 @@ func (c *Client) retryable(ctx context.Context, err error) bool {
 	if !c.redial || ctx.Err() != nil || !errors.As(err, &ce) || ce.Sent {
 		return false
 	}
-	return !(ce.Reason == ReasonShutdown && ce.Code == wire.GoAwayNormal && c.isClosed())
+	return !(ce.Reason == ReasonShutdown && ce.Code == CloseNormal && c.isClosed())
 }
 
 func (c *Client) isClosed() bool {
@@ -471,7 +441,7 @@ func (c *Client) Call(ctx context.Context, serviceMethod string, args, reply any
 			return err
 		}
 		call := getCall(serviceMethod, args, reply)
-		s.send(ctx, call, false, false)
+		call.send(ctx, s, false)
 		err = call.wait(ctx)
 		putCall(call)
 		if err == nil || !c.retryable(ctx, err) {
@@ -495,7 +465,7 @@ func (c *Client) Go(ctx context.Context, serviceMethod string, args, reply any, 
 		return true
 	}
 	if s := c.cur.Load(); s != nil {
-		s.send(ctx, call, false, true)
+		call.send(ctx, s, true)
 	} else {
 		go c.resend(ctx, call)
 	}
@@ -509,12 +479,12 @@ func (c *Client) resend(ctx context.Context, call *Call) {
 		if ce, ok := err.(*CallError); ok {
 			ce.Method = call.ServiceMethod
 		}
-		call.Error, call.retry = err, nil
-		call.done()
+		call.retry = nil
+		call.finish(err)
 		return
 	}
-	call.Error, call.id, call.seq, call.out, call.stop = nil, 0, 0, nil, nil
-	s.send(ctx, call, false, true)
+	call.Error = nil
+	call.send(ctx, s, true)
 }
 
 // Notify sends a one-way call: the server runs the method and sends no
@@ -525,7 +495,7 @@ func (c *Client) Notify(ctx context.Context, serviceMethod string, args any) err
 		if err != nil {
 			return err
 		}
-		err = s.notify(ctx, serviceMethod, args)
+		err = publicErr(s.Notify(ctx, serviceMethod, args))
 		if err == nil || !c.retryable(ctx, err) {
 			return err
 		}
@@ -541,24 +511,28 @@ func (c *Client) Ping(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	return s.ping(ctx)
+	rtt, err := s.Ping(ctx)
+	return rtt, publicErr(err)
 }
 
 // Register publishes rcvr's suitable methods so that the server can call
 // them over this client's connection, with the same rules as
 // Server.Register. Registrations survive reconnects.
-func (c *Client) Register(rcvr any) error { return c.handlers.register(rcvr, "", false) }
+func (c *Client) Register(rcvr any) error { return c.handlers.Register(rcvr, "", false) }
 
 // RegisterName is Register with the given service name.
 func (c *Client) RegisterName(name string, rcvr any) error {
-	return c.handlers.register(rcvr, name, true)
+	return c.handlers.Register(rcvr, name, true)
 }
 
 // Peer returns the server end of the latest connection.
 func (c *Client) Peer() *Peer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.s.peer
+	if c.s == nil {
+		return nil
+	}
+	return peerOf(c.s)
 }
 
 // Stats is a snapshot of a Client: its state, its reconnection history,
@@ -582,7 +556,7 @@ func (c *Client) Stats() Stats {
 	s := c.s
 	c.mu.Unlock()
 	if s != nil {
-		st.ConnStats = s.stats()
+		st.ConnStats = connStats(s)
 	}
 	return st
 }
@@ -604,8 +578,8 @@ func (c *Client) Close() error {
 	c.setStateLocked(StateClosed, ErrShutdown)
 	c.mu.Unlock()
 	if s != nil {
-		s.close()
-		<-s.readerDoneChan()
+		s.Close()
+		<-s.ReaderDone()
 	}
 	c.wg.Wait()
 	c.hooks.wait()

@@ -22,19 +22,6 @@ const (
 	// DefaultHandshakeTimeout bounds the handshake: a peer that connects and
 	// says nothing is dropped after it.
 	DefaultHandshakeTimeout = 10 * time.Second
-
-	// maxPartialMessages bounds the messages a peer may have half-sent at
-	// once, on top of the concurrent-call limit.
-	maxPartialMessages = 64
-	// readBufferSize is the per-connection read buffer while frames flow.
-	// It holds a whole default-size frame with its header and more, so that
-	// chunks of large messages are read without growing it.
-	readBufferSize = 32 << 10
-	// maxWriteSize is the most one write system call carries: the write
-	// watchdog judges progress per call.
-	maxWriteSize = 64 << 10
-	// maxKeptWriteBuffer is the largest write buffer kept for reuse.
-	maxKeptWriteBuffer = 256 << 10
 )
 
 // Heartbeat defaults. An idle connection carries one PING and one PONG per
@@ -52,11 +39,4 @@ const (
 	// DefaultMaxConnAgeGrace is how long a connection told to go away for
 	// its age or idleness may finish its calls before it is closed.
 	DefaultMaxConnAgeGrace = 10 * time.Second
-
-	// maxPingStrikes is how many too-early pings a server forgives before
-	// it sends GOAWAY "too many pings".
-	maxPingStrikes = 2
-	// notsentLowat is TCP_NOTSENT_LOWAT: unsent bytes the kernel may hold
-	// ahead of a heartbeat.
-	notsentLowat = 16 << 10
 )

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/pulse-rpc/pulse/internal/session"
 	"github.com/pulse-rpc/pulse/wire"
 )
 
@@ -33,8 +34,8 @@ var (
 	ErrBadArgs         = errors.New("pulse: cannot decode arguments")
 	ErrHandlerPanic    = errors.New("pulse: handler panicked")
 	ErrBusy            = errors.New("pulse: too many calls in flight")
-	ErrMessageTooLarge = errors.New("pulse: message too large")
-	ErrBadReply        = errors.New("pulse: cannot decode reply")
+	ErrMessageTooLarge = session.ErrMessageTooLarge
+	ErrBadReply        = session.ErrBadReply
 )
 
 // ServerError is an error returned by the remote method itself: the call
@@ -51,8 +52,8 @@ func (e ServerError) Error() string { return string(e) }
 // context ended. Whether the method ran is in Executed.
 type CallError struct {
 	Method string
-	// Status is the wire status of the failure.
-	Status wire.Status
+	// Status says what failed.
+	Status Status
 	// Message is the detail, from the peer or from this side.
 	Message string
 	// Remote says that the peer reported the failure.
@@ -81,23 +82,23 @@ func (e *CallError) Unwrap() error { return e.Err }
 func (e *CallError) Is(target error) bool {
 	switch target {
 	case ErrUnknownService:
-		return e.Status == wire.StatusUnknownService
+		return e.Status == StatusUnknownService
 	case ErrUnknownMethod:
-		return e.Status == wire.StatusUnknownMethod
+		return e.Status == StatusUnknownMethod
 	case ErrBadArgs:
-		return e.Status == wire.StatusBadArgs
+		return e.Status == StatusBadArgs
 	case ErrHandlerPanic:
-		return e.Status == wire.StatusPanic
+		return e.Status == StatusPanic
 	case ErrBusy:
-		return e.Status == wire.StatusBusy
+		return e.Status == StatusBusy
 	case ErrMessageTooLarge:
-		return e.Status == wire.StatusTooLarge
+		return e.Status == StatusTooLarge
 	case ErrBadReply:
-		return e.Status == wire.StatusInternal && !e.Remote
+		return e.Status == StatusInternal && !e.Remote
 	case context.DeadlineExceeded:
-		return e.Status == wire.StatusCanceled && e.Timeout()
+		return e.Status == StatusCanceled && e.Timeout()
 	case context.Canceled:
-		return e.Status == wire.StatusCanceled && errors.Is(e.Err, context.Canceled)
+		return e.Status == StatusCanceled && errors.Is(e.Err, context.Canceled)
 	}
 	return false
 }
@@ -115,7 +116,7 @@ func (e *CallError) Temporary() bool { return e.Timeout() }
 // methods, undecodable arguments and refusals, true otherwise.
 func (e *CallError) Executed() bool {
 	switch e.Status {
-	case wire.StatusUnknownService, wire.StatusUnknownMethod, wire.StatusBadArgs, wire.StatusBusy:
+	case StatusUnknownService, StatusUnknownMethod, StatusBadArgs, StatusBusy:
 		return false
 	}
 	return e.Remote || e.reached
@@ -137,24 +138,7 @@ const (
 	ReasonIO                // a read or write error
 )
 
-var reasonNames = [...]string{
-	ReasonUnknown:    "unknown",
-	ReasonShutdown:   "closed by this side",
-	ReasonPeerClose:  "closed by peer",
-	ReasonGoAway:     "GOAWAY from peer",
-	ReasonSilent:     "peer silent",
-	ReasonWriteStall: "write stalled",
-	ReasonProtocol:   "protocol error",
-	ReasonHandshake:  "handshake failed",
-	ReasonIO:         "I/O error",
-}
-
-func (r Reason) String() string {
-	if int(r) < len(reasonNames) {
-		return reasonNames[r]
-	}
-	return fmt.Sprintf("reason %d", uint8(r))
-}
+func (r Reason) String() string { return session.Reason(r).String() }
 
 // ConnError is a failure of the whole connection. Every call pending on a
 // connection when it closes fails with a *ConnError that carries the same
@@ -163,7 +147,7 @@ type ConnError struct {
 	Reason Reason
 	// Code and Message are the GOAWAY code and detail when the peer sent
 	// one (Reason == ReasonGoAway), or the code this side sent.
-	Code    wire.GoAwayCode
+	Code    CloseCode
 	Message string
 	// Sent is false when the request was never written to the connection:
 	// the peer cannot have run it and it is safe to retry. True means the
@@ -175,23 +159,7 @@ type ConnError struct {
 }
 
 func (e *ConnError) Error() string {
-	s := "pulse: connection closed: " + e.Reason.String()
-	if e.Reason == ReasonGoAway || e.Code != wire.GoAwayNormal {
-		s += " (" + e.Code.String()
-		if e.Message != "" {
-			s += ": " + e.Message
-		}
-		s += ")"
-	} else if e.Message != "" {
-		s += ": " + e.Message
-	}
-	if e.Err != nil {
-		s += ": " + e.Err.Error()
-	}
-	if e.Sent {
-		s += "; the request was sent and may have run"
-	}
-	return s
+	return session.ConnErrorText(e.Reason.String(), e.Reason == ReasonGoAway, wire.GoAwayCode(e.Code), e.Message, e.Err, e.Sent)
 }
 
 func (e *ConnError) Unwrap() error { return e.Err }
@@ -225,9 +193,67 @@ func (e *ConnError) Temporary() bool {
 	return e.Reason != ReasonShutdown && e.Reason != ReasonHandshake
 }
 
-// withSent returns a copy of e with Sent set.
-func (e *ConnError) withSent(sent bool) *ConnError {
-	c := *e
-	c.Sent = sent
-	return &c
+// Status says how a call failed, or that it succeeded (StatusOK). The
+// values are those of the wire protocol (wire/PROTOCOL.md).
+type Status uint8
+
+// Call statuses.
+const (
+	StatusOK             Status = iota // the method ran and returned nil
+	StatusError                        // the method ran and returned an error (a ServerError)
+	StatusUnknownService               // no such service: nothing ran
+	StatusUnknownMethod                // no such method: nothing ran
+	StatusBadArgs                      // the arguments could not be decoded: nothing ran
+	StatusPanic                        // the method panicked
+	StatusBusy                         // the peer refused the call (too many in flight): nothing ran
+	StatusCanceled                     // the call was cancelled or its deadline passed
+	StatusTooLarge                     // a message exceeded the maximum size
+	StatusInternal                     // a reply could not be encoded or decoded
+)
+
+func (s Status) String() string { return wire.Status(s).String() }
+
+// CloseCode says why a side told its peer to stop using a connection
+// (the code of a GOAWAY frame, wire/PROTOCOL.md).
+type CloseCode uint32
+
+// Close codes.
+const (
+	CloseNormal         CloseCode = iota // closing normally (Close, idle or age limits)
+	CloseShutdown                        // the server is draining before shutting down
+	CloseTooManyPings                    // the peer pinged faster than allowed
+	CloseProtocolError                   // the peer broke the protocol
+	CloseMaxAge                          // the connection reached its maximum age
+	CloseIdle                            // the connection carried no calls for too long
+	ClosePeerSilent                      // nothing was heard from the peer for too long
+	CloseInternal                        // a failure on the sender's side
+	CloseHandshake                       // the handshake failed (settings refused)
+	CloseTooManyStreams                  // too many messages arriving at once
+)
+
+func (c CloseCode) String() string { return wire.GoAwayCode(c).String() }
+
+// publicErr converts an error from the session layer into Pulse's public
+// error types; other errors, and nil, pass unchanged. It runs once per
+// failure, on the cold path (grpc-go's toRPCErr).
+func publicErr(err error) error {
+	switch e := err.(type) {
+	case nil:
+		return nil
+	case *session.CallError:
+		return &CallError{Method: e.Method, Status: Status(e.Status), Message: e.Message, Remote: e.Remote, Err: e.Err, reached: e.Reached}
+	case *session.ConnError:
+		return publicConnErr(e)
+	case session.ServerError:
+		return ServerError(e)
+	}
+	return err
+}
+
+// publicConnErr converts a connection error of the session layer.
+func publicConnErr(e *session.ConnError) *ConnError {
+	if e == nil {
+		return nil
+	}
+	return &ConnError{Reason: Reason(e.Reason), Code: CloseCode(e.Code), Message: e.Message, Sent: e.Sent, Err: e.Err}
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/pulse-rpc/pulse"
-	"github.com/pulse-rpc/pulse/wire"
 )
 
 // callSentinels are the per-call sentinels; a *CallError matches one at most.
@@ -358,17 +357,17 @@ func TestBusy(t *testing.T) {
 // failures where the method cannot have run, true otherwise.
 func TestCallErrorExecuted(t *testing.T) {
 	tests := []struct {
-		status wire.Status
+		status pulse.Status
 		want   bool
 	}{
-		{wire.StatusUnknownService, false},
-		{wire.StatusUnknownMethod, false},
-		{wire.StatusBadArgs, false},
-		{wire.StatusBusy, false},
-		{wire.StatusPanic, true},
-		{wire.StatusTooLarge, true},
-		{wire.StatusCanceled, true},
-		{wire.StatusInternal, true},
+		{pulse.StatusUnknownService, false},
+		{pulse.StatusUnknownMethod, false},
+		{pulse.StatusBadArgs, false},
+		{pulse.StatusBusy, false},
+		{pulse.StatusPanic, true},
+		{pulse.StatusTooLarge, true},
+		{pulse.StatusCanceled, true},
+		{pulse.StatusInternal, true},
 	}
 	for _, tt := range tests {
 		e := &pulse.CallError{Method: "S.M", Status: tt.status, Remote: true}
@@ -390,7 +389,7 @@ func TestErrorsAreNetErrors(t *testing.T) {
 	}{
 		{&pulse.ConnError{Reason: pulse.ReasonShutdown}, pulse.ErrShutdown, false, false},
 		{&pulse.ConnError{Reason: pulse.ReasonSilent}, pulse.ErrPeerSilent, true, true},
-		{&pulse.ConnError{Reason: pulse.ReasonGoAway, Code: wire.GoAwayShutdown}, pulse.ErrGoAway, false, true},
+		{&pulse.ConnError{Reason: pulse.ReasonGoAway, Code: pulse.CloseShutdown}, pulse.ErrGoAway, false, true},
 		{&pulse.ConnError{Reason: pulse.ReasonProtocol}, pulse.ErrProtocol, false, true},
 		{&pulse.ConnError{Reason: pulse.ReasonHandshake}, pulse.ErrHandshake, false, false},
 		{&pulse.ConnError{Reason: pulse.ReasonWriteStall}, nil, true, true},
@@ -408,7 +407,7 @@ func TestErrorsAreNetErrors(t *testing.T) {
 		}
 	}
 
-	ce := &pulse.CallError{Method: "S.M", Status: wire.StatusCanceled, Err: context.DeadlineExceeded}
+	ce := &pulse.CallError{Method: "S.M", Status: pulse.StatusCanceled, Err: context.DeadlineExceeded}
 	if !ce.Timeout() || !errors.Is(ce, context.DeadlineExceeded) || errors.Is(ce, context.Canceled) {
 		t.Errorf("deadline CallError: Timeout() %v, Is(DeadlineExceeded) %v, Is(Canceled) %v; want true, true, false",
 			ce.Timeout(), errors.Is(ce, context.DeadlineExceeded), errors.Is(ce, context.Canceled))

@@ -182,8 +182,8 @@ func TestSeedScenario(t *testing.T) {
 	reaped := time.Since(pause)
 	t.Logf("silent client reaped %v into the pause (deadline %v): %v", reaped, deadline, sc.Err)
 	var ce *pulse.ConnError
-	if !errors.As(sc.Err, &ce) || ce.Code != wire.GoAwayPeerSilent {
-		t.Errorf("reap reason = %v, want a GOAWAY with code %v", sc.Err, wire.GoAwayPeerSilent)
+	if !errors.As(sc.Err, &ce) || ce.Code != pulse.ClosePeerSilent {
+		t.Errorf("reap reason = %v, want a GOAWAY with code %v", sc.Err, pulse.ClosePeerSilent)
 	}
 	if reaped < deadline-20*time.Millisecond || reaped > deadline+detectionSlack {
 		t.Errorf("reaped after %v, want about %v", reaped, deadline)
@@ -254,8 +254,8 @@ func TestMaxConnIdle(t *testing.T) {
 	}
 	sc := rec.waitState(t, pulse.StateIdle)
 	var ce *pulse.ConnError
-	if !errors.As(sc.Err, &ce) || ce.Code != wire.GoAwayIdle {
-		t.Errorf("idle because of %v, want GOAWAY %v", sc.Err, wire.GoAwayIdle)
+	if !errors.As(sc.Err, &ce) || ce.Code != pulse.CloseIdle {
+		t.Errorf("idle because of %v, want GOAWAY %v", sc.Err, pulse.CloseIdle)
 	}
 	// Idle: no connection is dialed until a call needs one.
 	time.Sleep(100 * time.Millisecond)
@@ -389,8 +389,8 @@ func TestPingFlood(t *testing.T) {
 	}
 	sc := rec.waitState(t, pulse.StateDraining)
 	var ce *pulse.ConnError
-	if !errors.As(sc.Err, &ce) || ce.Code != wire.GoAwayTooManyPings {
-		t.Fatalf("state change error = %v, want GOAWAY %v", sc.Err, wire.GoAwayTooManyPings)
+	if !errors.As(sc.Err, &ce) || ce.Code != pulse.CloseTooManyPings {
+		t.Fatalf("state change error = %v, want GOAWAY %v", sc.Err, pulse.CloseTooManyPings)
 	}
 	t.Logf("flood ended with: %v", sc.Err)
 	if want := "permitted rate is one ping per 100ms"; !contains(sc.Err.Error(), want) {

@@ -107,7 +107,7 @@ func TestLeakCheckFindsHandlers(t *testing.T) {
 	var handler, reader bool
 	for _, g := range pulseGoroutines() {
 		handler = handler || strings.Contains(g, "(*Blocker).Wait")
-		reader = reader || strings.Contains(g, "(*session).readLoop")
+		reader = reader || strings.Contains(g, "(*Session).ReadLoop")
 	}
 	if !handler || !reader {
 		t.Errorf("pulseGoroutines() found handler %v, reader %v; want both", handler, reader)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pulse-rpc/pulse/codec"
+	"github.com/pulse-rpc/pulse/internal/session"
 	"github.com/pulse-rpc/pulse/liveness"
 	"github.com/pulse-rpc/pulse/wire"
 )
@@ -37,7 +38,14 @@ type options struct {
 	failFast           bool
 	stateHook          func(StateChange)
 	connHook           func(ConnEvent)
+
+	// sess is what the sessions of this Server or Client get, built once
+	// the options are valid (sessionConfig).
+	sess *session.Config
 }
+
+// preferredBinaryCodec is offered first by clients when it is registered.
+const preferredBinaryCodec = "cbor"
 
 func newOptions(opts []Option) (*options, error) {
 	o := &options{
@@ -88,6 +96,29 @@ func newOptions(opts []Option) (*options, error) {
 		return nil, fmt.Errorf("pulse: backoff needs Base > 0, Factor >= 1 and Cap >= Base, got %+v", o.backoff)
 	}
 	return o, nil
+}
+
+// sessionConfig builds what the sessions get from the options, once the
+// codecs are final. The Config carries its own clock, made now: a Server
+// or Client made inside a testing/synctest bubble reads the bubble's time.
+func (o *options) sessionConfig() {
+	grace := o.limits.MaxConnAgeGrace
+	if grace <= 0 {
+		grace = DefaultMaxConnAgeGrace
+	}
+	o.sess = &session.Config{
+		Codecs:             o.codecs,
+		MaxFrameSize:       o.maxFrameSize,
+		MaxMessageSize:     o.maxMessageSize,
+		MaxConcurrentCalls: o.maxConcurrentCalls,
+		HandshakeTimeout:   o.handshakeTimeout,
+		Logger:             o.logger,
+		Heartbeat:          o.heartbeat.session(),
+		Limits:             session.Limits{MaxConnIdle: o.limits.MaxConnIdle, MaxConnAge: o.limits.MaxConnAge, MaxConnAgeGrace: grace},
+		BaseContext:        peerContext,
+		PublicErr:          publicErr,
+		Clock:              session.NewClock(),
+	}
 }
 
 // defaultCodecs is the offer of a client that names none: the binary codec

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/pulse-rpc/pulse/codec"
-	"github.com/pulse-rpc/pulse/liveness"
+	"github.com/pulse-rpc/pulse/internal/session"
 )
 
 // Peer is the other end of one connection, as seen from this side. A
@@ -17,10 +17,26 @@ import (
 // A Peer is bound to one connection: once that closes, its calls fail with
 // a *ConnError. Its methods are safe for concurrent use.
 type Peer struct {
-	s *session
+	s *session.Session
 }
 
 type peerKey struct{}
+
+// peerOf returns the Peer of s (its Owner).
+func peerOf(s *session.Session) *Peer { return s.Owner.(*Peer) }
+
+// peerContext is the parent of the contexts of s's handlers: it carries
+// the Peer (session.Config.BaseContext).
+func peerContext(s *session.Session) context.Context {
+	return context.WithValue(context.Background(), peerKey{}, peerOf(s))
+}
+
+// newPeer makes the Peer of s and hooks it to s.
+func newPeer(s *session.Session) *Peer {
+	p := &Peer{s: s}
+	s.Owner = p
+	return p
+}
 
 // PeerFromContext returns the peer whose call is being served with ctx, or
 // nil when ctx does not come from a Pulse handler.
@@ -33,7 +49,7 @@ func PeerFromContext(ctx context.Context) *Peer {
 // end, or for the connection to fail.
 func (p *Peer) Call(ctx context.Context, serviceMethod string, args, reply any) error {
 	call := getCall(serviceMethod, args, reply)
-	p.s.send(ctx, call, false, false)
+	call.send(ctx, p.s, false)
 	err := call.wait(ctx)
 	putCall(call)
 	return err
@@ -42,7 +58,7 @@ func (p *Peer) Call(ctx context.Context, serviceMethod string, args, reply any) 
 // Go calls the peer's method asynchronously, as Client.Go.
 func (p *Peer) Go(ctx context.Context, serviceMethod string, args, reply any, done chan *Call) *Call {
 	call := newCall(serviceMethod, args, reply, done)
-	p.s.send(ctx, call, false, true)
+	call.send(ctx, p.s, true)
 	return call
 }
 
@@ -50,34 +66,32 @@ func (p *Peer) Go(ctx context.Context, serviceMethod string, args, reply any, do
 // Notify returns once the message is queued on the connection; its error
 // reports only failures on this side (encoding, a closed connection).
 func (p *Peer) Notify(ctx context.Context, serviceMethod string, args any) error {
-	return p.s.notify(ctx, serviceMethod, args)
+	return publicErr(p.s.Notify(ctx, serviceMethod, args))
 }
 
 // RemoteAddr returns the address of the peer.
-func (p *Peer) RemoteAddr() net.Addr { return p.s.conn.RemoteAddr() }
+func (p *Peer) RemoteAddr() net.Addr { return p.s.RemoteAddr() }
 
 // LocalAddr returns the local address of the connection.
-func (p *Peer) LocalAddr() net.Addr { return p.s.conn.LocalAddr() }
+func (p *Peer) LocalAddr() net.Addr { return p.s.LocalAddr() }
 
 // Codec returns the name of the codec negotiated for the connection.
-func (p *Peer) Codec() string { return p.s.codec.Name() }
+func (p *Peer) Codec() string { return p.s.Codec().Name() }
 
 // Done returns a channel that is closed when the connection closes.
-func (p *Peer) Done() <-chan struct{} { return p.s.doneChan() }
+func (p *Peer) Done() <-chan struct{} { return p.s.Done() }
 
 // Err returns why the connection closed (a *ConnError), or nil while it
 // is open.
 func (p *Peer) Err() error {
-	p.s.mu.Lock()
-	defer p.s.mu.Unlock()
-	if p.s.err == nil {
-		return nil
+	if ce := p.s.Err(); ce != nil {
+		return publicConnErr(ce)
 	}
-	return p.s.err
+	return nil
 }
 
 // Stats returns a snapshot of the connection's health.
-func (p *Peer) Stats() ConnStats { return p.s.stats() }
+func (p *Peer) Stats() ConnStats { return connStats(p.s) }
 
 // ConnStats describes the health of one connection.
 type ConnStats struct {
@@ -103,54 +117,21 @@ type ConnStats struct {
 	Suspect, Draining, Closed bool
 }
 
-// stats builds the connection's ConnStats.
-func (s *session) stats() ConnStats {
-	st := ConnStats{
-		RemoteAddr:  s.conn.RemoteAddr().String(),
-		Codec:       s.codec.Name(),
-		SinceRead:   time.Duration(nanotime() - s.lastRead.Load()),
-		PeerTimeout: s.peerTimeout,
-		Running:     int(s.running.Load()),
+// connStats builds the ConnStats of s.
+func connStats(s *session.Session) ConnStats {
+	st := s.Stats()
+	return ConnStats{
+		RemoteAddr: st.RemoteAddr, Codec: st.Codec, RTT: st.RTT, Phi: st.Phi, SinceRead: st.SinceRead,
+		Interval: st.Interval, Timeout: st.Timeout, PeerTimeout: st.PeerTimeout,
+		Pending: st.Pending, Running: st.Running, Suspect: st.Suspect, Draining: st.Draining, Closed: st.Closed,
 	}
-	s.mu.Lock()
-	st.Pending = len(s.pending)
-	st.Draining = s.goAwayOut
-	st.Closed = s.closed
-	s.mu.Unlock()
-	if m := s.mon; m != nil {
-		st.RTT = time.Duration(m.srtt.Load())
-		st.Interval = m.interval
-		st.Timeout = m.timeout
-		m.mu.Lock()
-		st.Suspect = m.isSuspect
-		lastSign := m.lastSign(s.lastRead.Load())
-		m.mu.Unlock()
-		if p, ok := m.det.(*liveness.PhiAccrual); ok {
-			// Judged as the detector judges it: from the last sign of
-			// life, which may be the kernel's (see monitor.lookKernel).
-			st.Phi = p.Phi(time.Duration(nanotime()), time.Duration(lastSign))
-		}
-	}
-	return st
 }
 
 // Close closes the connection to the peer: pending calls on it fail with
 // ErrShutdown. It returns nil, also when the connection was closed already.
 func (p *Peer) Close() error {
-	p.s.close()
+	p.s.Close()
 	return nil
-}
-
-// notify sends a NOTIFY and returns once it is queued.
-func (s *session) notify(ctx context.Context, serviceMethod string, args any) error {
-	call := &Call{ServiceMethod: serviceMethod, Args: args, Done: make(chan *Call, 1)}
-	s.send(ctx, call, true, false)
-	select {
-	case <-call.Done:
-		return call.Error
-	default:
-		return nil
-	}
 }
 
 // encodeFor returns args encoded with c, for sending the same arguments
@@ -162,4 +143,16 @@ func encodeFor(c codec.Codec, args any) (*codec.RawMessage, error) {
 	}
 	raw := codec.RawMessage(b)
 	return &raw, nil
+}
+
+// Draining returns a channel that is closed when the connection of the
+// call being served with ctx starts draining (the server is shutting down,
+// or the connection reached its age or idle limit): the handler should
+// finish soon. It returns nil when ctx is not from a Pulse handler.
+func Draining(ctx context.Context) <-chan struct{} {
+	p := PeerFromContext(ctx)
+	if p == nil {
+		return nil
+	}
+	return p.s.Draining()
 }

@@ -257,8 +257,8 @@ func TestCodecNegotiation(t *testing.T) {
 				}
 			}
 			var ce *pulse.ConnError
-			if !errors.As(err, &ce) || ce.Code != wire.GoAwayHandshake {
-				t.Errorf("Dial() = %#v, want a *ConnError with code %v", err, wire.GoAwayHandshake)
+			if !errors.As(err, &ce) || ce.Code != pulse.CloseHandshake {
+				t.Errorf("Dial() = %#v, want a *ConnError with code %v", err, pulse.CloseHandshake)
 			}
 			if d := time.Since(start); d > quickHandshakeFailure {
 				t.Errorf("Dial() took %v to fail, want under %v", d, quickHandshakeFailure)

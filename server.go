@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/pulse-rpc/pulse/codec"
+	"github.com/pulse-rpc/pulse/internal/service"
+	"github.com/pulse-rpc/pulse/internal/session"
 	"github.com/pulse-rpc/pulse/wire"
 )
 
@@ -19,12 +21,12 @@ import (
 // Methods on Server are safe for concurrent use.
 type Server struct {
 	opts *options
-	reg  *registry
+	reg  *service.Registry
 
 	mu        sync.Mutex // protects following
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{} // connections still in their handshake
-	sessions  map[*session]struct{}
+	sessions  map[*session.Session]struct{}
 	closed    bool
 	done      chan struct{}
 
@@ -41,12 +43,13 @@ func NewServer(opts ...Option) (*Server, error) {
 	if !o.codecsSet {
 		o.codecs = codec.Names()
 	}
+	o.sessionConfig()
 	return &Server{
 		opts:      o,
-		reg:       newRegistry(),
+		reg:       service.NewRegistry(),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[net.Conn]struct{}),
-		sessions:  make(map[*session]struct{}),
+		sessions:  make(map[*session.Session]struct{}),
 		done:      make(chan struct{}),
 	}, nil
 }
@@ -62,11 +65,11 @@ func NewServer(opts ...Option) (*Server, error) {
 // the connection dies, and gives the calling Peer (PeerFromContext).
 // Register returns an error when rcvr has no suitable method or the name
 // is taken.
-func (srv *Server) Register(rcvr any) error { return srv.reg.register(rcvr, "", false) }
+func (srv *Server) Register(rcvr any) error { return srv.reg.Register(rcvr, "", false) }
 
 // RegisterName is Register with the given service name.
 func (srv *Server) RegisterName(name string, rcvr any) error {
-	return srv.reg.register(rcvr, name, true)
+	return srv.reg.Register(rcvr, name, true)
 }
 
 // ListenAndServe listens on the TCP address addr (with TLS when the server
@@ -170,16 +173,19 @@ func (srv *Server) serveConn(conn net.Conn) {
 	}
 	srv.conns[conn] = struct{}{}
 	srv.mu.Unlock()
-	tuneTCP(conn, srv.opts.heartbeat.Timeout)
+	session.Tune(conn)
 
-	s, err := startSession(context.Background(), conn, false, srv.opts, srv.reg, func(s *session) { s.onClose = srv.removeSession })
+	s, err := session.Start(context.Background(), conn, false, srv.opts.sess, srv.reg, func(s *session.Session) session.Hooks {
+		newPeer(s)
+		return session.Hooks{OnClose: srv.removeSession}
+	})
 
 	srv.mu.Lock()
 	delete(srv.conns, conn)
 	if err == nil && srv.closed {
 		err = ErrServerClosed
 		srv.mu.Unlock()
-		s.fail(&ConnError{Reason: ReasonShutdown})
+		s.Fail(&session.ConnError{Reason: session.ReasonShutdown})
 		return
 	}
 	if err == nil {
@@ -190,20 +196,20 @@ func (srv *Server) serveConn(conn net.Conn) {
 		srv.opts.logger.Info("pulse: handshake failed", "remote", conn.RemoteAddr(), "err", err)
 		return
 	}
-	srv.opts.logger.Debug("pulse: connection open", "remote", conn.RemoteAddr(), "codec", s.codec.Name())
+	srv.opts.logger.Debug("pulse: connection open", "remote", conn.RemoteAddr(), "codec", s.Codec().Name())
 	if h := srv.opts.connHook; h != nil {
-		h(ConnEvent{Peer: s.peer, Open: true})
+		h(ConnEvent{Peer: peerOf(s), Open: true})
 	}
-	s.readLoop()
+	s.ReadLoop()
 }
 
-func (srv *Server) removeSession(s *session) {
+func (srv *Server) removeSession(s *session.Session) {
 	srv.mu.Lock()
 	_, known := srv.sessions[s]
 	delete(srv.sessions, s)
 	srv.mu.Unlock()
 	if h := srv.opts.connHook; h != nil && known {
-		h(ConnEvent{Peer: s.peer, Err: s.err})
+		h(ConnEvent{Peer: peerOf(s), Err: publicConnErr(s.Err())})
 	}
 }
 
@@ -213,7 +219,7 @@ func (srv *Server) Peers() []*Peer {
 	defer srv.mu.Unlock()
 	peers := make([]*Peer, 0, len(srv.sessions))
 	for s := range srv.sessions {
-		peers = append(peers, s.peer)
+		peers = append(peers, peerOf(s))
 	}
 	return peers
 }
@@ -226,7 +232,7 @@ func (srv *Server) Broadcast(ctx context.Context, serviceMethod string, args any
 	encoded := map[string]*codec.RawMessage{}
 	n := 0
 	for _, p := range srv.Peers() {
-		c := p.s.codec
+		c := p.s.Codec()
 		raw, ok := encoded[c.Name()]
 		if !ok {
 			var err error
@@ -235,7 +241,7 @@ func (srv *Server) Broadcast(ctx context.Context, serviceMethod string, args any
 			}
 			encoded[c.Name()] = raw
 		}
-		if p.s.notify(ctx, serviceMethod, raw) == nil {
+		if p.s.Notify(ctx, serviceMethod, raw) == nil {
 			n++
 		}
 	}
@@ -260,9 +266,9 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.startDrain(wire.GoAwayShutdown, "server shutting down")
-			if s.waitSettled(ctx.Done()) {
-				s.lingerClose(&ConnError{Reason: ReasonShutdown, Code: wire.GoAwayShutdown, Message: "server shut down"}, time.Second)
+			s.StartDrain(wire.GoAwayShutdown, "server shutting down")
+			if s.WaitSettled(ctx.Done()) {
+				s.LingerClose(&session.ConnError{Reason: session.ReasonShutdown, Code: wire.GoAwayShutdown, Message: "server shut down"}, time.Second)
 			}
 		}()
 	}
@@ -277,7 +283,7 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 		for _, s := range sessions {
-			s.fail(&ConnError{Reason: ReasonShutdown, Code: wire.GoAwayShutdown, Message: "server shutdown deadline passed"})
+			s.Fail(&session.ConnError{Reason: session.ReasonShutdown, Code: wire.GoAwayShutdown, Message: "server shutdown deadline passed"})
 		}
 		<-drained
 	}
@@ -288,7 +294,7 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 // stop marks the server closed, closes its listeners and the connections
 // still in their handshake, and returns its sessions. It reports false if
 // the server was closed already.
-func (srv *Server) stop() ([]*session, bool) {
+func (srv *Server) stop() ([]*session.Session, bool) {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	if srv.closed {
@@ -302,7 +308,7 @@ func (srv *Server) stop() ([]*session, bool) {
 	for c := range srv.conns {
 		c.Close()
 	}
-	sessions := make([]*session, 0, len(srv.sessions))
+	sessions := make([]*session.Session, 0, len(srv.sessions))
 	for s := range srv.sessions {
 		sessions = append(sessions, s)
 	}
@@ -320,7 +326,7 @@ func (srv *Server) Close() error {
 		return ErrServerClosed
 	}
 	for _, s := range sessions {
-		s.fail(&ConnError{Reason: ReasonShutdown, Message: "server closed"})
+		s.Fail(&session.ConnError{Reason: session.ReasonShutdown, Message: "server closed"})
 	}
 	srv.wait(sessions)
 	return nil
@@ -328,10 +334,10 @@ func (srv *Server) Close() error {
 
 // wait waits for the connections' goroutines: those in their handshake,
 // and the readers of sessions (a parked reader is resumed by the close and
-// ends; see park_linux.go).
-func (srv *Server) wait(sessions []*session) {
+// ends; see internal/session/park.go).
+func (srv *Server) wait(sessions []*session.Session) {
 	srv.wg.Wait()
 	for _, s := range sessions {
-		<-s.readerDoneChan()
+		<-s.ReaderDone()
 	}
 }

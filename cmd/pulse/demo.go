@@ -17,7 +17,6 @@ import (
 	"github.com/pulse-rpc/pulse"
 	"github.com/pulse-rpc/pulse/internal/faultproxy"
 	"github.com/pulse-rpc/pulse/liveness"
-	"github.com/pulse-rpc/pulse/wire"
 )
 
 func init() {
@@ -433,7 +432,7 @@ func demoErrText(err error) string {
 			s += ": " + ce.Err.Error()
 		}
 		return s
-	case ce.Code != wire.GoAwayNormal:
+	case ce.Code != pulse.CloseNormal:
 		s = fmt.Sprintf("%s (GOAWAY %q)", ce.Reason, ce.Code.String())
 	default:
 		s = ce.Reason.String()
@@ -711,7 +710,7 @@ func (d *demo) scenario(ctx context.Context, stop <-chan struct{}, bg *sync.Wait
 	if gotTold {
 		after := told.At.Sub(lastCall)
 		var ce *pulse.ConnError
-		silent := (told.To == pulse.StateDraining || told.To == pulse.StateIdle) && errors.As(told.Err, &ce) && ce.Code == wire.GoAwayPeerSilent
+		silent := (told.To == pulse.StateDraining || told.To == pulse.StateIdle) && errors.As(told.Err, &ce) && ce.Code == pulse.ClosePeerSilent
 		d.rows.bobTold.measured = tlSecs(after)
 		if !silent {
 			d.rows.bobTold.measured += " (" + demoErrText(told.Err) + ")"

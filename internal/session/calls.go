@@ -1,0 +1,231 @@
+package session
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/pulse-rpc/pulse/internal/bufpool"
+	"github.com/pulse-rpc/pulse/wire"
+)
+
+// Call is one call this side started, as the session's call table holds
+// it. The root's Call embeds it by value and is told of its completion
+// through Owner, so that a call costs no allocation of its own here.
+type Call struct {
+	Method string // "Service.Method"
+	Args   any
+	Reply  any
+	// Err is the call's failure, set before Owner.Complete: a *CallError,
+	// a *ConnError or a ServerError.
+	Err   error
+	Owner Completer
+
+	s    *Session
+	id   uint32
+	seq  uint64  // end offset of the request in the data lane (small requests)
+	out  *outMsg // the request, when it is sent in several frames
+	stop func() bool
+}
+
+// Completer is told that a Call completed. Complete runs on whichever
+// goroutine completed the call (often the connection's reader) and must
+// not block.
+type Completer interface{ Complete() }
+
+// done completes the call.
+func (call *Call) done() {
+	if call.stop != nil {
+		call.stop()
+	}
+	if call.Owner != nil {
+		call.Owner.Complete()
+	}
+}
+
+// Reset clears what a send left in call, so that it can be sent again on
+// another session.
+func (call *Call) Reset() {
+	call.Err, call.s, call.id, call.seq, call.out, call.stop = nil, nil, 0, 0, nil, nil
+}
+
+// Abandon gives up on the call because its context ended with err (see
+// Session.abandon).
+func (call *Call) Abandon(err error) { call.s.abandon(call, err) }
+
+// sent reports whether the whole request may have reached the peer, so
+// that the peer may have run it: it was written, or it was given whole to
+// a write that has not returned yet (whose bytes may be out already).
+// Called with s.mu held.
+func (call *Call) sent() bool {
+	if m := call.out; m != nil {
+		return m.sent.Load() || m.off == len(m.body) && !m.failed
+	}
+	return call.s.handed >= call.seq
+}
+
+// Send encodes call and queues it on s; on failure it completes the call
+// with the error. watch makes the call watch ctx itself and abandon on its
+// end (for Go; a caller that waits watches ctx instead and calls Abandon).
+func (s *Session) Send(ctx context.Context, call *Call, watch bool) { s.send(ctx, call, false, watch) }
+
+// Notify sends a one-way call and returns once it is queued. Its error
+// reports only failures on this side (encoding, a closed connection).
+func (s *Session) Notify(ctx context.Context, method string, args any) error {
+	call := &Call{Method: method, Args: args}
+	s.send(ctx, call, true, false)
+	return call.Err
+}
+
+// send encodes call and queues it. On failure it completes the call with
+// the error. notify marks a one-way call, which gets no reply. watch makes
+// the call watch ctx itself and abandon on its end (for Go; Call's waiting
+// goroutine watches ctx instead).
+func (s *Session) send(ctx context.Context, call *Call, notify, watch bool) {
+	call.s = s
+	if err := ctx.Err(); err != nil {
+		call.Err = &CallError{Method: call.Method, Status: wire.StatusCanceled, Err: err}
+		call.done()
+		return
+	}
+	typ := wire.TypeCall
+	if notify {
+		typ = wire.TypeNotify
+	}
+	var timeout time.Duration
+	if dl, ok := ctx.Deadline(); ok {
+		if timeout = time.Until(dl); timeout <= 0 {
+			call.Err = &CallError{Method: call.Method, Status: wire.StatusCanceled, Err: context.DeadlineExceeded}
+			call.done()
+			return
+		}
+	}
+	bp := getBufFor(call.Args, wire.HeaderSize+len(call.Method)+32)
+	b := wire.AppendHeader((*bp)[:0], typ, wire.FlagEnd, 0, 0)
+	b = wire.AppendCallHead(b, call.Method, timeout)
+	b, err := s.codec.Append(b, call.Args)
+	*bp = b
+	if err != nil {
+		bufpool.Put(bp)
+		call.Err = &CallError{Method: call.Method, Status: wire.StatusBadArgs, Message: "cannot encode arguments: " + err.Error(), Err: err}
+		call.done()
+		return
+	}
+	if n := len(b) - wire.HeaderSize; n > s.peerMaxMsg {
+		bufpool.Put(bp)
+		call.Err = &CallError{Method: call.Method, Status: wire.StatusTooLarge,
+			Message: fmt.Sprintf("arguments of %d bytes exceed the peer's limit of %d", n, s.peerMaxMsg), Err: ErrMessageTooLarge}
+		call.done()
+		return
+	}
+
+	s.mu.Lock()
+	if err := s.refuseLocked(); err != nil {
+		s.mu.Unlock()
+		bufpool.Put(bp)
+		call.Err = err
+		call.done()
+		return
+	}
+	id := s.nextID
+	s.nextID += 2
+	call.id = id
+	if !notify {
+		s.pending[id] = call
+		if watch && ctx.Done() != nil {
+			call.stop = context.AfterFunc(ctx, func() { s.abandon(call, ctx.Err()) })
+		}
+	}
+	s.enqueueLocked(bp, id, typ, func(seq uint64, out *outMsg) { call.seq, call.out = seq, out })
+	s.kickLocked(true)
+}
+
+// refuseLocked returns the error for a call that cannot start on this
+// session: it is closed, or the peer sent GOAWAY.
+func (s *Session) refuseLocked() error {
+	if s.closed {
+		return s.err.WithSent(false)
+	}
+	if s.goAwayIn != nil {
+		return &ConnError{Reason: ReasonGoAway, Code: s.goAwayIn.Code, Message: s.goAwayIn.Message}
+	}
+	if s.nextID > math.MaxUint32-2 {
+		return &ConnError{Reason: ReasonShutdown, Message: "call ids exhausted on this connection"}
+	}
+	return nil
+}
+
+// enqueueLocked queues the message in *bp (a frame header with FlagEnd
+// followed by the whole message) under id. Small messages are copied to
+// the data lane and bp is recycled; larger ones are queued for sending in
+// frames and keep bp until written. mark receives the position of the
+// message, for sent().
+func (s *Session) enqueueLocked(bp *[]byte, id uint32, typ wire.FrameType, mark func(seq uint64, out *outMsg)) {
+	b := *bp
+	if len(b)-wire.HeaderSize <= s.maxFrame {
+		binary.BigEndian.PutUint32(b[4:8], id)
+		wire.PutLength(b, len(b)-wire.HeaderSize)
+		d := lane(&s.data)
+		if n := len(d.b) + len(b); n > cap(d.b) {
+			growLane(d, n)
+		}
+		d.b = append(d.b, b...)
+		s.queued += uint64(len(b))
+		bufpool.Put(bp)
+		if mark != nil {
+			mark(s.queued, nil)
+		}
+		return
+	}
+	m := &outMsg{id: id, typ: typ, body: b[wire.HeaderSize:], buf: bp}
+	s.large = append(s.large, m)
+	if mark != nil {
+		mark(0, m)
+	}
+}
+
+// abandon gives up on call because its context ended with err. If the
+// call is still pending, it completes it and tells the peer to cancel.
+func (s *Session) abandon(call *Call, err error) {
+	s.mu.Lock()
+	if s.pending[call.id] != call {
+		s.mu.Unlock()
+		return // completed by someone else
+	}
+	delete(s.pending, call.id)
+	reached := true // the request goes to the peer, followed by CANCEL
+	if !s.closed {
+		switch {
+		case call.out != nil && !call.out.sent.Load() && call.out.off < len(call.out.body):
+			// Not fully handed to the writer: it stops sending the rest
+			// (or all of it), and aborts what the peer gathered.
+			call.out.aborted = true
+			reached = false
+		case call.out == nil && s.flushed.Load() < call.seq:
+			// Still queued in the data lane: CANCEL goes behind it there.
+			d := lane(&s.data)
+			d.b = wire.AppendHeader(d.b, wire.TypeCancel, 0, call.id, 0)
+			s.queued += wire.HeaderSize
+		default:
+			c := lane(&s.ctrl)
+			c.b = wire.AppendHeader(c.b, wire.TypeCancel, 0, call.id, 0)
+		}
+		s.kickLocked(false)
+	} else {
+		s.mu.Unlock()
+	}
+	call.Err = &CallError{Method: call.Method, Status: wire.StatusCanceled, Err: err, Reached: reached}
+	call.done()
+}
+
+func (s *Session) takePending(id uint32) *Call {
+	s.mu.Lock()
+	call := s.pending[id]
+	if call != nil {
+		delete(s.pending, id)
+	}
+	s.mu.Unlock()
+	return call
+}

@@ -1,0 +1,100 @@
+package session
+
+import (
+	"net"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/pulse-rpc/pulse/internal/sock"
+)
+
+// liveConn records the time of every read that returns bytes: any inbound
+// byte, even the middle of a large frame, is a sign of life. It also feeds
+// the detector with the gaps between reads.
+type liveConn struct {
+	net.Conn
+	r *reads
+}
+
+// reads is the state liveConn updates. mon is set before the session's
+// reader starts and not changed after.
+type reads struct {
+	last    atomic.Int64
+	clock   *Clock
+	mon     *monitor
+	drained bool // the last read returned less than asked: the socket was empty then (reader only)
+	// frames counts the calls, replies, notifications and continuation
+	// frames handled since the last read, and perRead is its moving
+	// average over the connection's reads, in sixteenths of a frame, for
+	// the choice of how to read (liveConn.Read; reader only).
+	frames  int32
+	perRead int32
+	// prevData is the time of the last read of the previous burst that
+	// held calls, replies or notifications, for the wait before parking
+	// (lingerReader; Linux; reader only).
+	prevData int64
+	// busy is set while the reader may be waiting in a read that has no
+	// end but the next frame, with calls of the peer's running: the call
+	// that ends them shortens that read (session.readSoon), so that the
+	// reader looks again whether to park.
+	busy atomic.Bool
+	// raw is the socket when the connection is a TCP or Unix socket on
+	// Linux (then it can park: parkState.socket), set before the session's
+	// reader starts; rsock reads it
+	// directly (internal/sock), made when the connection's reads first
+	// bring bursts and dropped when its reader parks (reader only).
+	raw   syscall.RawConn
+	rsock *sock.Reader
+}
+
+func (c liveConn) Read(p []byte) (n int, err error) {
+	r := c.r
+	if r.readsBursts() && r.raw != nil {
+		if r.rsock == nil {
+			r.rsock = sock.NewReader(r.raw)
+		}
+		n, err = r.rsock.Read(c.Conn, p)
+	} else {
+		n, err = c.Conn.Read(p)
+	}
+	r.got(n, len(p))
+	return n, err
+}
+
+// burstyReads is the average of frames per read, in sixteenths, from which
+// a connection's reads go around the runtime's system-call path: 1.5.
+// (An average of one frame per read settles between 16 and 23, one of two
+// between 32 and 39.)
+const burstyReads = 24
+
+// readsBursts updates the connection's average of frames per read with
+// the frames handled since the last read and reports whether its reads
+// bring bursts: more than one frame each, on average over the last eight
+// or so.
+//
+// A bursty connection reads with sockReader, which makes the system call
+// directly (rawsys_linux.go). One whose reads bring one frame each, a
+// single call at a time, keeps the runtime's path: entering a system call
+// there wakes the runtime's monitor thread when the process was idle, and
+// on the 2-core virtual machine where Pulse is measured that wake-up,
+// which happens before the reply comes back, makes the process's own
+// wake-up for the reply quicker. With every read made directly, 64B/1x1
+// lost 28 % of its calls/s (p50 56 → 93 µs); with this choice it keeps
+// them, and the bursty cells gain (docs/benchmarks.md).
+func (r *reads) readsBursts() bool {
+	r.perRead += r.frames<<1 - r.perRead>>3
+	r.frames = 0
+	return r.perRead >= burstyReads
+}
+
+// got records a read of n bytes of the asked.
+func (r *reads) got(n, asked int) {
+	r.drained = n < asked
+	if n > 0 {
+		now := r.clock.Now()
+		prev := r.last.Swap(now)
+		if r.mon != nil {
+			r.mon.observe(now, prev)
+		}
+	}
+}

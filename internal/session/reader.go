@@ -1,0 +1,236 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/pulse-rpc/pulse/wire"
+)
+
+// readBufPool holds the read buffers of connections that are receiving;
+// an idle connection gives its buffer back (wire.Reader.SetBufferPool).
+var readBufPool = sync.Pool{New: func() any { b := make([]byte, readBufferSize); return &b }}
+
+// ReadLoop runs the reader on the calling goroutine, which thereby takes
+// the reader role, until the session closes or the reader parks (the
+// parker then resumes reading on a worker when bytes arrive). ReaderDone
+// tells when reading ended for good.
+func (s *Session) ReadLoop() {
+	liveSessions.Add(1)
+	s.readFrames()
+}
+
+// readerEnd marks the end of reading for good.
+func (s *Session) readerEnd() {
+	if liveSessions.Add(-1) == 0 {
+		s.workers.stopIdle()
+		stopParker()
+	}
+	s.mu.Lock()
+	closeLazyLocked(&s.readerDone, &s.readerEnded)
+	s.mu.Unlock()
+}
+
+func (s *Session) readFrames() {
+	s.baton.take()
+	for {
+		if s.heldN > 0 && s.fr.Buffered() == 0 {
+			s.heldN = 0
+			s.mu.Lock()
+			s.flushNowLocked()
+		}
+		if s.fr.Buffered() == 0 && s.mayPark() && s.parkReader() {
+			return // parkReader released the role
+		}
+		h, p, err := s.fr.ReadFrame()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// The only read deadlines after the handshake are those
+				// that shorten a wait to park sooner (readSoon): clear it
+				// and go on. A frame half read stays buffered.
+				s.conn.SetReadDeadline(time.Time{})
+				continue
+			}
+			s.readFailed(err)
+			s.endReading()
+			return
+		}
+		if h.Type <= wire.TypeContinuation {
+			s.park.sawData = true
+			if rd := s.park.rd; rd != nil {
+				rd.frames++
+			}
+		}
+		if err := s.handleFrame(h, p); err != nil {
+			if err == errReaderMoved {
+				return // another goroutine holds the role now
+			}
+			s.protocolError(err)
+			s.endReading()
+			return
+		}
+	}
+}
+
+// endReading ends the reader role for good.
+func (s *Session) endReading() {
+	s.baton.release()
+	s.readerEnd()
+}
+
+// protocolError closes the session for a frame that broke the protocol.
+func (s *Session) protocolError(err error) {
+	s.log.Warn("pulse: protocol error from peer", "remote", s.conn.RemoteAddr(), "err", err)
+	code := wire.GoAwayProtocolError
+	if errors.As(err, new(tooManyStreamsError)) {
+		code = wire.GoAwayTooManyStreams
+	}
+	s.goAway(code, err.Error(), ReasonProtocol, err, time.Second)
+}
+
+// tooManyStreamsError is a peer sending more messages at once than allowed.
+type tooManyStreamsError struct{ n int }
+
+func (e tooManyStreamsError) Error() string {
+	return fmt.Sprintf("more than %d messages arriving at once", e.n)
+}
+
+func (s *Session) readFailed(err error) {
+	switch {
+	case errors.Is(err, wire.ErrVersion), errors.Is(err, wire.ErrFrameType),
+		errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, wire.ErrMalformed):
+		s.log.Warn("pulse: protocol error from peer", "remote", s.conn.RemoteAddr(), "err", err)
+		s.goAway(wire.GoAwayProtocolError, err.Error(), ReasonProtocol, err, time.Second)
+	case errors.Is(err, io.EOF):
+		s.mu.Lock()
+		drained := s.writeClosed
+		s.mu.Unlock()
+		if drained {
+			// The peer closed after this side drained and half-closed.
+			s.Fail(&ConnError{Reason: ReasonShutdown, Message: "drained"})
+			return
+		}
+		s.Fail(&ConnError{Reason: ReasonPeerClose, Err: err})
+	case errors.Is(err, net.ErrClosed):
+		s.Fail(&ConnError{Reason: ReasonShutdown, Err: err})
+	default:
+		s.Fail(&ConnError{Reason: ReasonIO, Err: err})
+	}
+}
+
+// handleFrame acts on one frame, by the reader, through the method for its
+// type. p aliases the read buffer and is valid only during the call. An
+// error is a protocol violation.
+func (s *Session) handleFrame(h wire.Header, p []byte) error {
+	s.baton.check()
+	switch h.Type {
+	case wire.TypeCall, wire.TypeReply, wire.TypeNotify:
+		return s.processMessage(h, p)
+	case wire.TypeContinuation:
+		return s.processContinuation(h, p)
+	case wire.TypeCancel:
+		return s.processCancel(h, p)
+	case wire.TypePing:
+		return s.processPing(h, p)
+	case wire.TypePong:
+		return s.processPong(h, p)
+	case wire.TypeGoAway:
+		return s.processGoAway(h, p)
+	case wire.TypeHello:
+		return errors.New("HELLO after the handshake")
+	}
+	// wire.Reader refuses unknown types: this is one the session does not
+	// handle yet.
+	return fmt.Errorf("%w: unexpected %v", wire.ErrFrameType, h.Type)
+}
+
+// processCancel cancels the context of the peer's call h.ID, if it runs.
+func (s *Session) processCancel(h wire.Header, _ []byte) error {
+	if !s.isPeerID(h.ID) {
+		return fmt.Errorf("CANCEL with id %d, which belongs to this side", h.ID)
+	}
+	s.mu.Lock()
+	cancel := s.inflight[h.ID]
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	return nil
+}
+
+// processPing answers a PING with a PONG at once, without waiting for the
+// socket, unless the peer pings faster than this side allows: then it is
+// not answered, and a peer that keeps it up is told to go away.
+func (s *Session) processPing(_ wire.Header, p []byte) error {
+	data, err := wire.ParsePing(p)
+	if err != nil {
+		return err
+	}
+	if s.minPingGap > 0 && !s.allowPing() {
+		if s.pingStrikes++; s.pingStrikes > maxPingStrikes {
+			msg := fmt.Sprintf("pings closer together than %v; the permitted rate is one ping per %v", s.minPingGap, s.minPingGap)
+			s.log.Warn("pulse: too many pings", "remote", s.conn.RemoteAddr(), "permitted", s.minPingGap)
+			go s.goAway(wire.GoAwayTooManyPings, msg, ReasonProtocol, nil, time.Second)
+		}
+		return nil
+	}
+	s.pingStrikes = 0
+	s.queueControl(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePong, data) }, noWait)
+	s.mon.answered()
+	return nil
+}
+
+func (s *Session) processPong(_ wire.Header, p []byte) error {
+	data, err := wire.ParsePing(p)
+	if err != nil {
+		return err
+	}
+	s.handlePong(data)
+	return nil
+}
+
+func (s *Session) processGoAway(_ wire.Header, p []byte) error {
+	g, err := wire.ParseGoAway(p)
+	if err != nil {
+		return err
+	}
+	s.handleGoAway(g)
+	return nil
+}
+
+// tooLarge answers a message that exceeded this side's limit.
+func (s *Session) tooLarge(typ wire.FrameType, id uint32) {
+	msg := fmt.Sprintf("message exceeds the limit of %d bytes", s.maxMsg)
+	if typ != wire.TypeReply {
+		defer s.handlerDone() // the call was counted when admitted
+	}
+	switch typ {
+	case wire.TypeCall:
+		s.replyError(id, wire.StatusTooLarge, msg, background)
+	case wire.TypeReply:
+		if call := s.takePending(id); call != nil {
+			call.Err = &CallError{Method: call.Method, Status: wire.StatusTooLarge, Message: "reply " + msg, Err: ErrMessageTooLarge, Reached: true}
+			call.done()
+		}
+	case wire.TypeNotify:
+		s.log.Warn("pulse: dropped notification: "+msg, "remote", s.conn.RemoteAddr())
+	}
+}
+
+// dispatch acts on a complete message. msg is valid only during the call,
+// unless owned: nothing else uses its memory (a message of several frames,
+// in a buffer of its own), and a raw argument may then keep it. It reports
+// whether the reader's job moved to another goroutine while it ran a
+// method (serveOnReader): the caller, no longer the reader, must return.
+func (s *Session) dispatch(typ wire.FrameType, id uint32, msg []byte, owned bool) (readerMoved bool) {
+	if typ == wire.TypeReply {
+		s.handleReply(id, msg)
+		return false
+	}
+	return s.handleCall(typ == wire.TypeNotify, id, msg, owned)
+}

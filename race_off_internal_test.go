@@ -1,5 +1,0 @@
-//go:build !race
-
-package pulse
-
-const raceEnabled = false
