@@ -154,7 +154,8 @@ func (s *Session) serveOnReader(ctx context.Context, cancel context.CancelFunc, 
 			// The method ended this goroutine (runtime.Goexit): someone
 			// else must read, and write what was held.
 			if !sh.finish(s, nil, 0) {
-				workers.run(handlerTask{s: s, read: true})
+				s.baton.pass() // this goroutine ended in the method: the role goes on
+				s.workers.run(handlerTask{s: s, read: true})
 			}
 			s.mu.Lock()
 			s.kickLocked(false)
@@ -244,7 +245,8 @@ func (sh *onReaderShard) watch() {
 		}
 		sh.mu.Unlock()
 		for i, s := range move {
-			workers.run(handlerTask{s: s, read: true})
+			s.baton.pass() // the reader is busy in a method: its role goes on
+			s.workers.run(handlerTask{s: s, read: true})
 			s.mu.Lock()
 			s.kickLocked(false) // replies held for the reader that moved
 			move[i] = nil
