@@ -425,7 +425,8 @@ func (m *monitor) nextLocked(now int64) int64 {
 	return next
 }
 
-// check runs on the timer: it does what is due and re-arms.
+// check runs on the timer: it decides what is due (judgeLocked, under
+// m.mu) and then acts on it (act, without the lock), and re-arms.
 func (m *monitor) check() {
 	m.mu.Lock()
 	if m.stopped {
@@ -434,83 +435,10 @@ func (m *monitor) check() {
 	}
 	m.checks++
 	now := m.s.clock.Now()
-	late := m.stall.Late(time.Duration(m.scheduled), time.Duration(now))
-	s := m.s
-	lastRead := s.lastRead.Load()
-
-	var (
-		dead      string
-		stalled   bool
-		ping      bool
-		goAway    wire.GoAwayCode
-		goAwayMsg string
-		suspect   = m.isSuspect
-	)
-	var (
-		stallAfter time.Duration
-		unread     bool // the peer's bytes wait unread: look again shortly
-	)
-	if ws := m.writeStart.Load(); ws != 0 && m.timeout > 0 && now-ws >= int64(m.timeout) {
-		switch {
-		case late:
-			m.scheduled = int64(m.stall.Recheck(time.Duration(now)))
-		case m.ackedMoved(&m.watchProgress):
-			// The write is blocked but the peer keeps acknowledging: a
-			// slow link (the receiver may open its window in large steps),
-			// not a stalled one. Judge from now on.
-			m.writeStart.CompareAndSwap(ws, now)
-		default:
-			stallAfter = m.stallAfterLocked()
-			stalled = now-ws >= int64(stallAfter) // else nextLocked looks again then
-		}
-	}
-	if m.det != nil {
-		if _, ok := m.det.(*liveness.PhiAccrual); ok {
-			m.lookForLoss(now, lastRead)
-		}
-		m.lookKernel(now, lastRead)
-		v := m.det.Check(time.Duration(now), time.Duration(m.lastSign(lastRead)))
-		switch {
-		case !v.Dead:
-			m.unreadSince = 0
-		case late:
-			// This process itself was stalled: what the peer sent
-			// meanwhile may sit unread. Look again shortly.
-			m.scheduled = int64(m.stall.Recheck(time.Duration(now)))
-		default:
-			var waited time.Duration
-			if unread, waited = m.peerBytesUnreadLocked(now); unread {
-				// The peer spoke; this process has not read it yet (its
-				// readers are behind, as on a machine asked for more CPU
-				// than it has). Look again shortly.
-				m.scheduled = int64(m.stall.Recheck(time.Duration(now)))
-			} else if waited > 0 {
-				dead = fmt.Sprintf("%s; bytes from the peer have waited unread for %v: this process is not reading its connections", v.Reason, waited.Round(time.Millisecond))
-			} else {
-				dead = v.Reason
-			}
-		}
-		suspect = now-lastRead >= int64(m.suspect)
-	}
-	if m.pingAfter > 0 && now-m.lastWrite.Load() >= int64(m.pingAfter) {
-		ping = true
-		m.lastWrite.Store(now) // the PING is the write; do not send two
-	}
-	if !m.closing {
-		switch {
-		case m.ageAt > 0 && now >= m.ageAt:
-			goAway, goAwayMsg = wire.GoAwayMaxAge, "connection reached its maximum age"
-			m.closing = true
-		case m.idleLimit > 0 && s.running.Load() == 0 && s.pendingCount() == 0 && now-m.lastActive.Load() >= int64(m.idleLimit):
-			goAway, goAwayMsg = wire.GoAwayIdle, fmt.Sprintf("no calls for %v", m.idleLimit)
-			m.closing = true
-		}
-	}
-	suspectChanged := suspect != m.isSuspect
-	m.isSuspect = suspect
-	if dead == "" && !stalled {
+	v := m.judgeLocked(now)
+	if v.dead == "" && !v.stalled {
 		next := m.nextLocked(now)
-		if (late || unread) && m.scheduled > now {
+		if v.recheck && m.scheduled > now {
 			next = min(next, m.scheduled)
 		}
 		if next != 0 {
@@ -519,26 +447,144 @@ func (m *monitor) check() {
 		}
 	}
 	m.mu.Unlock()
+	m.act(now, v)
+}
 
+// verdict is what one check found due.
+type verdict struct {
+	dead           string        // why the peer is dead; "" if it is not
+	stalled        bool          // a write made no progress for stallAfter
+	stallAfter     time.Duration //
+	recheck        bool          // look again at m.scheduled: this process lagged, or the peer's bytes wait unread
+	ping           bool          // send a PING
+	goAway         wire.GoAwayCode
+	goAwayMsg      string // a GOAWAY for the idle or age limit, when not ""
+	suspect        bool
+	suspectChanged bool
+}
+
+// judgeLocked decides what is due at now: the write watchdog, the
+// detector, a heartbeat, the idle and age limits. Called with m.mu held.
+func (m *monitor) judgeLocked(now int64) verdict {
+	var v verdict
+	late := m.stall.Late(time.Duration(m.scheduled), time.Duration(now))
+	lastRead := m.s.lastRead.Load()
+	v.stalled, v.stallAfter = m.watchWriteLocked(now, late)
+	v.suspect = m.isSuspect
+	if m.det != nil {
+		var unread bool
+		v.dead, unread = m.judgePeerLocked(now, lastRead, late)
+		v.recheck = unread
+		v.suspect = now-lastRead >= int64(m.suspect)
+	}
+	v.recheck = v.recheck || late
+	if m.pingAfter > 0 && now-m.lastWrite.Load() >= int64(m.pingAfter) {
+		v.ping = true
+		m.lastWrite.Store(now) // the PING is the write; do not send two
+	}
+	v.goAway, v.goAwayMsg = m.limitsLocked(now)
+	v.suspectChanged = v.suspect != m.isSuspect
+	m.isSuspect = v.suspect
+	return v
+}
+
+// watchWriteLocked is the write watchdog: a write blocked for the Timeout
+// with no acknowledgement from the peer meanwhile is stalled. Called with
+// m.mu held.
+func (m *monitor) watchWriteLocked(now int64, late bool) (stalled bool, stallAfter time.Duration) {
+	ws := m.writeStart.Load()
+	if ws == 0 || m.timeout <= 0 || now-ws < int64(m.timeout) {
+		return false, 0
+	}
 	switch {
-	case stalled:
-		s.Fail(&ConnError{Reason: ReasonWriteStall, Message: fmt.Sprintf("a write made no progress for %v", stallAfter)})
+	case late:
+		m.scheduled = int64(m.stall.Recheck(time.Duration(now)))
+	case m.ackedMoved(&m.watchProgress):
+		// The write is blocked but the peer keeps acknowledging: a slow
+		// link (the receiver may open its window in large steps), not a
+		// stalled one. Judge from now on.
+		m.writeStart.CompareAndSwap(ws, now)
+	default:
+		stallAfter = m.stallAfterLocked()
+		stalled = now-ws >= int64(stallAfter) // else nextLocked looks again then
+	}
+	return stalled, stallAfter
+}
+
+// judgePeerLocked asks the detector about the peer's silence, with what
+// the kernel knows (lookKernel, lookForLoss). It returns why the peer is
+// dead ("" if it is not), and whether its bytes wait unread, so that the
+// check looks again shortly instead. Called with m.mu held.
+func (m *monitor) judgePeerLocked(now, lastRead int64, late bool) (dead string, unread bool) {
+	if _, ok := m.det.(*liveness.PhiAccrual); ok {
+		m.lookForLoss(now, lastRead)
+	}
+	m.lookKernel(now, lastRead)
+	v := m.det.Check(time.Duration(now), time.Duration(m.lastSign(lastRead)))
+	switch {
+	case !v.Dead:
+		m.unreadSince = 0
+		return "", false
+	case late:
+		// This process itself was stalled: what the peer sent meanwhile
+		// may sit unread. Look again shortly.
+		m.scheduled = int64(m.stall.Recheck(time.Duration(now)))
+		return "", false
+	}
+	unread, waited := m.peerBytesUnreadLocked(now)
+	switch {
+	case unread:
+		// The peer spoke; this process has not read it yet (its readers
+		// are behind, as on a machine asked for more CPU than it has).
+		// Look again shortly.
+		m.scheduled = int64(m.stall.Recheck(time.Duration(now)))
+		return "", true
+	case waited > 0:
+		return fmt.Sprintf("%s; bytes from the peer have waited unread for %v: this process is not reading its connections", v.Reason, waited.Round(time.Millisecond)), false
+	}
+	return v.Reason, false
+}
+
+// limitsLocked returns the GOAWAY a server sends for its age or idle
+// limit, once, when one is reached. Called with m.mu held.
+func (m *monitor) limitsLocked(now int64) (wire.GoAwayCode, string) {
+	if m.closing {
+		return 0, ""
+	}
+	s := m.s
+	switch {
+	case m.ageAt > 0 && now >= m.ageAt:
+		m.closing = true
+		return wire.GoAwayMaxAge, "connection reached its maximum age"
+	case m.idleLimit > 0 && s.running.Load() == 0 && s.pendingCount() == 0 && now-m.lastActive.Load() >= int64(m.idleLimit):
+		m.closing = true
+		return wire.GoAwayIdle, fmt.Sprintf("no calls for %v", m.idleLimit)
+	}
+	return 0, ""
+}
+
+// act does what judgeLocked found due, without m.mu.
+func (m *monitor) act(now int64, v verdict) {
+	s := m.s
+	switch {
+	case v.stalled:
+		s.Fail(&ConnError{Reason: ReasonWriteStall, Message: fmt.Sprintf("a write made no progress for %v", v.stallAfter)})
 		return
-	case dead != "":
-		s.log.Info("pulse: peer declared dead", "remote", s.conn.RemoteAddr(), "why", dead)
+	case v.dead != "":
+		s.log.Info("pulse: peer declared dead", "remote", s.conn.RemoteAddr(), "why", v.dead)
 		// Tell a peer that is only silent, not gone, why it is cut off;
 		// do not wait long for a path that may be dead.
-		s.goAway(wire.GoAwayPeerSilent, dead, ReasonSilent, nil, 50*time.Millisecond)
+		s.goAway(wire.GoAwayPeerSilent, v.dead, ReasonSilent, nil, 50*time.Millisecond)
 		return
 	}
-	if ping {
+	if v.ping {
 		s.queueControl(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePing, uint64(now)) }, noWait)
 	}
-	if suspectChanged && s.onSuspect != nil {
-		s.onSuspect(s, suspect)
+	if v.suspectChanged && s.onSuspect != nil {
+		s.onSuspect(s, v.suspect)
 	}
-	if goAway != 0 || goAwayMsg != "" {
-		go s.drain(goAway, goAwayMsg, m.grace)
+	if v.goAwayMsg != "" {
+		go s.drain(v.goAway, v.goAwayMsg, m.grace)
 	}
 }
 

@@ -138,151 +138,199 @@ func (s *Session) kickLocked(inline bool) {
 	go s.writeLoop(false)
 }
 
-// writeLoop writes queued frames until the queues are empty. Each round
-// writes, in one system call where the transport allows it, all queued
-// control frames, then all queued small frames, then a run of frames of
-// the first large message (largewrite.go).
+// writeLoop writes queued frames until the queues are empty, as the
+// writer. Each round takes, under s.mu, all queued control frames, then
+// all queued small frames, then a run of frames of the first large message
+// (planLocked); writes them, in one system call where the transport allows
+// it (writeRound); and accounts for what went out (accountRound).
 func (s *Session) writeLoop(inline bool) {
-	var (
-		arr     [3][]byte
-		yielded bool
-		sc      *largeRound // scratch of the rounds with frames of a large message
-	)
-	defer func() {
-		if sc != nil {
-			roundPool.Put(sc)
-		}
-	}()
+	var r writeRound
+	defer r.free()
 	for {
 		s.mu.Lock()
-		if s.closed {
+		switch s.planLocked(&r, inline) {
+		case roundStop:
 			s.stopWritingLocked()
 			s.mu.Unlock()
 			return
-		}
-		if inline && len(s.large) > 0 {
+		case roundHandOff:
 			// Large messages take many rounds: leave them to a background
 			// writer so that the caller is not held.
 			s.mu.Unlock()
 			go s.writeLoop(false)
 			return
-		}
-		if !yielded && s.data != nil && len(s.data.b) < yieldBelow && len(s.pending)+int(s.running.Load()) > 1 {
-			// Other calls are in flight on this connection, so other
-			// goroutines (callers woken by a burst of replies, handlers
-			// of a burst of calls) may be about to queue frames: let
-			// them run first, once, and write their frames together
-			// with this one in one system call. A lone call (1x1) does
-			// not wait.
-			yielded = true
+		case roundYield:
 			s.mu.Unlock()
 			runtime.Gosched()
 			continue
 		}
-		ctrlw, dataw := s.ctrl, s.data
-		var ctrl, data []byte
-		if ctrlw != nil {
-			ctrl = ctrlw.b
-		}
-		if dataw != nil {
-			data = dataw.b
-		}
-		// The large part of the round: an abort frame for an abandoned
-		// message that was partly sent, or frames of the first message
-		// (largeRound).
-		var (
-			large []byte  // an abort frame
-			m     *outMsg // the message whose frames this round carries
-		)
-		for len(s.large) > 0 && large == nil && m == nil {
-			first := s.large[0]
-			if sc == nil {
-				sc = roundPool.Get().(*largeRound)
-				// One look under s.mu per writer run that sends a large
-				// message; the looks between its rounds come after each
-				// write, outside the lock.
-				sc.budget = s.roundBudget()
-			}
-			if first.aborted {
-				s.large = s.large[1:]
-				if first.off > 0 {
-					large = wire.AppendHeader(sc.hdrs[:0], wire.TypeContinuation, wire.FlagEnd|wire.FlagAbort, first.id, 0)
-				}
-				bufpool.Put(first.buf)
-				continue
-			}
-			m = first
-			// The round's control frames and small messages go in the
-			// same write, ahead of the run: a cut run takes what is left
-			// of the budget, so that the write still ends on a segment
-			// boundary, unless they fill most of it.
-			budget := sc.budget
-			if p := len(ctrl) + len(data); budget > 0 && p < budget/2 {
-				budget -= p
-			}
-			if sc.next(m, s.maxFrame, budget) {
-				s.large = s.large[1:] // its last frame is in this round
-			}
-		}
-		if len(s.large) == 0 {
-			s.large = nil
-		}
-		if len(ctrl) == 0 && len(data) == 0 && large == nil && m == nil {
-			s.stopWritingLocked()
-			s.mu.Unlock()
-			return
-		}
-		s.ctrl, s.data = nil, nil
-		// Until the write returns, the peer may get any of these bytes:
-		// a call among them counts as sent if the connection fails now.
-		s.handed = s.queued
 		s.mu.Unlock()
-
-		bufs := arr[:0]
-		for _, b := range [...][]byte{ctrl, data, large} {
-			if len(b) > 0 {
-				bufs = append(bufs, b)
-			}
-		}
-		var (
-			n    int64
-			err  error
-			done *outMsg // m, when this round wrote its last frame
-		)
-		if m == nil {
-			n, err = s.writeBuffers(bufs)
-		} else {
-			n, done, err = s.writeLarge(sc, m, bufs)
-			if done == nil && err == nil {
-				sc.budget = s.roundBudget() // the window may have moved
-			}
-		}
-		clear(arr[:]) // do not keep the written buffers alive
-		wrote := min(max(n-int64(len(ctrl)), 0), int64(len(data)))
-		s.flushed.Add(uint64(wrote))
-		if done != nil && err == nil {
-			done.sent.Store(true)
-		}
-		putWbuf(ctrlw)
-		putWbuf(dataw)
-		if done != nil && err == nil {
-			bufpool.Put(done.buf)
-		}
-		if err != nil {
-			// The write is over: what went out is known.
-			s.mu.Lock()
-			s.handed = s.flushed.Load()
-			if m != nil && m.off == len(m.body) {
-				m.failed = true
-			}
-			s.mu.Unlock()
-			s.Fail(&ConnError{Reason: writeReason(err), Err: err})
-			s.mu.Lock()
-			s.stopWritingLocked()
-			s.mu.Unlock()
+		if err := s.writeRound(&r); err != nil {
+			s.writeFailed(&r, err)
 			return
 		}
 	}
+}
+
+// writeRound is one round of the writer: what planLocked took from the
+// queues, and the writer's scratch, kept across rounds.
+type writeRound struct {
+	ctrlw, dataw *wbuf   // the lanes taken, given back after the write
+	ctrl, data   []byte  // their bytes
+	abort        []byte  // an abort frame for a message abandoned part way
+	m            *outMsg // the large message whose frames this round carries
+	arr          [3][]byte
+	yielded      bool        // the writer yielded once already
+	sc           *largeRound // scratch of the rounds of a large message
+}
+
+// free gives the scratch back when the writer stops.
+func (r *writeRound) free() {
+	if r.sc != nil {
+		roundPool.Put(r.sc)
+	}
+}
+
+// What planLocked tells the writer to do.
+const (
+	roundWrite   = iota // write the round
+	roundStop           // nothing to write, or the session closed: stop
+	roundHandOff        // an inline writer met a large message: hand it to a background writer
+	roundYield          // let other goroutines queue frames first, once
+)
+
+// planLocked takes the next round from the queues into r. Called with s.mu
+// held, by the writer.
+func (s *Session) planLocked(r *writeRound, inline bool) int {
+	if s.closed {
+		return roundStop
+	}
+	if inline && len(s.large) > 0 {
+		return roundHandOff
+	}
+	if !r.yielded && s.data != nil && len(s.data.b) < yieldBelow && len(s.pending)+int(s.running.Load()) > 1 {
+		// Other calls are in flight on this connection, so other
+		// goroutines (callers woken by a burst of replies, handlers of a
+		// burst of calls) may be about to queue frames: let them run
+		// first, once, and write their frames together with this one in
+		// one system call. A lone call (1x1) does not wait.
+		r.yielded = true
+		return roundYield
+	}
+	r.ctrlw, r.dataw = s.ctrl, s.data
+	r.ctrl, r.data = nil, nil
+	if r.ctrlw != nil {
+		r.ctrl = r.ctrlw.b
+	}
+	if r.dataw != nil {
+		r.data = r.dataw.b
+	}
+	r.abort, r.m = nil, nil
+	s.planLargeLocked(r)
+	if len(r.ctrl) == 0 && len(r.data) == 0 && r.abort == nil && r.m == nil {
+		return roundStop
+	}
+	s.ctrl, s.data = nil, nil
+	// Until the write returns, the peer may get any of these bytes: a call
+	// among them counts as sent if the connection fails now.
+	s.handed = s.queued
+	return roundWrite
+}
+
+// planLargeLocked chooses the large part of the round: an abort frame for
+// an abandoned message that was partly sent, or a run of frames of the
+// first queued message (largeRound). Called with s.mu held.
+func (s *Session) planLargeLocked(r *writeRound) {
+	for len(s.large) > 0 && r.abort == nil && r.m == nil {
+		first := s.large[0]
+		if r.sc == nil {
+			r.sc = roundPool.Get().(*largeRound)
+			// One look under s.mu per writer run that sends a large
+			// message; the looks between its rounds come after each
+			// write, outside the lock.
+			r.sc.budget = s.roundBudget()
+		}
+		if first.aborted {
+			s.large = s.large[1:]
+			if first.off > 0 {
+				r.abort = wire.AppendHeader(r.sc.hdrs[:0], wire.TypeContinuation, wire.FlagEnd|wire.FlagAbort, first.id, 0)
+			}
+			bufpool.Put(first.buf)
+			continue
+		}
+		r.m = first
+		// The round's control frames and small messages go in the same
+		// write, ahead of the run: a cut run takes what is left of the
+		// budget, so that the write still ends on a segment boundary,
+		// unless they fill most of it.
+		budget := r.sc.budget
+		if p := len(r.ctrl) + len(r.data); budget > 0 && p < budget/2 {
+			budget -= p
+		}
+		if r.sc.next(r.m, s.maxFrame, budget) {
+			s.large = s.large[1:] // its last frame is in this round
+		}
+	}
+	if len(s.large) == 0 {
+		s.large = nil
+	}
+}
+
+// writeRound writes the round planned in r, outside s.mu, and accounts for
+// it. It returns the write's error.
+func (s *Session) writeRound(r *writeRound) error {
+	bufs := r.arr[:0]
+	for _, b := range [...][]byte{r.ctrl, r.data, r.abort} {
+		if len(b) > 0 {
+			bufs = append(bufs, b)
+		}
+	}
+	var (
+		n    int64
+		err  error
+		done *outMsg // r.m, when this round wrote its last frame
+	)
+	if r.m == nil {
+		n, err = s.writeBuffers(bufs)
+	} else {
+		n, done, err = s.writeLarge(r.sc, r.m, bufs)
+		if done == nil && err == nil {
+			r.sc.budget = s.roundBudget() // the window may have moved
+		}
+	}
+	clear(r.arr[:]) // do not keep the written buffers alive
+	s.accountRound(r, n, done, err)
+	return err
+}
+
+// accountRound records what a round wrote: the data lane's bytes that went
+// out (for Call.sent), a large message whose last frame went out, and the
+// lanes' buffers, which go back to the pool.
+func (s *Session) accountRound(r *writeRound, n int64, done *outMsg, err error) {
+	wrote := min(max(n-int64(len(r.ctrl)), 0), int64(len(r.data)))
+	s.flushed.Add(uint64(wrote))
+	putWbuf(r.ctrlw)
+	putWbuf(r.dataw)
+	r.ctrlw, r.dataw, r.ctrl, r.data, r.abort = nil, nil, nil, nil, nil
+	if done != nil && err == nil {
+		done.sent.Store(true)
+		bufpool.Put(done.buf)
+	}
+}
+
+// writeFailed ends the writer after a failed write: what went out is
+// known, and the session closes.
+func (s *Session) writeFailed(r *writeRound, err error) {
+	s.mu.Lock()
+	s.handed = s.flushed.Load()
+	if m := r.m; m != nil && m.off == len(m.body) {
+		m.failed = true
+	}
+	s.mu.Unlock()
+	s.Fail(&ConnError{Reason: writeReason(err), Err: err})
+	s.mu.Lock()
+	s.stopWritingLocked()
+	s.mu.Unlock()
 }
 
 // writeBuffers writes bufs in pieces of at most maxWriteSize bytes, each in
