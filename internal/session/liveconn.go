@@ -35,7 +35,7 @@ type reads struct {
 	prevData int64
 	// busy is set while the reader may be waiting in a read that has no
 	// end but the next frame, with calls of the peer's running: the call
-	// that ends them shortens that read (session.readSoon), so that the
+	// that ends them shortens that read (Session.readSoon), so that the
 	// reader looks again whether to park.
 	busy atomic.Bool
 	// raw is the socket when the connection is a TCP or Unix socket on
@@ -72,15 +72,14 @@ const burstyReads = 24
 // bring bursts: more than one frame each, on average over the last eight
 // or so.
 //
-// A bursty connection reads with sockReader, which makes the system call
-// directly (rawsys_linux.go). One whose reads bring one frame each, a
-// single call at a time, keeps the runtime's path: entering a system call
-// there wakes the runtime's monitor thread when the process was idle, and
-// on the 2-core virtual machine where Pulse is measured that wake-up,
+// A bursty connection reads with sock.Reader, which makes the system call
+// directly. One whose reads bring one frame each, a single call at a
+// time, keeps the runtime's path: entering a system call there wakes the
+// runtime's monitor thread when the process was idle, and that wake-up,
 // which happens before the reply comes back, makes the process's own
-// wake-up for the reply quicker. With every read made directly, 64B/1x1
-// lost 28 % of its calls/s (p50 56 → 93 µs); with this choice it keeps
-// them, and the bursty cells gain (docs/benchmarks.md).
+// wake-up for the reply quicker. Lone calls thus keep their latency and
+// bursts save the runtime's system-call state (docs/benchmarks.md,
+// "Measurements behind the design").
 func (r *reads) readsBursts() bool {
 	r.perRead += r.frames<<1 - r.perRead>>3
 	r.frames = 0

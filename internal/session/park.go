@@ -48,13 +48,11 @@ import (
 // next frame, a heartbeat an interval later, and a burst of dials (a
 // gateway's clients reconnecting, each making a call or two) would hold
 // one goroutine stack per connection at once, memory the runtime keeps
-// after the burst: in the benchmark's idle test (10,000 connections, one
-// call each, then heartbeats at 1 s) the server's RSS was 7.5 KiB per
-// connection, against 2.6 KiB with this bound. A connection whose calls
-// come further apart than the wait pays a park and a resume per call
-// (about 15 µs more latency on an idle machine), so the wait follows the
-// connection's own pace: twice the gap between its last two bursts,
-// within [parkLinger, parkLingerMax]; parkLinger after its first.
+// after the burst (about three times the idle test's memory per
+// connection; docs/benchmarks.md). A connection whose calls come further
+// apart than the wait pays a park and a resume per call, so the wait
+// follows the connection's own pace: twice the gap between its last two
+// bursts, within [parkLinger, parkLingerMax]; parkLinger after its first.
 const (
 	parkLinger    = 10 * time.Millisecond
 	parkLingerMax = 100 * time.Millisecond
@@ -73,11 +71,9 @@ func (s *Session) initParking(conn net.Conn, rd *reads) {
 // sockets that woke to workers instead of answering their heartbeats
 // itself: a backlog of 256 sockets or more, a few milliseconds of work,
 // that one goroutine is not clearing. Below it the parker answers every
-// heartbeat itself, bursts included. Handing a burst to workers costs
-// each socket a goroutine and a second park: when every round of 32 or
-// more went to workers, 10,000 idle connections at 1 s cost the server
-// 14.5 % of a core against 13.5 % this way (medians of six interleaved
-// runs).
+// heartbeat itself, bursts included: handing a burst to workers costs
+// each socket a goroutine and a second park, more than answering it here
+// while the parker keeps up (docs/benchmarks.md).
 const parkerBehindRounds = 4
 
 // parker waits for parked sockets to become readable.
@@ -449,7 +445,7 @@ func (s *Session) writevNow(iov [][]byte) int {
 	return sock.WritevNow(raw, iov)
 }
 
-// parkState is what the reader keeps for parking (park_linux.go). Only
+// parkState is what the reader keeps for parking (park.go). Only
 // the reader touches it, except slot.
 type parkState struct {
 	rd      *reads // the reader's state, which holds the socket; nil when the connection cannot park

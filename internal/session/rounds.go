@@ -15,27 +15,24 @@ import (
 // pieces of maxWriteSize bytes, one writev each: four 16 KiB frames and
 // their headers are 65,584 bytes, a write of 65,536 and one of 48.
 //
-// The writer once made its own non-blocking writev calls on TCP sockets,
-// taking what the kernel accepted and stopping at the end of a frame when
-// a control frame was queued: 1 MiB echoes on loopback were 24 % faster.
-// But behind a TCP proxy with a slow downstream, whose receive window
-// stays closed for longer than Timeout at a time, it made the write
-// watchdog kill a healthy connection in 2 to 4 % of the runs of
-// TestSlowLinkNoFalseDetection, against none in 60 with Go's Write.
+// The rounds of a large message go through the connection's Write (which
+// waits for room), not through non-blocking writes that stop at the end
+// of a frame: behind a TCP proxy whose receive window stays closed for
+// longer than Timeout at a time, writes that take only what the kernel
+// accepts at once show the write watchdog no progress, and it kills a
+// healthy connection (faults' TestSlowLinkNoFalseDetection).
 //
-// Rounds cut to whole TCP segments (TCP_MAXSEG; on loopback one
-// 65,483-byte segment per round, where a round of 65,584 bytes leaves as
-// segments of 65,483, 53 and 48 bytes) make 1 MiB echoes on loopback 63 %
-// faster, since every packet costs the receiving side's whole TCP path.
-// But cut everywhere they failed TestSlowLinkNoFalseDetection in 5 to 15 %
-// of runs (none in 90 with the payload rounds): behind a throttled proxy
-// whose receive window stays under one segment, full-segment writes moved
-// only on TCP's backed-off window probes, and the write watchdog saw no
-// progress for its Timeout. So a round is cut to segments only while the
-// peer's receive window (tcp_info's snd_wnd, read after each round) holds
-// cutWindow bytes, several rounds: a path that can take whole segments at
-// once. Otherwise, and before the first look, a round carries up to
-// maxWriteSize bytes of payload in whole frames, as before.
+// A round cut to whole TCP segments (TCP_MAXSEG) leaves as full segments
+// instead of a full one and two small ones, and every packet costs the
+// receiving side its whole TCP path, so large messages go out faster. But
+// behind a throttled proxy whose receive window stays under one segment,
+// full-segment writes move only on TCP's backed-off window probes, and
+// the write watchdog again sees no progress. So a round is cut to
+// segments only while the peer's receive window (tcp_info's snd_wnd, read
+// after each round) holds cutWindow bytes, several rounds: a path that can
+// take whole segments at once. Otherwise, and before the first look, a
+// round carries up to maxWriteSize bytes of payload in whole frames. The
+// measurements behind both choices are in docs/benchmarks.md.
 const (
 	// maxRoundFrames bounds the frames of one run (64 KiB of frames of
 	// 1 KiB, the smallest frame size).

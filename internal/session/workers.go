@@ -5,11 +5,11 @@ import (
 	"time"
 )
 
-// workers runs the handlers of every session in the process. A handler
-// needs a few KiB of stack (reflect.Value.Call alone takes more than the
-// 2 KiB a new goroutine starts with), and a goroutine per call grew its
-// stack, copying it, on every call: more than a third of a busy server's
-// CPU time. A worker goroutine keeps its stack from one call to the next.
+// workers runs the handlers of every session in the process whose Config
+// names no pool. A handler needs a few KiB of stack (reflect.Value.Call
+// alone takes more than the 2 KiB a new goroutine starts with), and a
+// goroutine per call grows its stack, copying it, on every call; a worker
+// goroutine keeps its stack from one call to the next.
 // Workers are started on demand, run one call at a time, and exit after
 // workerIdleTimeout without work, or at once when no session is left, so
 // that an idle process (and an idle connection) holds none.
@@ -28,7 +28,7 @@ type handlerTask struct {
 	s             *Session
 	n             pendingNotify
 	notifications bool
-	read          bool // resume the parked reader of s (park_linux.go)
+	read          bool // resume the parked reader of s (park.go)
 }
 
 func (t *handlerTask) run() {

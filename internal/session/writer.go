@@ -36,10 +36,9 @@ func putWbuf(w *wbuf) {
 
 // growLane gives w room for n bytes, in a buffer from the pooled size
 // classes. A lane collects the replies (or calls) queued while a write is
-// in progress, hundreds of them under load: growing it by append made a
-// new, larger buffer at each doubling, garbage as soon as it was written
-// (4 KiB replies at 256 calls in flight: a quarter of the server's CPU in
-// growslice and the collections it caused).
+// in progress, hundreds of them under load: growing it by append would
+// make a new, larger buffer at each doubling, garbage as soon as it was
+// written.
 func growLane(w *wbuf, n int) {
 	bp := bufpool.GetLarge(max(n, 2*cap(w.b)))
 	old := w.b
@@ -365,7 +364,7 @@ func (s *Session) writeBuffers(bufs [][]byte) (int64, error) {
 		rest := iov
 		if k := s.writevNow(iov); k > 0 {
 			// Most writes go out whole here, without the runtime's
-			// syscall state (rawsys_linux.go); what the socket did not
+			// syscall state (internal/sock); what the socket did not
 			// take goes through the connection, which waits for room.
 			w = int64(k)
 			for len(rest) > 0 && k >= len(rest[0]) {
