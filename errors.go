@@ -34,8 +34,8 @@ var (
 	ErrBadArgs         = errors.New("pulse: cannot decode arguments")
 	ErrHandlerPanic    = errors.New("pulse: handler panicked")
 	ErrBusy            = errors.New("pulse: too many calls in flight")
-	ErrMessageTooLarge = session.ErrMessageTooLarge
-	ErrBadReply        = session.ErrBadReply
+	ErrMessageTooLarge = errors.New("pulse: message too large")
+	ErrBadReply        = errors.New("pulse: cannot decode reply")
 )
 
 // ServerError is an error returned by the remote method itself: the call
@@ -241,7 +241,14 @@ func publicErr(err error) error {
 	case nil:
 		return nil
 	case *session.CallError:
-		return &CallError{Method: e.Method, Status: Status(e.Status), Message: e.Message, Remote: e.Remote, Err: e.Err, reached: e.Reached}
+		cause := e.Err
+		switch cause {
+		case session.ErrMessageTooLarge:
+			cause = ErrMessageTooLarge
+		case session.ErrBadReply:
+			cause = ErrBadReply
+		}
+		return &CallError{Method: e.Method, Status: Status(e.Status), Message: e.Message, Remote: e.Remote, Err: cause, reached: e.Reached}
 	case *session.ConnError:
 		return publicConnErr(e)
 	case session.ServerError:
