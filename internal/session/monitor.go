@@ -90,7 +90,7 @@ func newMonitor(s *Session, hb Heartbeat, interval time.Duration, limits Limits)
 			m.suspect = min(m.suspect, 2*interval)
 		}
 	}
-	m.acked, m.loss = sock.Progress(s.conn)
+	m.acked, m.loss = sock.Progress(s.conn, s.shard(sock.Shards))
 	now := m.s.clock.Now()
 	m.lastWrite.Store(now)
 	m.lastActive.Store(now)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -107,6 +108,53 @@ func SegmentAndWindow(raw syscall.RawConn, shard int) (mss, wnd int, ok bool) {
 	sh.n = 0
 	sh.mu.Unlock()
 	return mss, wnd, ok
+}
+
+// infoLen returns how many bytes of tcp_info the kernel fills for raw, 0
+// when it fills none.
+func infoLen(raw syscall.RawConn, shard int) int {
+	sh := &shards[shard%Shards]
+	sh.mu.Lock()
+	sh.n = 0
+	raw.Control(sh.infoFn)
+	n := sh.n
+	sh.n = 0
+	sh.mu.Unlock()
+	return n
+}
+
+// readAcks reads the peer's acknowledgements from raw's tcp_info.
+func readAcks(raw syscall.RawConn, shard int) (Acks, bool) {
+	sh := &shards[shard%Shards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.n = 0
+	raw.Control(sh.infoFn)
+	if sh.n < tcpInfoDelivered+4 {
+		return Acks{}, false
+	}
+	return Acks{
+		Progress: binary.NativeEndian.Uint64(sh.info[tcpInfoBytesAcked:]) +
+			uint64(binary.NativeEndian.Uint32(sh.info[tcpInfoDelivered:])),
+		Unacked: binary.NativeEndian.Uint32(sh.info[tcpInfoUnacked:]),
+		RTT:     time.Duration(binary.NativeEndian.Uint32(sh.info[tcpInfoRTT:])) * time.Microsecond,
+	}, true
+}
+
+// readLoss reads the packets lost on raw's connection from its tcp_info.
+func readLoss(raw syscall.RawConn, shard int) (Loss, bool) {
+	sh := &shards[shard%Shards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.n = 0
+	raw.Control(sh.infoFn)
+	if sh.n < tcpInfoRcvOoopack+4 {
+		return Loss{}, false
+	}
+	return Loss{
+		OOO:     uint64(binary.NativeEndian.Uint32(sh.info[tcpInfoRcvOoopack:])),
+		Retrans: uint64(binary.NativeEndian.Uint32(sh.info[tcpInfoTotalRetrans:])),
+	}, true
 }
 
 // MaxWritev is the most buffers WritevNow takes.

@@ -28,7 +28,7 @@ var errUnavailable = errors.New("pulse: epoll is not available on this platform"
 func Tune(net.Conn, int) {}
 
 // Progress is not available outside Linux.
-func Progress(net.Conn) (func() (Acks, bool), func() (Loss, bool)) { return nil, nil }
+func Progress(net.Conn, int) (func() (Acks, bool), func() (Loss, bool)) { return nil, nil }
 
 // PeerBytesWaiting cannot look into the socket outside Linux.
 func PeerBytesWaiting(net.Conn) (waiting, ok bool) { return false, false }

@@ -4,10 +4,8 @@ package sock
 
 import (
 	"crypto/tls"
-	"encoding/binary"
 	"net"
 	"syscall"
-	"time"
 	"unsafe"
 )
 
@@ -52,58 +50,26 @@ const (
 // Progress returns functions that report, for the write watchdog and the
 // dead-peer detector, on the peer's acknowledgements of conn's data (see
 // Acks) and on the packets conn lost (see Loss). Each is nil when conn is
-// not TCP or the kernel does not say. Both read the same tcp_info, through
-// one reader, so that a connection carries one set of closures, not two.
-func Progress(conn net.Conn) (acks func() (Acks, bool), loss func() (Loss, bool)) {
-	read, n := tcpInfoReader(conn)
+// not TCP or the kernel does not say. They read tcp_info through shard
+// (see now_linux.go), so that a call allocates nothing; the closures are
+// made once per connection.
+func Progress(conn net.Conn, shard int) (acks func() (Acks, bool), loss func() (Loss, bool)) {
+	raw, ok := tcpSocketOf(conn)
+	if !ok {
+		return nil, nil
+	}
+	n := infoLen(raw, shard)
 	if n >= tcpInfoDelivered+4 {
-		acks = func() (Acks, bool) {
-			var buf [tcpInfoLen]byte
-			if read(&buf) < tcpInfoDelivered+4 {
-				return Acks{}, false
-			}
-			return Acks{
-				Progress: binary.NativeEndian.Uint64(buf[tcpInfoBytesAcked:]) +
-					uint64(binary.NativeEndian.Uint32(buf[tcpInfoDelivered:])),
-				Unacked: binary.NativeEndian.Uint32(buf[tcpInfoUnacked:]),
-				RTT:     time.Duration(binary.NativeEndian.Uint32(buf[tcpInfoRTT:])) * time.Microsecond,
-			}, true
-		}
+		acks = func() (Acks, bool) { return readAcks(raw, shard) }
 	}
 	if n >= tcpInfoRcvOoopack+4 {
-		loss = func() (Loss, bool) {
-			var buf [tcpInfoLen]byte
-			if read(&buf) < tcpInfoRcvOoopack+4 {
-				return Loss{}, false
-			}
-			return Loss{
-				OOO:     uint64(binary.NativeEndian.Uint32(buf[tcpInfoRcvOoopack:])),
-				Retrans: uint64(binary.NativeEndian.Uint32(buf[tcpInfoTotalRetrans:])),
-			}, true
-		}
+		loss = func() (Loss, bool) { return readLoss(raw, shard) }
 	}
 	return acks, loss
 }
 
 // tcpInfoLen is more than the struct tcp_info of any kernel so far.
 const tcpInfoLen = 256
-
-// tcpInfoReader returns a function that reads conn's struct tcp_info into
-// a buffer and returns how many bytes the kernel filled (0 on failure),
-// and what a first read filled; nil and 0 when conn is not TCP.
-func tcpInfoReader(conn net.Conn) (func(*[tcpInfoLen]byte) int, int) {
-	raw, ok := tcpSocketOf(conn)
-	if !ok {
-		return nil, 0
-	}
-	read := func(buf *[tcpInfoLen]byte) int {
-		var got int
-		raw.Control(func(fd uintptr) { got = getTCPInfo(fd, buf) })
-		return got
-	}
-	var buf [tcpInfoLen]byte
-	return read, read(&buf)
-}
 
 // getTCPInfo reads the struct tcp_info of socket fd into buf and returns
 // how many bytes the kernel filled, 0 on failure.
