@@ -86,8 +86,10 @@ type Clock struct{ epoch time.Time }
 // NewClock returns a clock whose epoch is now.
 func NewClock() *Clock { return &Clock{epoch: time.Now()} }
 
-// Now returns the nanoseconds since the clock's epoch.
-func (c *Clock) Now() int64 { return int64(time.Since(c.epoch)) }
+// Now returns the nanoseconds since the clock's epoch, plus one: a reading
+// is never 0, which the session's times use for "none" (a clock made in a
+// synctest bubble reads its epoch exactly until the bubble's time moves).
+func (c *Clock) Now() int64 { return int64(time.Since(c.epoch)) + 1 }
 
 // Internal limits and sizes. The public defaults are in the root's
 // defaults.go.

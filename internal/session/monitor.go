@@ -134,6 +134,10 @@ func (m *monitor) answered() {
 	m.mu.Lock()
 	if !m.stopped && m.timer != nil {
 		now := m.s.clock.Now()
+		// The PONG is this side's write, as check takes its own PING to
+		// be: where it waits for a background writer (TLS, pipes) the
+		// write would otherwise count only once it is done.
+		m.lastWrite.Store(now)
 		if next := m.nextLocked(now); next > m.scheduled {
 			m.scheduled = next
 			m.timer.Reset(time.Duration(next - now))

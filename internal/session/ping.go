@@ -41,12 +41,9 @@ func (s *Session) handlePong(data uint64) {
 	delete(s.pings, data)
 	s.mu.Unlock()
 	sent := int64(data)
-	if sent <= 0 || sent > now {
-		return // not one of ours
-	}
-	rtt := time.Duration(now - sent)
-	if s.mon != nil {
-		s.mon.rtt(rtt)
+	rtt := time.Duration(max(now-sent, 0))
+	if sent > 0 && sent <= now && s.mon != nil {
+		s.mon.rtt(rtt) // else not one of ours, or sent at the clock's epoch
 	}
 	if ch != nil {
 		ch <- rtt
@@ -64,12 +61,12 @@ func (s *Session) Ping(ctx context.Context) (time.Duration, error) {
 	if s.pings == nil {
 		s.pings = make(map[uint64]chan time.Duration)
 	}
-	var token uint64
-	for {
-		token = uint64(s.clock.Now())
-		if s.pings[token] == nil {
-			break
-		}
+	// The time is the token; Pings made at the same reading (a clock that
+	// has not moved: a coarse one, or a synctest bubble's) take the next
+	// free value instead of waiting for the clock, under s.mu.
+	token := uint64(s.clock.Now())
+	for s.pings[token] != nil {
+		token++
 	}
 	s.pings[token] = ch
 	s.mu.Unlock()

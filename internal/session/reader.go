@@ -28,7 +28,10 @@ func (s *Session) ReadLoop() {
 // readerEnd marks the end of reading for good.
 func (s *Session) readerEnd() {
 	if liveSessions.Add(-1) == 0 {
-		s.workers.stopIdle()
+		workers.stopIdle()
+		if s.workers != &workers {
+			s.workers.stopIdle()
+		}
 		stopParker()
 	}
 	s.mu.Lock()

@@ -34,6 +34,13 @@ type shard struct {
 	_      [48]byte // six cache lines per shard (384 bytes)
 }
 
+// unlock clears the shard's result and unlocks it: every callback that
+// sets n finds it zero.
+func (sh *shard) unlock() {
+	sh.n = 0
+	sh.mu.Unlock()
+}
+
 // Shards is how many shards there are; callers pick one below it.
 const Shards = 16
 
@@ -63,7 +70,7 @@ func init() {
 func WriteNow(raw syscall.RawConn, shard int, b []byte) int {
 	sh := &shards[shard%Shards]
 	sh.mu.Lock()
-	sh.b = b
+	sh.b, sh.n = b, 0
 	raw.Control(sh.fn)
 	n := sh.n
 	sh.b, sh.n = nil, 0
@@ -127,7 +134,7 @@ func infoLen(raw syscall.RawConn, shard int) int {
 func readAcks(raw syscall.RawConn, shard int) (Acks, bool) {
 	sh := &shards[shard%Shards]
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
+	defer sh.unlock()
 	sh.n = 0
 	raw.Control(sh.infoFn)
 	if sh.n < tcpInfoDelivered+4 {
@@ -145,7 +152,7 @@ func readAcks(raw syscall.RawConn, shard int) (Acks, bool) {
 func readLoss(raw syscall.RawConn, shard int) (Loss, bool) {
 	sh := &shards[shard%Shards]
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
+	defer sh.unlock()
 	sh.n = 0
 	raw.Control(sh.infoFn)
 	if sh.n < tcpInfoRcvOoopack+4 {
