@@ -31,8 +31,8 @@ type Config struct {
 	// the cause that handler contexts are cancelled with. Nil keeps it.
 	PublicErr func(error) error
 
-	// Clock reads the time for every session of this Config. Nil means a
-	// clock made when the first session starts.
+	// Clock reads the time for every session of this Config. Nil means
+	// the package's clock, made when the process started.
 	Clock *Clock
 	// Workers runs the handlers of this Config's sessions. Nil means the
 	// process-wide pool.

@@ -202,11 +202,12 @@ var defaultClock = NewClock()
 // reader (ReadLoop). On failure conn is closed and the error is a
 // *ConnError.
 func Start(ctx context.Context, conn net.Conn, dialer bool, cfg *Config, handlers *service.Registry, setup func(*Session) Hooks) (*Session, error) {
-	clock := cfg.Clock
-	if clock == nil {
-		clock = defaultClock
+	if cfg.Clock == nil {
+		c := *cfg
+		c.Clock = defaultClock
+		cfg = &c
 	}
-	rd := &reads{clock: clock}
+	rd := &reads{clock: cfg.Clock}
 	live := liveConn{Conn: conn, r: rd}
 	var (
 		fr   *wire.Reader

@@ -91,7 +91,7 @@ func newMonitor(s *Session, hb Heartbeat, interval time.Duration, limits Limits)
 		}
 	}
 	m.acked, m.loss = sock.Progress(s.conn, s.shard(sock.Shards))
-	now := m.s.clock.Now()
+	now := m.s.now()
 	m.lastWrite.Store(now)
 	m.lastActive.Store(now)
 	if !s.dialer {
@@ -112,12 +112,12 @@ func newMonitor(s *Session, hb Heartbeat, interval time.Duration, limits Limits)
 func (m *monitor) start() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	next := m.nextLocked(m.s.clock.Now())
+	next := m.nextLocked(m.s.now())
 	if next == 0 {
 		return
 	}
 	m.scheduled = next
-	m.timer = time.AfterFunc(time.Duration(next-m.s.clock.Now()), m.check)
+	m.timer = time.AfterFunc(time.Duration(next-m.s.now()), m.check)
 }
 
 // answered is called when this side has answered a PING. On the side that
@@ -133,7 +133,7 @@ func (m *monitor) answered() {
 	}
 	m.mu.Lock()
 	if !m.stopped && m.timer != nil {
-		now := m.s.clock.Now()
+		now := m.s.now()
 		// The PONG is this side's write, as check takes its own PING to
 		// be: where it waits for a background writer (TLS, pipes) the
 		// write would otherwise count only once it is done.
@@ -261,7 +261,7 @@ func (m *monitor) lookGap() time.Duration {
 // without one (or without heartbeats: m nil) the clock is not read.
 func (m *monitor) callActivity() {
 	if m != nil && m.idleLimit > 0 {
-		m.lastActive.Store(m.s.clock.Now())
+		m.lastActive.Store(m.s.now())
 	}
 }
 
@@ -269,14 +269,14 @@ func (m *monitor) callActivity() {
 // watchdog; m may be nil (no heartbeats).
 func (m *monitor) writeBegins() {
 	if m != nil {
-		m.writeStart.Store(m.s.clock.Now())
+		m.writeStart.Store(m.s.now())
 	}
 }
 
 func (m *monitor) writeEnds() {
 	if m != nil {
 		m.writeStart.Store(0)
-		m.lastWrite.Store(m.s.clock.Now())
+		m.lastWrite.Store(m.s.now())
 	}
 }
 
@@ -438,7 +438,7 @@ func (m *monitor) check() {
 		return
 	}
 	m.checks++
-	now := m.s.clock.Now()
+	now := m.s.now()
 	v := m.judgeLocked(now)
 	if v.dead == "" && !v.stalled {
 		next := m.nextLocked(now)

@@ -53,3 +53,11 @@ func TestMonitorSize(t *testing.T) {
 		t.Errorf("unsafe.Sizeof(monitor{}) = %d, want <= %d", got, want)
 	}
 }
+
+// TestSessionSize: every connection allocates a Session; 448 bytes is a
+// size class of Go's allocator, the next is 480.
+func TestSessionSize(t *testing.T) {
+	if got, want := unsafe.Sizeof(Session{}), uintptr(448); got > want {
+		t.Errorf("unsafe.Sizeof(Session{}) = %d, want <= %d", got, want)
+	}
+}

@@ -28,7 +28,7 @@ import (
 func TestMonitorLocalStall(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s, m, rd := newHandMonitor(t, Heartbeat{Interval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond}, nil)
-		now := s.clock.Now
+		now := s.now
 
 		silentFor := func(d time.Duration) { rd.last.Store(now() - int64(d)) }
 		checkAt := func(late time.Duration) {
@@ -78,7 +78,7 @@ func TestMonitorSuspectRecheck(t *testing.T) {
 		cfg := handConfig(Heartbeat{Timeout: 8 * time.Second})
 		s, rd := handSession(t, c1, false, cfg)
 		m := newMonitor(s, cfg.Heartbeat, 0, Limits{})
-		now := s.clock.Now()
+		now := s.now()
 		rd.last.Store(now - int64(5*time.Second)) // silent past the suspect time (4s)
 		m.mu.Lock()
 		m.isSuspect = true
@@ -142,7 +142,7 @@ func newHandMonitorOn(t *testing.T, c1 net.Conn, hb Heartbeat, acks *sock.Acks) 
 func checkDueSoon(t *testing.T, m *monitor, after string) {
 	t.Helper()
 	m.mu.Lock()
-	due := time.Duration(m.scheduled - m.s.clock.Now())
+	due := time.Duration(m.scheduled - m.s.now())
 	m.mu.Unlock()
 	if due <= 0 || due > time.Second {
 		t.Errorf("%s the next check is due in %v, want shortly", after, due)
@@ -152,7 +152,7 @@ func checkDueSoon(t *testing.T, m *monitor, after string) {
 // checkNow runs one on-time check.
 func checkNow(m *monitor) {
 	m.mu.Lock()
-	m.scheduled = m.s.clock.Now()
+	m.scheduled = m.s.now()
 	m.mu.Unlock()
 	m.check()
 }
@@ -182,7 +182,7 @@ func TestMonitorAcksOfBulk(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				acks := &sock.Acks{Unacked: tt.unacked}
 				s, m, rd := newHandMonitor(t, Heartbeat{Interval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond}, acks)
-				now := s.clock.Now
+				now := s.now
 				start := now()
 				rd.last.Store(start - int64(150*time.Millisecond)) // suspect (100ms), not yet dead
 				// The peer acknowledges between looks (at least half an
@@ -214,7 +214,7 @@ func TestMonitorAcksSeenByBothLooks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		acks := &sock.Acks{Unacked: 4 * bulkInFlight}
 		s, m, rd := newHandMonitor(t, Heartbeat{Interval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond}, acks)
-		now := s.clock.Now
+		now := s.now
 		rd.last.Store(now() - int64(150*time.Millisecond)) // suspect (100ms), not yet dead
 		checkNow(m)                                        // the first look: no news yet
 		m.mu.Lock()
@@ -250,7 +250,7 @@ func TestMonitorLooksKeepTheirPace(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		acks := &sock.Acks{Unacked: 4 * bulkInFlight}
 		s, m, rd := newHandMonitor(t, Heartbeat{Interval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond}, acks)
-		now := s.clock.Now
+		now := s.now
 		rd.last.Store(now() - int64(150*time.Millisecond)) // suspect (100ms), not yet dead
 		checkNow(m)                                        // the first look
 		m.mu.Lock()
@@ -274,7 +274,7 @@ func TestMonitorStallAfterRTT(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		acks := &sock.Acks{Unacked: 100, RTT: 400 * time.Millisecond}
 		s, m, rd := newHandMonitor(t, Heartbeat{Interval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond}, acks)
-		now := s.clock.Now
+		now := s.now
 		m.rtt(300 * time.Millisecond)
 
 		rd.last.Store(now()) // the peer's bytes keep coming
@@ -315,7 +315,7 @@ func TestMonitorLossyPause(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const ms = time.Millisecond
 		s, m, rd := newHandMonitor(t, Heartbeat{Interval: 200 * ms, Timeout: time.Second, Phi: true}, nil)
-		now := s.clock.Now
+		now := s.now
 		phi, ok := m.det.(*liveness.PhiAccrual)
 		if !ok {
 			t.Fatalf("detector = %T, want phi", m.det)

@@ -28,7 +28,7 @@ func TestMonitorPeerBytesUnread(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "the PING to reach the socket", func() bool { w, _ := sock.PeerBytesWaiting(conn); return w })
 
-	rd.last.Store(s.clock.Now() - int64(time.Second)) // silent for 1 s, Timeout 200 ms
+	rd.last.Store(s.now() - int64(time.Second)) // silent for 1 s, Timeout 200 ms
 	unreadCheckNow(m)
 	if err := s.closeErr(); err != nil {
 		t.Fatalf("the peer was convicted while its bytes waited unread: %v", err)
@@ -40,7 +40,7 @@ func TestMonitorPeerBytesUnread(t *testing.T) {
 
 	// Still unread after another Timeout: this process is not reading.
 	m.mu.Lock()
-	m.unreadSince = s.clock.Now() - int64(time.Second)
+	m.unreadSince = s.now() - int64(time.Second)
 	m.mu.Unlock()
 	unreadCheckNow(m)
 	select {

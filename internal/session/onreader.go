@@ -155,7 +155,7 @@ func (s *Session) serveOnReader(ctx context.Context, cancel context.CancelFunc, 
 			// else must read, and write what was held.
 			if !sh.finish(s, nil, 0) {
 				s.baton.pass() // this goroutine ended in the method: the role goes on
-				s.workers.run(handlerTask{s: s, read: true})
+				s.pool().run(handlerTask{s: s, read: true})
 			}
 			s.mu.Lock()
 			s.kickLocked(false)
@@ -246,7 +246,7 @@ func (sh *onReaderShard) watch() {
 		sh.mu.Unlock()
 		for i, s := range move {
 			s.baton.pass() // the reader is busy in a method: its role goes on
-			s.workers.run(handlerTask{s: s, read: true})
+			s.pool().run(handlerTask{s: s, read: true})
 			s.mu.Lock()
 			s.kickLocked(false) // replies held for the reader that moved
 			move[i] = nil

@@ -137,7 +137,7 @@ func (p *parker) run() {
 		s := p.takeLocked(slot, gen)
 		parkMu.Unlock()
 		if s != nil && (fullRounds >= parkerBehindRounds || !s.heartbeatsParked()) {
-			s.workers.run(handlerTask{s: s, read: true})
+			s.pool().run(handlerTask{s: s, read: true})
 		}
 	}
 	if p.poll.Run(onWake, onReady) {
@@ -427,7 +427,7 @@ func (s *Session) roundBudget() int {
 func (s *Session) writeNow(b []byte) int {
 	n := sock.WriteNow(s.park.socket(), s.shard(sock.Shards), b)
 	if n > 0 && s.mon != nil {
-		s.mon.lastWrite.Store(s.clock.Now())
+		s.mon.lastWrite.Store(s.now())
 	}
 	return n
 }

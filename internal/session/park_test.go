@@ -652,7 +652,7 @@ func unreadHandMonitor(t *testing.T, conn net.Conn, hb Heartbeat) (*Session, *mo
 func unreadCheckDueSoon(t *testing.T, m *monitor, after string) {
 	t.Helper()
 	m.mu.Lock()
-	due := time.Duration(m.scheduled - m.s.clock.Now())
+	due := time.Duration(m.scheduled - m.s.now())
 	m.mu.Unlock()
 	if due <= 0 || due > time.Second {
 		t.Errorf("%s the next check is due in %v, want shortly", after, due)
@@ -662,7 +662,7 @@ func unreadCheckDueSoon(t *testing.T, m *monitor, after string) {
 // unreadCheckNow runs one on-time check.
 func unreadCheckNow(m *monitor) {
 	m.mu.Lock()
-	m.scheduled = m.s.clock.Now()
+	m.scheduled = m.s.now()
 	m.mu.Unlock()
 	m.check()
 }

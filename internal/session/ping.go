@@ -14,7 +14,7 @@ import (
 // peer silent for longer than the deadline would have been reaped anyway.
 // A flood empties the bucket within that many pings. Reader only.
 func (s *Session) allowPing() bool {
-	now := s.clock.Now()
+	now := s.now()
 	burst := 4.0
 	if s.mon != nil && s.mon.timeout > 0 {
 		burst = max(burst, float64(s.mon.timeout)/float64(s.minPingGap)+2)
@@ -35,7 +35,7 @@ func (s *Session) allowPing() bool {
 // handlePong takes a PONG: it completes a Ping waiting for it, and gives
 // a round-trip sample when it answers a heartbeat of this side's.
 func (s *Session) handlePong(data uint64) {
-	now := s.clock.Now()
+	now := s.now()
 	s.mu.Lock()
 	ch := s.pings[data]
 	delete(s.pings, data)
@@ -64,14 +64,14 @@ func (s *Session) Ping(ctx context.Context) (time.Duration, error) {
 	// The time is the token; Pings made at the same reading (a clock that
 	// has not moved: a coarse one, or a synctest bubble's) take the next
 	// free value instead of waiting for the clock, under s.mu.
-	token := uint64(s.clock.Now())
+	token := uint64(s.now())
 	for s.pings[token] != nil {
 		token++
 	}
 	s.pings[token] = ch
 	s.mu.Unlock()
 	if s.mon != nil {
-		s.mon.lastWrite.Store(s.clock.Now())
+		s.mon.lastWrite.Store(s.now())
 	}
 	s.queueControl(func(b []byte) []byte { return wire.AppendPing(b, wire.TypePing, token) }, background)
 	select {

@@ -29,8 +29,8 @@ func (s *Session) ReadLoop() {
 func (s *Session) readerEnd() {
 	if liveSessions.Add(-1) == 0 {
 		workers.stopIdle()
-		if s.workers != &workers {
-			s.workers.stopIdle()
+		if s.pool() != &workers {
+			s.pool().stopIdle()
 		}
 		stopParker()
 	}

@@ -167,7 +167,7 @@ func TestPingAheadOfLargeMessage(t *testing.T) {
 	// the middle of a round; then a PING is queued behind it.
 	waitFor(t, 10*time.Second, "the client's writer to wait for the socket", func() bool {
 		ws := s.mon.writeStart.Load()
-		return ws != 0 && s.clock.Now()-ws > int64(50*time.Millisecond)
+		return ws != 0 && s.now()-ws > int64(50*time.Millisecond)
 	})
 	pinged := make(chan error, 1)
 	go func() {

@@ -97,7 +97,7 @@ func (s *Session) handleCall(notify bool, id uint32, msg []byte, owned bool) (re
 	if served, moved := s.serveOnReader(ctx, cancel, id, svc, mt, argv); served {
 		return moved
 	}
-	s.workers.run(handlerTask{s: s, n: pendingNotify{ctx, cancel, id, svc, mt, argv}})
+	s.pool().run(handlerTask{s: s, n: pendingNotify{ctx, cancel, id, svc, mt, argv}})
 	return false
 }
 
@@ -226,7 +226,7 @@ func (s *Session) queueNotification(n pendingNotify) {
 	}
 	s.notifying = true
 	s.mu.Unlock()
-	s.workers.run(handlerTask{s: s, notifications: true})
+	s.pool().run(handlerTask{s: s, notifications: true})
 }
 
 func (s *Session) runNotifications() {

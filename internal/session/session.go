@@ -44,8 +44,6 @@ type Session struct {
 	cfg       *Config
 	handlers  *service.Registry
 	log       *slog.Logger
-	clock     *Clock
-	workers   *WorkerPool
 	onClose   func(*Session)
 	onSuspect func(*Session, bool)        // the peer became suspect (silent for a while) or recovered; from the monitor's timer
 	onGoAway  func(*Session, wire.GoAway) // the peer sent GOAWAY, before the calls it did not process fail
@@ -130,8 +128,6 @@ func newSession(conn net.Conn, fr *wire.Reader, c codec.Codec, dialer bool, cfg 
 		cfg:         cfg,
 		handlers:    handlers,
 		log:         cfg.Logger,
-		clock:       rd.clock,
-		workers:     cfg.Workers,
 		peerTimeout: peerHello.Timeout,
 		maxFrame:    int(peerHello.MaxFrameSize),
 		maxMsg:      int(cfg.MaxMessageSize),
@@ -147,10 +143,7 @@ func newSession(conn net.Conn, fr *wire.Reader, c codec.Codec, dialer bool, cfg 
 	if dialer {
 		s.nextID = 1
 	}
-	if s.workers == nil {
-		s.workers = &workers
-	}
-	s.lastRead.Store(s.clock.Now())
+	s.lastRead.Store(s.now())
 	fr.SetMaxPayload(cfg.MaxFrameSize)
 	return s
 }
@@ -333,6 +326,17 @@ func (s *Session) cause(ce *ConnError) error {
 	return ce
 }
 
+// now reads the session's clock (Config.Clock; Start sees that it is set).
+func (s *Session) now() int64 { return s.cfg.Clock.Now() }
+
+// pool returns the worker pool that runs the session's handlers.
+func (s *Session) pool() *WorkerPool {
+	if p := s.cfg.Workers; p != nil {
+		return p
+	}
+	return &workers
+}
+
 // closedChan is a closed channel, for a lazily made channel asked for
 // after it would have been closed.
 var closedChan = func() chan struct{} {
@@ -365,7 +369,7 @@ func (s *Session) Stats() Stats {
 	st := Stats{
 		RemoteAddr:  s.conn.RemoteAddr().String(),
 		Codec:       s.codec.Name(),
-		SinceRead:   time.Duration(s.clock.Now() - s.lastRead.Load()),
+		SinceRead:   time.Duration(s.now() - s.lastRead.Load()),
 		PeerTimeout: s.peerTimeout,
 		Running:     int(s.running.Load()),
 	}
@@ -385,7 +389,7 @@ func (s *Session) Stats() Stats {
 		if p, ok := m.det.(*liveness.PhiAccrual); ok {
 			// Judged as the detector judges it: from the last sign of
 			// life, which may be the kernel's (see monitor.lookKernel).
-			st.Phi = p.Phi(time.Duration(s.clock.Now()), time.Duration(lastSign))
+			st.Phi = p.Phi(time.Duration(s.now()), time.Duration(lastSign))
 		}
 	}
 	return st
