@@ -135,6 +135,9 @@ func (s *Session) processContinuation(h wire.Header, p []byte) error {
 }
 
 // partialMsg is a message being reassembled from several frames.
+//
+// A partialMsg belongs to the reader (Session.partial); into's slice is
+// written only under Session.mu while its call is pending (replyInto).
 type partialMsg struct {
 	typ     wire.FrameType
 	bp      *[]byte // pooled buffer holding buf

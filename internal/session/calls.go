@@ -139,7 +139,7 @@ func (s *Session) send(ctx context.Context, call *Call, notify, watch bool) {
 		}
 	}
 	s.enqueueLocked(bp, id, typ, func(seq uint64, out *outMsg) { call.seq, call.out = seq, out })
-	s.kickLocked(true)
+	s.kickUnlock(true)
 }
 
 // refuseLocked returns the error for a call that cannot start on this
@@ -212,7 +212,7 @@ func (s *Session) abandon(call *Call, err error) {
 			c := lane(&s.ctrl)
 			c.b = wire.AppendHeader(c.b, wire.TypeCancel, 0, call.id, 0)
 		}
-		s.kickLocked(false)
+		s.kickUnlock(false)
 	} else {
 		s.mu.Unlock()
 	}

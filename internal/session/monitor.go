@@ -18,7 +18,14 @@ import (
 // enforces the idle and age limits. It runs on one timer, re-armed for the
 // earliest thing due, so an idle connection costs one timer event per
 // interval and no goroutine.
+//
+// Ownership: the settings at the top are fixed by newMonitor; the
+// detector is safe for concurrent use (the reader observes, the timer
+// checks); the atomics are written by the reader (none), the writer
+// (lastWrite, writeStart) and ping handling (srtt), and read by the timer;
+// everything else is the timer's, under mu.
 type monitor struct {
+	// Fixed.
 	s         *Session
 	interval  time.Duration // granted heartbeat interval, 0 if none
 	pingAfter time.Duration // write silence after which this side pings, 0 for never
@@ -26,12 +33,11 @@ type monitor struct {
 	det       liveness.Detector
 	stall     liveness.StallGuard
 	suspect   time.Duration // silence after which the connection is suspect
-
-	acked         func() (sock.Acks, bool) // the peer's acknowledgements as TCP sees them, nil if unknown
+	acked         func() (sock.Acks, bool) // the peer's acknowledgements as TCP sees them, nil if unknown; fixed
 	lastAcks      sock.Acks                // at the last look by either of the two below, protected by mu
 	watchProgress uint64                   // acked().progress at the write watchdog's last look (ackedMoved), protected by mu
 	lookProgress  uint64                   // acked().progress at lookKernel's last look, protected by mu
-	loss          func() (sock.Loss, bool) // the packets TCP lost, nil if unknown
+	loss          func() (sock.Loss, bool) // the packets TCP lost, nil if unknown; fixed
 	oooSeen       uint64                   // loss().ooo at the last look, protected by mu
 	oooAt         int64                    // ns, time of the last look at ooo, 0 while not looking; protected by mu
 	heard         int64                    // ns, when a look last found the kernel hearing from the peer; protected by mu
@@ -41,7 +47,7 @@ type monitor struct {
 
 	pathLoss *pathLoss // the phi detector's view of loss, nil with another detector; protected by mu
 
-	// Server limits.
+	// Server limits; fixed.
 	idleLimit  time.Duration
 	ageAt      int64 // ns, 0 for no age limit
 	grace      time.Duration

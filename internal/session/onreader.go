@@ -25,7 +25,7 @@ import (
 // behind it, its reply is queued and held (up to heldMax replies), and the
 // reader writes the held replies in one system call once it has handled
 // what it read (readFrames); a lone call's reply is written at once. No
-// write waits for the socket (flushNowLocked). A burst of small calls
+// write waits for the socket (flushNowUnlock). A burst of small calls
 // thus costs one read, one write and no goroutine switch.
 //
 // A reader busy in a method cannot read, and must not stay so for long:
@@ -158,7 +158,7 @@ func (s *Session) serveOnReader(ctx context.Context, cancel context.CancelFunc, 
 				s.pool().run(handlerTask{s: s, read: true})
 			}
 			s.mu.Lock()
-			s.kickLocked(false)
+			s.kickUnlock(false)
 		}
 	}()
 	s.serve(ctx, cancel, false, id, svc, mt, argv, mode)
@@ -168,7 +168,7 @@ func (s *Session) serveOnReader(ctx context.Context, cancel context.CancelFunc, 
 		// The reader that took over may have flushed before this reply
 		// was queued.
 		s.mu.Lock()
-		s.kickLocked(false)
+		s.kickUnlock(false)
 	}
 	return true, readerMoved
 }
@@ -248,7 +248,7 @@ func (sh *onReaderShard) watch() {
 			s.baton.pass() // the reader is busy in a method: its role goes on
 			s.pool().run(handlerTask{s: s, read: true})
 			s.mu.Lock()
-			s.kickLocked(false) // replies held for the reader that moved
+			s.kickUnlock(false) // replies held for the reader that moved
 			move[i] = nil
 		}
 		move = move[:0]

@@ -45,7 +45,7 @@ func (s *Session) readFrames() {
 		if s.heldN > 0 && s.fr.Buffered() == 0 {
 			s.heldN = 0
 			s.mu.Lock()
-			s.flushNowLocked()
+			s.flushNowUnlock()
 		}
 		if s.fr.Buffered() == 0 && s.mayPark() && s.parkReader() {
 			return // parkReader released the role

@@ -198,7 +198,7 @@ func (s *Session) queueMessage(bp *[]byte, id uint32, typ wire.FrameType, mode w
 		return
 	}
 	s.enqueueLocked(bp, id, typ, nil)
-	s.writeQueuedLocked(mode)
+	s.writeQueuedUnlock(mode)
 }
 
 // pendingNotify is a notification waiting to run.

@@ -37,6 +37,10 @@ import (
 //   - writer: the goroutine that holds mu's writing flag;
 //   - atomic: any goroutine, through its atomic type;
 //   - mu or parkMu: whoever holds that lock.
+//
+// Functions named ...Locked expect s.mu held and keep it; those named
+// ...Unlock expect it held and release it (the writer's kick, which may
+// make the caller the writer, cannot return with the lock).
 type Session struct {
 	// Fixed.
 	conn      net.Conn

@@ -59,14 +59,14 @@ func lane(l **wbuf) *wbuf {
 // outMsg is a message too large for one frame. The writer sends it one
 // frame at a time, so that control frames and small messages go between.
 type outMsg struct {
-	id      uint32
-	typ     wire.FrameType
-	body    []byte
-	buf     *[]byte // pooled buffer holding body
-	off     int     // bytes of body already handed to the writer
-	aborted bool    // abandoned by the caller; protected by session.mu
-	failed  bool    // the write of its last frame failed; protected by session.mu
-	sent    atomic.Bool
+	id      uint32         // fixed when queued
+	typ     wire.FrameType // fixed when queued
+	body    []byte         // fixed when queued
+	buf     *[]byte        // pooled buffer holding body; given back by the writer (or by a writer that drops it aborted)
+	off     int            // bytes of body already handed to the writer; moved by the writer under Session.mu
+	aborted bool           // abandoned by the caller; protected by Session.mu
+	failed  bool           // the write of its last frame failed; protected by Session.mu
+	sent    atomic.Bool    // its last frame was written
 }
 
 // yieldBelow is the size of the queued small frames under which a writer
@@ -109,7 +109,7 @@ const (
 	// inline: the calling goroutine, waiting for the socket if it must.
 	inline
 	// noWait: the calling goroutine writes what the socket takes at once
-	// and leaves the rest to a writer goroutine (flushNowLocked): the
+	// and leaves the rest to a writer goroutine (flushNowUnlock): the
 	// reader's PONGs, the monitor's PINGs, and the replies of methods run
 	// on the reader (serveOnReader).
 	noWait
@@ -118,11 +118,11 @@ const (
 	held
 )
 
-// kickLocked makes sure a writer will send what is queued, then unlocks
+// kickUnlock makes sure a writer will send what is queued, then unlocks
 // s.mu. With inline set and only small frames queued, the calling
 // goroutine becomes the writer: the write happens without a goroutine
 // switch, and frames others queue meanwhile go out in the same loop.
-func (s *Session) kickLocked(inline bool) {
+func (s *Session) kickUnlock(inline bool) {
 	if s.writing || s.closed || s.writeClosed {
 		s.mu.Unlock()
 		return
@@ -409,7 +409,7 @@ func (s *Session) stopWritingLocked() {
 }
 
 // queueControl queues a control frame built by build and has it written
-// as mode says (writeQueuedLocked). Neither background nor noWait ever
+// as mode says (writeQueuedUnlock). Neither background nor noWait ever
 // blocks on the connection, so the reader can use them; noWait writes a
 // heartbeat of an idle connection without a writer goroutine.
 func (s *Session) queueControl(build func([]byte) []byte, mode writeMode) {
@@ -420,32 +420,32 @@ func (s *Session) queueControl(build func([]byte) []byte, mode writeMode) {
 	}
 	c := lane(&s.ctrl)
 	c.b = build(c.b)
-	s.writeQueuedLocked(mode)
+	s.writeQueuedUnlock(mode)
 }
 
-// writeQueuedLocked makes sure what is queued is written as mode says.
+// writeQueuedUnlock makes sure what is queued is written as mode says.
 // Called with s.mu held; it unlocks it.
-func (s *Session) writeQueuedLocked(mode writeMode) {
+func (s *Session) writeQueuedUnlock(mode writeMode) {
 	if mode == held {
 		s.mu.Unlock()
 		return
 	}
 	if mode == noWait {
-		s.flushNowLocked()
+		s.flushNowUnlock()
 		return
 	}
-	s.kickLocked(mode == inline)
+	s.kickUnlock(mode == inline)
 }
 
-// flushNowLocked writes the queued control and small data frames from the
+// flushNowUnlock writes the queued control and small data frames from the
 // calling goroutine without waiting for the socket (the reader must never
 // wait on a write), when no writer runs and no large message is queued;
 // otherwise, and with what the socket does not take at once, it leaves
 // them to a writer goroutine, ahead of anything queued meanwhile. Called
 // with s.mu held; it unlocks it.
-func (s *Session) flushNowLocked() {
+func (s *Session) flushNowUnlock() {
 	if s.park.socket() == nil || s.writing || s.closed || s.writeClosed || len(s.large) > 0 {
-		s.kickLocked(false)
+		s.kickUnlock(false)
 		return
 	}
 	c, d := s.ctrl, s.data
@@ -485,7 +485,7 @@ func (s *Session) flushNowLocked() {
 		if s.ctrl != nil || s.data != nil || len(s.large) > 0 {
 			// Queued while this goroutine was the writer: others left
 			// them to it.
-			s.kickLocked(false)
+			s.kickUnlock(false)
 			return
 		}
 		s.mu.Unlock()
@@ -501,10 +501,10 @@ func (s *Session) flushNowLocked() {
 	}
 	putWbuf(w)
 	s.writing = false
-	s.kickLocked(false)
+	s.kickUnlock(false)
 }
 
-// testHookNoWaitWritten, when set, runs in flushNowLocked between the
+// testHookNoWaitWritten, when set, runs in flushNowUnlock between the
 // write and the lock that follows it.
 var testHookNoWaitWritten atomic.Pointer[func(*Session)]
 
