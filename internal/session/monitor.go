@@ -26,13 +26,13 @@ import (
 // everything else is the timer's, under mu.
 type monitor struct {
 	// Fixed.
-	s         *Session
-	interval  time.Duration // granted heartbeat interval, 0 if none
-	pingAfter time.Duration // write silence after which this side pings, 0 for never
-	timeout   time.Duration // silence after which the peer is dead, 0 for never
-	det       liveness.Detector
-	stall     liveness.StallGuard
-	suspect   time.Duration // silence after which the connection is suspect
+	s             *Session
+	interval      time.Duration // granted heartbeat interval, 0 if none
+	pingAfter     time.Duration // write silence after which this side pings, 0 for never
+	timeout       time.Duration // silence after which the peer is dead, 0 for never
+	det           liveness.Detector
+	stall         liveness.StallGuard
+	suspect       time.Duration            // silence after which the connection is suspect
 	acked         func() (sock.Acks, bool) // the peer's acknowledgements as TCP sees them, nil if unknown; fixed
 	lastAcks      sock.Acks                // at the last look by either of the two below, protected by mu
 	watchProgress uint64                   // acked().progress at the write watchdog's last look (ackedMoved), protected by mu
