@@ -19,11 +19,11 @@ import (
 // earliest thing due, so an idle connection costs one timer event per
 // interval and no goroutine.
 //
-// Ownership: the settings at the top are fixed by newMonitor; the
-// detector is safe for concurrent use (the reader observes, the timer
-// checks); the atomics are written by the reader (none), the writer
-// (lastWrite, writeStart) and ping handling (srtt), and read by the timer;
-// everything else is the timer's, under mu.
+// Ownership: the fields marked fixed are set by newMonitor; the detector
+// is safe for concurrent use (the reader observes, the timer checks); the
+// atomics are written by the writer (lastWrite, writeStart), by the
+// reader's PONG handling (srtt) and by handlers (lastActive), and read by
+// the timer; everything else is the timer's, under mu.
 type monitor struct {
 	// Fixed.
 	s             *Session
