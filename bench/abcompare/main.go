@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,7 +73,6 @@ func main() {
 		bins[b.name] = build(top, dir, b.name, b.rev)
 	}
 	samples := map[string]map[string][]float64{"old": {}, "new": {}}
-	var keys []string
 	for r := range *rounds {
 		order := []string{"old", "new"}
 		if r%2 == 1 {
@@ -88,18 +88,23 @@ func main() {
 				fatal(fmt.Errorf("%s build: %v", which, err))
 			}
 			for k, v := range read(out) {
-				if _, seen := samples["old"][k]; !seen && !slices.Contains(keys, k) {
-					keys = append(keys, k)
-				}
 				samples[which][k] = append(samples[which][k], v)
 			}
 		}
 	}
-	fmt.Printf("old %s, new %s, %d rounds each, interleaved; medians\n\n", *oldRev, *newRev, *rounds)
-	fmt.Printf("| figure | old | new | new/old |\n|---|---|---|---|\n")
+	fmt.Printf("old %s, new %s, %d rounds each, interleaved; medians, and the median of the rounds' new/old ratios with their range\n\n", *oldRev, *newRev, *rounds)
+	fmt.Printf("| figure | old | new | new/old | range |\n|---|---|---|---|---|\n")
+	keys := slices.Sorted(maps.Keys(samples["old"]))
 	for _, k := range keys {
-		o, n := median(samples["old"][k]), median(samples["new"][k])
-		fmt.Printf("| %s | %.4g | %.4g | %.3f |\n", k, o, n, n/o)
+		o, n := samples["old"][k], samples["new"][k]
+		if len(o) != len(n) {
+			continue // a figure missing from some runs
+		}
+		ratios := make([]float64, len(o))
+		for i := range o {
+			ratios[i] = n[i] / o[i]
+		}
+		fmt.Printf("| %s | %.4g | %.4g | %.3f | %.3f–%.3f |\n", k, median(o), median(n), median(ratios), slices.Min(ratios), slices.Max(ratios))
 	}
 }
 
