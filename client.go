@@ -199,7 +199,7 @@ func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 
 // start runs the Pulse handshake on conn and makes its session current.
 func (c *Client) start(ctx context.Context, conn net.Conn) error {
-	s, err := session.Start(ctx, conn, true, c.opts.sess, c.handlers, func(s *session.Session) session.Hooks {
+	s, err := session.Start(ctx, conn, true, &c.opts.sess, c.handlers, func(s *session.Session) session.Hooks {
 		newPeer(s)
 		return session.Hooks{OnClose: c.lost, OnGoAway: c.goAway, OnSuspect: c.suspect}
 	})
@@ -264,7 +264,7 @@ func (c *Client) goAway(s *session.Session, g wire.GoAway) {
 	switch {
 	case !c.redial:
 		c.setStateLocked(StateClosed, err)
-	case g.Code == wire.GoAwayIdle || g.Code == wire.GoAwayPeerSilent && c.opts.heartbeat.Interval < 0:
+	case g.Code == wire.GoAwayIdle || g.Code == wire.GoAwayPeerSilent && c.opts.sess.Heartbeat.Interval < 0:
 		c.setStateLocked(StateIdle, err)
 	default:
 		c.setStateLocked(StateDraining, err)
@@ -303,7 +303,7 @@ func (c *Client) setStateLocked(to ConnState, err error) {
 	}
 	ev := StateChange{From: c.state, To: to, Addr: c.addr, Err: err, At: time.Now()}
 	c.state = to
-	c.opts.logger.Debug("pulse: client state", "addr", c.addr, "from", ev.From, "to", to, "err", err)
+	c.opts.sess.Logger.Debug("pulse: client state", "addr", c.addr, "from", ev.From, "to", to, "err", err)
 	c.hooks.push(ev)
 }
 

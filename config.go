@@ -69,7 +69,7 @@ type Heartbeat struct {
 
 // WithHeartbeat sets the heartbeat and dead-peer detection settings.
 func WithHeartbeat(h Heartbeat) Option {
-	return optionFunc(func(o *options) { o.heartbeat = h })
+	return optionFunc(func(o *options) { o.hb = &h })
 }
 
 // withDefaults fills in zero fields.
@@ -138,5 +138,5 @@ type ConnLimits struct {
 
 // WithConnLimits sets a server's idle and age limits. Server only.
 func WithConnLimits(l ConnLimits) Option {
-	return optionFunc(func(o *options) { o.limits = l })
+	return optionFunc(func(o *options) { o.sess.Limits = session.Limits(l) })
 }

@@ -23,71 +23,74 @@ type optionFunc func(*options)
 func (f optionFunc) apply(o *options) { f(o) }
 
 type options struct {
-	codecs             []string
-	codecsSet          bool
-	tlsConfig          *tls.Config
-	maxFrameSize       uint32
-	maxMessageSize     uint32
-	maxConcurrentCalls int
-	handshakeTimeout   time.Duration
-	logger             *slog.Logger
-	dial               func(ctx context.Context, network, addr string) (net.Conn, error)
-	heartbeat          Heartbeat
-	limits             ConnLimits
-	backoff            liveness.Backoff
-	failFast           bool
-	stateHook          func(StateChange)
-	connHook           func(ConnEvent)
+	// sess is what the sessions of this Server or Client get: the options
+	// that concern one connection are kept there, not copied (every
+	// Client has its own options). sessionConfig completes it.
+	sess session.Config
 
-	// sess is what the sessions of this Server or Client get, built once
-	// the options are valid (sessionConfig).
-	sess *session.Config
+	// hb is the Heartbeat given with WithHeartbeat, until newOptions
+	// checks it and keeps it in sess.
+	hb        *Heartbeat
+	tlsConfig *tls.Config
+	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
+	backoff   liveness.Backoff
+	stateHook func(StateChange)
+	connHook  func(ConnEvent)
+	codecsSet bool
+	failFast  bool
 }
 
 // preferredBinaryCodec is offered first by clients when it is registered.
 const preferredBinaryCodec = "cbor"
 
 func newOptions(opts []Option) (*options, error) {
-	o := &options{
-		maxFrameSize:       DefaultMaxFrameSize,
-		maxMessageSize:     DefaultMaxMessageSize,
-		maxConcurrentCalls: DefaultMaxConcurrentCalls,
-		handshakeTimeout:   DefaultHandshakeTimeout,
-	}
+	o := &options{sess: session.Config{
+		MaxFrameSize:       DefaultMaxFrameSize,
+		MaxMessageSize:     DefaultMaxMessageSize,
+		MaxConcurrentCalls: DefaultMaxConcurrentCalls,
+		HandshakeTimeout:   DefaultHandshakeTimeout,
+	}}
 	for _, opt := range opts {
 		opt.apply(o)
 	}
-	if o.logger == nil {
-		o.logger = slog.Default()
+	if o.sess.Logger == nil {
+		o.sess.Logger = slog.Default()
 	}
-	if len(o.codecs) == 0 {
-		o.codecs = defaultCodecs()
+	if len(o.sess.Codecs) == 0 {
+		o.sess.Codecs = defaultCodecs()
 	} else {
 		o.codecsSet = true
 	}
-	for _, name := range o.codecs {
+	for _, name := range o.sess.Codecs {
 		if codec.Get(name) == nil {
 			return nil, fmt.Errorf("pulse: codec %q is not registered (registered: %v)", name, codec.Names())
 		}
 	}
-	if o.maxFrameSize < wire.MinMaxFrameSize || o.maxFrameSize > wire.MaxMaxFrameSize {
-		return nil, fmt.Errorf("pulse: max frame size %d outside [%d, %d]", o.maxFrameSize, wire.MinMaxFrameSize, wire.MaxMaxFrameSize)
+	c := &o.sess
+	if c.MaxFrameSize < wire.MinMaxFrameSize || c.MaxFrameSize > wire.MaxMaxFrameSize {
+		return nil, fmt.Errorf("pulse: max frame size %d outside [%d, %d]", c.MaxFrameSize, wire.MinMaxFrameSize, wire.MaxMaxFrameSize)
 	}
-	if o.maxMessageSize < 1 {
-		return nil, fmt.Errorf("pulse: max message size must be positive, got %d", o.maxMessageSize)
+	if c.MaxMessageSize < 1 {
+		return nil, fmt.Errorf("pulse: max message size must be positive, got %d", c.MaxMessageSize)
 	}
-	if o.maxConcurrentCalls < 1 {
-		return nil, fmt.Errorf("pulse: max concurrent calls must be positive, got %d", o.maxConcurrentCalls)
+	if c.MaxConcurrentCalls < 1 {
+		return nil, fmt.Errorf("pulse: max concurrent calls must be positive, got %d", c.MaxConcurrentCalls)
 	}
-	if o.handshakeTimeout <= 0 {
-		return nil, fmt.Errorf("pulse: handshake timeout must be positive, got %v", o.handshakeTimeout)
+	if c.HandshakeTimeout <= 0 {
+		return nil, fmt.Errorf("pulse: handshake timeout must be positive, got %v", c.HandshakeTimeout)
 	}
-	o.heartbeat = o.heartbeat.withDefaults()
-	if err := o.heartbeat.validate(); err != nil {
+	var hb Heartbeat
+	if o.hb != nil {
+		hb = *o.hb
+		o.hb = nil
+	}
+	hb = hb.withDefaults()
+	if err := hb.validate(); err != nil {
 		return nil, err
 	}
-	if o.limits.MaxConnIdle < 0 || o.limits.MaxConnAge < 0 || o.limits.MaxConnAgeGrace < 0 {
-		return nil, fmt.Errorf("pulse: ConnLimits must not be negative: %+v", o.limits)
+	c.Heartbeat = hb.session()
+	if l := c.Limits; l.MaxConnIdle < 0 || l.MaxConnAge < 0 || l.MaxConnAgeGrace < 0 {
+		return nil, fmt.Errorf("pulse: ConnLimits must not be negative: %+v", ConnLimits(l))
 	}
 	if o.backoff == (liveness.Backoff{}) {
 		o.backoff = liveness.DefaultBackoff()
@@ -102,23 +105,13 @@ func newOptions(opts []Option) (*options, error) {
 // codecs are final. The Config carries its own clock, made now: a Server
 // or Client made inside a testing/synctest bubble reads the bubble's time.
 func (o *options) sessionConfig() {
-	grace := o.limits.MaxConnAgeGrace
-	if grace <= 0 {
-		grace = DefaultMaxConnAgeGrace
+	c := &o.sess
+	if c.Limits.MaxConnAgeGrace <= 0 {
+		c.Limits.MaxConnAgeGrace = DefaultMaxConnAgeGrace
 	}
-	o.sess = &session.Config{
-		Codecs:             o.codecs,
-		MaxFrameSize:       o.maxFrameSize,
-		MaxMessageSize:     o.maxMessageSize,
-		MaxConcurrentCalls: o.maxConcurrentCalls,
-		HandshakeTimeout:   o.handshakeTimeout,
-		Logger:             o.logger,
-		Heartbeat:          o.heartbeat.session(),
-		Limits:             session.Limits{MaxConnIdle: o.limits.MaxConnIdle, MaxConnAge: o.limits.MaxConnAge, MaxConnAgeGrace: grace},
-		BaseContext:        peerContext,
-		PublicErr:          publicErr,
-		Clock:              session.NewClock(),
-	}
+	c.BaseContext = peerContext
+	c.PublicErr = publicErr
+	c.Clock = session.NewClock()
 }
 
 // defaultCodecs is the offer of a client that names none: the binary codec
@@ -136,7 +129,7 @@ func defaultCodecs() []string {
 // default a client offers the binary codec, then JSON, and a server accepts
 // every registered codec.
 func WithCodec(names ...string) Option {
-	return optionFunc(func(o *options) { o.codecs = append([]string(nil), names...) })
+	return optionFunc(func(o *options) { o.sess.Codecs = append([]string(nil), names...) })
 }
 
 // WithTLS makes a Client dial with TLS, or makes Server.ListenAndServe
@@ -150,34 +143,34 @@ func WithTLS(cfg *tls.Config) Option {
 // (default DefaultMaxFrameSize). Messages larger than the peer's limit are
 // split into several frames.
 func WithMaxFrameSize(n int) Option {
-	return optionFunc(func(o *options) { o.maxFrameSize = clampU32(n) })
+	return optionFunc(func(o *options) { o.sess.MaxFrameSize = clampU32(n) })
 }
 
 // WithMaxMessageSize sets the largest message (call arguments or reply)
 // this side accepts (default DefaultMaxMessageSize). The peer learns it in
 // the handshake and refuses to send larger ones.
 func WithMaxMessageSize(n int) Option {
-	return optionFunc(func(o *options) { o.maxMessageSize = clampU32(n) })
+	return optionFunc(func(o *options) { o.sess.MaxMessageSize = clampU32(n) })
 }
 
 // WithMaxConcurrentCalls bounds how many handlers run at once for one
 // connection (default DefaultMaxConcurrentCalls). Calls beyond the bound
 // fail at once with ErrBusy, without running.
 func WithMaxConcurrentCalls(n int) Option {
-	return optionFunc(func(o *options) { o.maxConcurrentCalls = n })
+	return optionFunc(func(o *options) { o.sess.MaxConcurrentCalls = n })
 }
 
 // WithHandshakeTimeout bounds the handshake (default
 // DefaultHandshakeTimeout). A client bounds its dials and handshakes by
 // its heartbeat Timeout as well, whichever is shorter.
 func WithHandshakeTimeout(d time.Duration) Option {
-	return optionFunc(func(o *options) { o.handshakeTimeout = d })
+	return optionFunc(func(o *options) { o.sess.HandshakeTimeout = d })
 }
 
 // WithLogger sets the logger for connection events and handler panics
 // (default slog.Default()).
 func WithLogger(l *slog.Logger) Option {
-	return optionFunc(func(o *options) { o.logger = l })
+	return optionFunc(func(o *options) { o.sess.Logger = l })
 }
 
 // WithDialer replaces the function a Client uses to open connections

@@ -41,7 +41,7 @@ func NewServer(opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	if !o.codecsSet {
-		o.codecs = codec.Names()
+		o.sess.Codecs = codec.Names()
 	}
 	o.sessionConfig()
 	return &Server{
@@ -113,7 +113,7 @@ func (srv *Server) Serve(l net.Listener) error {
 			}
 			if isTemporaryAccept(err) {
 				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
-				srv.opts.logger.Warn("pulse: accept error; retrying", "err", err, "delay", tempDelay)
+				srv.opts.sess.Logger.Warn("pulse: accept error; retrying", "err", err, "delay", tempDelay)
 				select {
 				case <-time.After(tempDelay):
 				case <-srv.done:
@@ -175,7 +175,7 @@ func (srv *Server) serveConn(conn net.Conn) {
 	srv.mu.Unlock()
 	session.Tune(conn)
 
-	s, err := session.Start(context.Background(), conn, false, srv.opts.sess, srv.reg, func(s *session.Session) session.Hooks {
+	s, err := session.Start(context.Background(), conn, false, &srv.opts.sess, srv.reg, func(s *session.Session) session.Hooks {
 		newPeer(s)
 		return session.Hooks{OnClose: srv.removeSession}
 	})
@@ -193,10 +193,10 @@ func (srv *Server) serveConn(conn net.Conn) {
 	}
 	srv.mu.Unlock()
 	if err != nil {
-		srv.opts.logger.Info("pulse: handshake failed", "remote", conn.RemoteAddr(), "err", err)
+		srv.opts.sess.Logger.Info("pulse: handshake failed", "remote", conn.RemoteAddr(), "err", err)
 		return
 	}
-	srv.opts.logger.Debug("pulse: connection open", "remote", conn.RemoteAddr(), "codec", s.Codec().Name())
+	srv.opts.sess.Logger.Debug("pulse: connection open", "remote", conn.RemoteAddr(), "codec", s.Codec().Name())
 	if h := srv.opts.connHook; h != nil {
 		h(ConnEvent{Peer: peerOf(s), Open: true})
 	}

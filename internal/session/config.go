@@ -31,9 +31,9 @@ type Config struct {
 	// the cause that handler contexts are cancelled with. Nil keeps it.
 	PublicErr func(error) error
 
-	// Clock reads the time for every session of this Config. Nil means
-	// the package's clock, made when the process started.
-	Clock *Clock
+	// Clock reads the time for every session of this Config. The zero
+	// Clock means the package's clock, made when the process started.
+	Clock Clock
 	// Workers runs the handlers of this Config's sessions. Nil means the
 	// process-wide pool.
 	Workers *WorkerPool
@@ -84,7 +84,7 @@ func (h Heartbeat) grant(proposed time.Duration) time.Duration {
 type Clock struct{ epoch time.Time }
 
 // NewClock returns a clock whose epoch is now.
-func NewClock() *Clock { return &Clock{epoch: time.Now()} }
+func NewClock() Clock { return Clock{epoch: time.Now()} }
 
 // Now returns the nanoseconds since the clock's epoch, plus one: a reading
 // is never 0, which the session's times use for "none" (a clock made in a

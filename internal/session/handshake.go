@@ -202,12 +202,12 @@ var defaultClock = NewClock()
 // reader (ReadLoop). On failure conn is closed and the error is a
 // *ConnError.
 func Start(ctx context.Context, conn net.Conn, dialer bool, cfg *Config, handlers *service.Registry, setup func(*Session) Hooks) (*Session, error) {
-	if cfg.Clock == nil {
+	if cfg.Clock.epoch.IsZero() {
 		c := *cfg
 		c.Clock = defaultClock
 		cfg = &c
 	}
-	rd := &reads{clock: cfg.Clock}
+	rd := &reads{clock: &cfg.Clock}
 	live := liveConn{Conn: conn, r: rd}
 	var (
 		fr   *wire.Reader

@@ -97,7 +97,7 @@ func TestMonitorSuspectRecheck(t *testing.T) {
 // the monitor takes times of 0 or less for "none".
 func handConfig(hb Heartbeat) *Config {
 	cfg := testConfig(hb)
-	cfg.Clock = &Clock{epoch: time.Now().Add(-time.Hour)}
+	cfg.Clock = Clock{epoch: time.Now().Add(-time.Hour)}
 	return cfg
 }
 
@@ -105,7 +105,7 @@ func handConfig(hb Heartbeat) *Config {
 // and whose reader does not run, and the reads its monitor judges.
 func handSession(t *testing.T, c1 net.Conn, dialer bool, cfg *Config) (*Session, *reads) {
 	t.Helper()
-	rd := &reads{clock: cfg.Clock}
+	rd := &reads{clock: &cfg.Clock}
 	peer := wire.Hello{MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: cfg.MaxMessageSize}
 	s := newSession(c1, newFrameReader(c1), codec.JSON, dialer, cfg, service.NewRegistry(), peer, rd)
 	return s, rd

@@ -637,7 +637,7 @@ func unreadTCPPair(t *testing.T) (a, b *net.TCPConn) {
 func unreadHandMonitor(t *testing.T, conn net.Conn, hb Heartbeat) (*Session, *monitor, *reads) {
 	t.Helper()
 	cfg := testConfig(hb)
-	rd := &reads{clock: cfg.Clock}
+	rd := &reads{clock: &cfg.Clock}
 	peer := wire.Hello{MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: cfg.MaxMessageSize}
 	s := newSession(conn, newFrameReader(conn), codec.JSON, true, cfg, service.NewRegistry(), peer, rd)
 	m := newMonitor(s, cfg.Heartbeat, cfg.Heartbeat.Interval, Limits{})
