@@ -11,6 +11,7 @@ import (
 
 	"github.com/pulse-rpc/pulse/codec"
 	"github.com/pulse-rpc/pulse/internal/service"
+	"github.com/pulse-rpc/pulse/wire"
 )
 
 // The session's own tests run sessions without the root package (which
@@ -181,6 +182,31 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// rawDial opens a connection to addr and makes a dialer's handshake
+// by hand, offering json, so that a test can send frames in bursts.
+func rawDial(t *testing.T, addr string) (net.Conn, *wire.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	b, err := wire.AppendHello(nil, wire.Hello{Role: wire.RoleDialer, MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: 1 << 20, Codecs: []string{"json"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	fr := wire.NewReader(conn, 4096)
+	if h, _, err := fr.ReadFrame(); err != nil || h.Type != wire.TypeHello {
+		t.Fatalf("server's first frame = %v, %v; want HELLO", h, err)
+	}
+	fr.SetMaxPayload(wire.MaxMaxFrameSize)
+	return conn, fr
 }
 
 // Echo is a service for the session's tests.

@@ -18,7 +18,7 @@ import (
 func TestMonitorPeerBytesUnread(t *testing.T) {
 	peer, conn := unreadTCPPair(t)
 	// No reader runs: what the peer sends stays in the kernel.
-	s, m, rd := unreadHandMonitor(t, conn, Heartbeat{Interval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond})
+	s, m, rd := newHandMonitorOn(t, conn, Heartbeat{Interval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond}, nil)
 
 	if waiting, ok := sock.PeerBytesWaiting(conn); !ok || waiting {
 		t.Fatalf("PeerBytesWaiting before the peer wrote = %v, %v; want false, true", waiting, ok)
@@ -29,11 +29,11 @@ func TestMonitorPeerBytesUnread(t *testing.T) {
 	waitFor(t, 5*time.Second, "the PING to reach the socket", func() bool { w, _ := sock.PeerBytesWaiting(conn); return w })
 
 	rd.last.Store(s.now() - int64(time.Second)) // silent for 1 s, Timeout 200 ms
-	unreadCheckNow(m)
+	checkNow(m)
 	if err := s.closeErr(); err != nil {
 		t.Fatalf("the peer was convicted while its bytes waited unread: %v", err)
 	}
-	unreadCheckDueSoon(t, m, "with the peer's bytes unread,")
+	checkDueSoon(t, m, "with the peer's bytes unread,")
 	if waiting, _ := sock.PeerBytesWaiting(conn); !waiting {
 		t.Fatal("the look at the socket took the peer's bytes")
 	}
@@ -42,7 +42,7 @@ func TestMonitorPeerBytesUnread(t *testing.T) {
 	m.mu.Lock()
 	m.unreadSince = s.now() - int64(time.Second)
 	m.mu.Unlock()
-	unreadCheckNow(m)
+	checkNow(m)
 	select {
 	case <-s.Done():
 	case <-time.After(5 * time.Second):

@@ -5,7 +5,6 @@ package session
 import (
 	"context"
 	"fmt"
-	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -306,38 +305,13 @@ func TestSlowMethodLeavesReader(t *testing.T) {
 	}
 }
 
-// rawJSONDial opens a connection to addr and makes a dialer's handshake
-// by hand, offering json, so that a test can send frames in bursts.
-func rawJSONDial(t *testing.T, addr string) (net.Conn, *wire.Reader) {
-	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	b, err := wire.AppendHello(nil, wire.Hello{Role: wire.RoleDialer, MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: 1 << 20, Codecs: []string{"json"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	fr := wire.NewReader(conn, 4096)
-	if h, _, err := fr.ReadFrame(); err != nil || h.Type != wire.TypeHello {
-		t.Fatalf("server's first frame = %v, %v; want HELLO", h, err)
-	}
-	fr.SetMaxPayload(wire.MaxMaxFrameSize)
-	return conn, fr
-}
-
 // TestLongMethodLeavesBursts: with calls waiting behind it, a method that
 // took over burstMax runs on workers (which other cores can run in
 // parallel); a short one runs on the reader; a lone call runs on the
 // reader whatever its method.
 func TestLongMethodLeavesBursts(t *testing.T) {
 	ts := startTestServer(t, testConfig(onReaderHeartbeat), &OnReader{})
-	conn, fr := rawJSONDial(t, ts.addr())
+	conn, fr := rawDial(t, ts.addr())
 	id := uint32(1)
 	// burst sends n calls of method with arg in one write and returns
 	// how many ran on the reader.

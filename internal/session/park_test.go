@@ -16,8 +16,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/pulse-rpc/pulse/codec"
-	"github.com/pulse-rpc/pulse/internal/service"
 	"github.com/pulse-rpc/pulse/wire"
 )
 
@@ -413,32 +411,6 @@ func TestFramesQueuedDuringNoWaitWrite(t *testing.T) {
 	srv.close()
 }
 
-// parkRawDial opens a connection to addr and makes a dialer's handshake
-// by hand, offering json, so that a test can send frames in bursts. The
-// connection is closed when the test ends.
-func parkRawDial(t *testing.T, addr string) (net.Conn, *wire.Reader) {
-	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	b, err := wire.AppendHello(nil, wire.Hello{Role: wire.RoleDialer, MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: 1 << 20, Codecs: []string{"json"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	fr := wire.NewReader(conn, 4096)
-	if h, _, err := fr.ReadFrame(); err != nil || h.Type != wire.TypeHello {
-		t.Fatalf("server's first frame = %v, %v; want HELLO", h, err)
-	}
-	fr.SetMaxPayload(wire.MaxMaxFrameSize)
-	return conn, fr
-}
-
 // TestParkerAnswersHeartbeats: the parker answers the heartbeats that
 // arrive on a parked socket itself, without a worker, and hands anything
 // else it read with them to a worker intact: a CALL that arrives in the
@@ -446,7 +418,7 @@ func parkRawDial(t *testing.T, addr string) (net.Conn, *wire.Reader) {
 // is refused as a protocol error.
 func TestParkerAnswersHeartbeats(t *testing.T) {
 	srv := startQuietParkServer(t)
-	conn, fr := parkRawDial(t, srv.addr())
+	conn, fr := rawDial(t, srv.addr())
 	write := func(b []byte) {
 		t.Helper()
 		if _, err := conn.Write(b); err != nil {
@@ -541,7 +513,7 @@ func TestParkerHandsOffWhenBehind(t *testing.T) {
 		}
 	}
 	for i := range n {
-		conns[i], readers[i] = parkRawDial(t, srv.addr())
+		conns[i], readers[i] = rawDial(t, srv.addr())
 		if _, err := conns[i].Write(wire.AppendPing(nil, wire.TypePing, 1)); err != nil {
 			t.Fatal(err)
 		}
@@ -630,39 +602,4 @@ func unreadTCPPair(t *testing.T) (a, b *net.TCPConn) {
 	}
 	t.Cleanup(func() { c.Close(); s.Close() })
 	return c.(*net.TCPConn), s.(*net.TCPConn)
-}
-
-// unreadHandMonitor returns a dialer's session on conn, with no reader,
-// whose monitor (heartbeats hb) is driven by hand.
-func unreadHandMonitor(t *testing.T, conn net.Conn, hb Heartbeat) (*Session, *monitor, *reads) {
-	t.Helper()
-	cfg := testConfig(hb)
-	rd := &reads{clock: &cfg.Clock}
-	peer := wire.Hello{MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: cfg.MaxMessageSize}
-	s := newSession(conn, newFrameReader(conn), codec.JSON, true, cfg, service.NewRegistry(), peer, rd)
-	m := newMonitor(s, cfg.Heartbeat, cfg.Heartbeat.Interval, Limits{})
-	s.mon = m
-	m.timer = time.AfterFunc(time.Hour, func() {}) // checks are made by hand
-	t.Cleanup(m.stop)
-	return s, m, rd
-}
-
-// unreadCheckDueSoon fails the test unless m's next check is due shortly
-// (a recheck), not an interval or a Timeout away.
-func unreadCheckDueSoon(t *testing.T, m *monitor, after string) {
-	t.Helper()
-	m.mu.Lock()
-	due := time.Duration(m.scheduled - m.s.now())
-	m.mu.Unlock()
-	if due <= 0 || due > time.Second {
-		t.Errorf("%s the next check is due in %v, want shortly", after, due)
-	}
-}
-
-// unreadCheckNow runs one on-time check.
-func unreadCheckNow(m *monitor) {
-	m.mu.Lock()
-	m.scheduled = m.s.now()
-	m.mu.Unlock()
-	m.check()
 }
