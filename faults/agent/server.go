@@ -208,7 +208,12 @@ func gcPauses(ctx context.Context, cfg serverConfig, probe *stallProbe) {
 	// Only the forced collections run, so that each pause is one this
 	// loop measured and sized.
 	debug.SetGCPercent(-1)
-	mb := 64
+	// The first collection is sized before any pause per MB is known:
+	// small, so that it cannot overshoot the target by much (a large
+	// first heap can pause the starved server for about its clients'
+	// Timeout with the short settings); the collections after it grow the
+	// heap by at most half each toward the target.
+	mb := 16
 	var recent []float64 // pause per MB of heap, ns, of the last collections
 	grow(mb)
 	t := time.NewTicker(cfg.gcEvery)
