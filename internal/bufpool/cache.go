@@ -80,13 +80,6 @@ func cachePut(i int, bp *[]byte) bool {
 	return true
 }
 
-// CachedBytes returns the bytes the cache holds, for tests.
-func CachedBytes() int {
-	cache.mu.Lock()
-	defer cache.mu.Unlock()
-	return cache.bytes
-}
-
 // armSweep has the next garbage collection call sweep.
 func armSweep() {
 	sentinel := &struct{ _ *int }{}

@@ -34,11 +34,70 @@ type shard struct {
 	_      [48]byte // six cache lines per shard (384 bytes)
 }
 
+// tcpInfo locks the shard and reads raw's tcp_info into it, returning
+// the shard and how many bytes the kernel filled (0 on failure). The
+// caller reads sh.info and calls sh.unlock.
+func tcpInfo(raw syscall.RawConn, shard int) (sh *shard, n int) {
+	sh = &shards[shard%Shards]
+	sh.mu.Lock()
+	sh.n = 0
+	raw.Control(sh.infoFn)
+	return sh, sh.n
+}
+
 // unlock clears the shard's result and unlocks it: every callback that
 // sets n finds it zero.
 func (sh *shard) unlock() {
 	sh.n = 0
 	sh.mu.Unlock()
+}
+
+// infoLen returns how many bytes of tcp_info the kernel fills for raw, 0
+// when it fills none.
+func infoLen(raw syscall.RawConn, shard int) int {
+	sh, n := tcpInfo(raw, shard)
+	sh.unlock()
+	return n
+}
+
+// readAcks reads the peer's acknowledgements from raw's tcp_info.
+func readAcks(raw syscall.RawConn, shard int) (Acks, bool) {
+	sh, n := tcpInfo(raw, shard)
+	defer sh.unlock()
+	if n < tcpInfoDelivered+4 {
+		return Acks{}, false
+	}
+	return Acks{
+		Progress: binary.NativeEndian.Uint64(sh.info[tcpInfoBytesAcked:]) +
+			uint64(binary.NativeEndian.Uint32(sh.info[tcpInfoDelivered:])),
+		Unacked: binary.NativeEndian.Uint32(sh.info[tcpInfoUnacked:]),
+		RTT:     time.Duration(binary.NativeEndian.Uint32(sh.info[tcpInfoRTT:])) * time.Microsecond,
+	}, true
+}
+
+// readLoss reads the packets lost on raw's connection from its tcp_info.
+func readLoss(raw syscall.RawConn, shard int) (Loss, bool) {
+	sh, n := tcpInfo(raw, shard)
+	defer sh.unlock()
+	if n < tcpInfoRcvOoopack+4 {
+		return Loss{}, false
+	}
+	return Loss{
+		OOO:     uint64(binary.NativeEndian.Uint32(sh.info[tcpInfoRcvOoopack:])),
+		Retrans: uint64(binary.NativeEndian.Uint32(sh.info[tcpInfoTotalRetrans:])),
+	}, true
+}
+
+// SegmentAndWindow returns the socket's TCP segment size and its peer's
+// receive window, from tcp_info; ok is false when the kernel does not say
+// (not TCP, or a kernel before 5.4). One system call.
+func SegmentAndWindow(raw syscall.RawConn, shard int) (mss, wnd int, ok bool) {
+	sh, n := tcpInfo(raw, shard)
+	defer sh.unlock()
+	if n < tcpInfoSndWnd+4 {
+		return 0, 0, false
+	}
+	return int(binary.NativeEndian.Uint32(sh.info[tcpInfoSndMss:])), int(binary.NativeEndian.Uint32(sh.info[tcpInfoSndWnd:])), true
 }
 
 // Shards is how many shards there are; callers pick one below it.
@@ -97,71 +156,6 @@ func ReadNow(raw syscall.RawConn, shard int, p []byte) (int, error) {
 		err = io.EOF
 	}
 	return n, err
-}
-
-// SegmentAndWindow returns the socket's TCP segment size and its peer's
-// receive window, from tcp_info; ok is false when the kernel does not say
-// (not TCP, or a kernel before 5.4). One system call.
-func SegmentAndWindow(raw syscall.RawConn, shard int) (mss, wnd int, ok bool) {
-	sh := &shards[shard%Shards]
-	sh.mu.Lock()
-	sh.n = 0
-	raw.Control(sh.infoFn)
-	if sh.n >= tcpInfoSndWnd+4 {
-		mss = int(binary.NativeEndian.Uint32(sh.info[tcpInfoSndMss:]))
-		wnd = int(binary.NativeEndian.Uint32(sh.info[tcpInfoSndWnd:]))
-		ok = true
-	}
-	sh.n = 0
-	sh.mu.Unlock()
-	return mss, wnd, ok
-}
-
-// infoLen returns how many bytes of tcp_info the kernel fills for raw, 0
-// when it fills none.
-func infoLen(raw syscall.RawConn, shard int) int {
-	sh := &shards[shard%Shards]
-	sh.mu.Lock()
-	sh.n = 0
-	raw.Control(sh.infoFn)
-	n := sh.n
-	sh.n = 0
-	sh.mu.Unlock()
-	return n
-}
-
-// readAcks reads the peer's acknowledgements from raw's tcp_info.
-func readAcks(raw syscall.RawConn, shard int) (Acks, bool) {
-	sh := &shards[shard%Shards]
-	sh.mu.Lock()
-	defer sh.unlock()
-	sh.n = 0
-	raw.Control(sh.infoFn)
-	if sh.n < tcpInfoDelivered+4 {
-		return Acks{}, false
-	}
-	return Acks{
-		Progress: binary.NativeEndian.Uint64(sh.info[tcpInfoBytesAcked:]) +
-			uint64(binary.NativeEndian.Uint32(sh.info[tcpInfoDelivered:])),
-		Unacked: binary.NativeEndian.Uint32(sh.info[tcpInfoUnacked:]),
-		RTT:     time.Duration(binary.NativeEndian.Uint32(sh.info[tcpInfoRTT:])) * time.Microsecond,
-	}, true
-}
-
-// readLoss reads the packets lost on raw's connection from its tcp_info.
-func readLoss(raw syscall.RawConn, shard int) (Loss, bool) {
-	sh := &shards[shard%Shards]
-	sh.mu.Lock()
-	defer sh.unlock()
-	sh.n = 0
-	raw.Control(sh.infoFn)
-	if sh.n < tcpInfoRcvOoopack+4 {
-		return Loss{}, false
-	}
-	return Loss{
-		OOO:     uint64(binary.NativeEndian.Uint32(sh.info[tcpInfoRcvOoopack:])),
-		Retrans: uint64(binary.NativeEndian.Uint32(sh.info[tcpInfoTotalRetrans:])),
-	}, true
 }
 
 // MaxWritev is the most buffers WritevNow takes.
