@@ -19,7 +19,8 @@ type Call struct {
 
 	// rec is the session's record of the call, embedded so that a call
 	// costs no allocation of its own; it tells the Call of its completion
-	// through callDone.
+	// through callDone. It holds only what the session needs after the
+	// request is encoded (Reply), not a copy of the fields above.
 	rec session.Call
 	// retry, set by Client.Go, may take over a call that failed without
 	// being sent, to send it again on another connection.
@@ -30,12 +31,14 @@ type Call struct {
 // type of its own so that Call has no exported method for it.
 type callDone Call
 
-func (c *callDone) Complete() { (*Call)(c).finish(publicErr(c.rec.Err)) }
-
-// prepare readies the session's record of the call before a send.
-func (call *Call) prepare() *session.Call {
-	call.rec = session.Call{Method: call.ServiceMethod, Args: call.Args, Reply: call.Reply, Owner: (*callDone)(call)}
-	return &call.rec
+// Complete converts the session's error, once, and names the method in it.
+func (c *callDone) Complete(err error) {
+	call := (*Call)(c)
+	err = publicErr(err)
+	if ce, ok := err.(*CallError); ok {
+		ce.Method = call.ServiceMethod
+	}
+	call.finish(err)
 }
 
 // finish completes the call with err and delivers it without ever
@@ -82,7 +85,8 @@ func putCall(call *Call) {
 
 // send sends call on s; watch as in session.Send.
 func (call *Call) send(ctx context.Context, s *session.Session, watch bool) {
-	s.Send(ctx, call.prepare(), watch)
+	call.rec = session.Call{Reply: call.Reply, Owner: (*callDone)(call)}
+	s.Send(ctx, &call.rec, call.ServiceMethod, call.Args, watch)
 }
 
 // wait blocks until call completes or ctx ends. When ctx ends first the

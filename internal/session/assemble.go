@@ -214,7 +214,7 @@ func (s *Session) finishInto(pm *partialMsg, id uint32) {
 	delete(s.pending, id)
 	s.mu.Unlock()
 	*rawSlice(call.Reply) = pm.buf
-	call.done()
+	call.done(nil)
 }
 
 // adoptRaw makes data itself the decoded argument, when c is the raw codec

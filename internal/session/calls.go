@@ -12,15 +12,12 @@ import (
 )
 
 // Call is one call this side started, as the session's call table holds
-// it. The root's Call embeds it by value and is told of its completion
-// through Owner, so that a call costs no allocation of its own here.
+// it: only what the session needs after the request is encoded. The
+// root's Call embeds it by value and is told of its completion through
+// Owner, so that a call costs no allocation of its own here, and keeps the
+// method's name, arguments and error itself.
 type Call struct {
-	Method string // "Service.Method"
-	Args   any
-	Reply  any
-	// Err is the call's failure, set before Owner.Complete: a *CallError,
-	// a *ConnError or a ServerError.
-	Err   error
+	Reply any // decoded into when the reply arrives
 	Owner Completer
 
 	s    *Session
@@ -30,25 +27,32 @@ type Call struct {
 	stop func() bool
 }
 
-// Completer is told that a Call completed. Complete runs on whichever
-// goroutine completed the call (often the connection's reader) and must
-// not block.
-type Completer interface{ Complete() }
+// Completer is told that a Call completed, with its failure: nil, a
+// *CallError (whose Method the owner fills in), a *ConnError or a
+// ServerError. Complete runs on whichever goroutine completed the call
+// (often the connection's reader) and must not block.
+type Completer interface{ Complete(err error) }
 
-// done completes the call.
-func (call *Call) done() {
+// done completes the call with err.
+func (call *Call) done(err error) {
 	if call.stop != nil {
 		call.stop()
 	}
 	if call.Owner != nil {
-		call.Owner.Complete()
+		call.Owner.Complete(err)
 	}
+}
+
+// fail completes the call with err and returns err.
+func (call *Call) fail(err error) error {
+	call.done(err)
+	return err
 }
 
 // Reset clears what a send left in call, so that it can be sent again on
 // another session.
 func (call *Call) Reset() {
-	call.Err, call.s, call.id, call.seq, call.out, call.stop = nil, nil, 0, 0, nil, nil
+	call.s, call.id, call.seq, call.out, call.stop = nil, 0, 0, nil, nil
 }
 
 // Abandon gives up on the call because its context ended with err (see
@@ -66,29 +70,29 @@ func (call *Call) sent() bool {
 	return call.s.handed >= call.seq
 }
 
-// Send encodes call and queues it on s; on failure it completes the call
-// with the error. watch makes the call watch ctx itself and abandon on its
-// end (for Go; a caller that waits watches ctx instead and calls Abandon).
-func (s *Session) Send(ctx context.Context, call *Call, watch bool) { s.send(ctx, call, false, watch) }
+// Send encodes a call of method with args and queues it on s as call; on
+// failure it completes the call with the error. watch makes the call
+// watch ctx itself and abandon on its end (for Go; a caller that waits
+// watches ctx instead and calls Abandon).
+func (s *Session) Send(ctx context.Context, call *Call, method string, args any, watch bool) {
+	s.send(ctx, call, method, args, false, watch)
+}
 
 // Notify sends a one-way call and returns once it is queued. Its error
 // reports only failures on this side (encoding, a closed connection).
 func (s *Session) Notify(ctx context.Context, method string, args any) error {
-	call := &Call{Method: method, Args: args}
-	s.send(ctx, call, true, false)
-	return call.Err
+	return s.send(ctx, new(Call), method, args, true, false)
 }
 
-// send encodes call and queues it. On failure it completes the call with
-// the error. notify marks a one-way call, which gets no reply. watch makes
-// the call watch ctx itself and abandon on its end (for Go; Call's waiting
+// send encodes a call of method with args and queues it as call. On
+// failure it completes the call with the error, which it also returns.
+// notify marks a one-way call, which gets no reply. watch makes the call
+// watch ctx itself and abandon on its end (for Go; Call's waiting
 // goroutine watches ctx instead).
-func (s *Session) send(ctx context.Context, call *Call, notify, watch bool) {
+func (s *Session) send(ctx context.Context, call *Call, method string, args any, notify, watch bool) error {
 	call.s = s
 	if err := ctx.Err(); err != nil {
-		call.Err = &CallError{Method: call.Method, Status: wire.StatusCanceled, Err: err}
-		call.done()
-		return
+		return call.fail(&CallError{Method: method, Status: wire.StatusCanceled, Err: err})
 	}
 	typ := wire.TypeCall
 	if notify {
@@ -97,37 +101,29 @@ func (s *Session) send(ctx context.Context, call *Call, notify, watch bool) {
 	var timeout time.Duration
 	if dl, ok := ctx.Deadline(); ok {
 		if timeout = time.Until(dl); timeout <= 0 {
-			call.Err = &CallError{Method: call.Method, Status: wire.StatusCanceled, Err: context.DeadlineExceeded}
-			call.done()
-			return
+			return call.fail(&CallError{Method: method, Status: wire.StatusCanceled, Err: context.DeadlineExceeded})
 		}
 	}
-	bp := getBufFor(call.Args, wire.HeaderSize+len(call.Method)+32)
+	bp := getBufFor(args, wire.HeaderSize+len(method)+32)
 	b := wire.AppendHeader((*bp)[:0], typ, wire.FlagEnd, 0, 0)
-	b = wire.AppendCallHead(b, call.Method, timeout)
-	b, err := s.codec.Append(b, call.Args)
+	b = wire.AppendCallHead(b, method, timeout)
+	b, err := s.codec.Append(b, args)
 	*bp = b
 	if err != nil {
 		bufpool.Put(bp)
-		call.Err = &CallError{Method: call.Method, Status: wire.StatusBadArgs, Message: "cannot encode arguments: " + err.Error(), Err: err}
-		call.done()
-		return
+		return call.fail(&CallError{Method: method, Status: wire.StatusBadArgs, Message: "cannot encode arguments: " + err.Error(), Err: err})
 	}
 	if n := len(b) - wire.HeaderSize; n > s.peerMaxMsg {
 		bufpool.Put(bp)
-		call.Err = &CallError{Method: call.Method, Status: wire.StatusTooLarge,
-			Message: fmt.Sprintf("arguments of %d bytes exceed the peer's limit of %d", n, s.peerMaxMsg), Err: ErrMessageTooLarge}
-		call.done()
-		return
+		return call.fail(&CallError{Method: method, Status: wire.StatusTooLarge,
+			Message: fmt.Sprintf("arguments of %d bytes exceed the peer's limit of %d", n, s.peerMaxMsg), Err: ErrMessageTooLarge})
 	}
 
 	s.mu.Lock()
 	if err := s.refuseLocked(); err != nil {
 		s.mu.Unlock()
 		bufpool.Put(bp)
-		call.Err = err
-		call.done()
-		return
+		return call.fail(err)
 	}
 	id := s.nextID
 	s.nextID += 2
@@ -140,6 +136,7 @@ func (s *Session) send(ctx context.Context, call *Call, notify, watch bool) {
 	}
 	s.enqueueLocked(bp, id, typ, func(seq uint64, out *outMsg) { call.seq, call.out = seq, out })
 	s.kickUnlock(true)
+	return nil
 }
 
 // refuseLocked returns the error for a call that cannot start on this
@@ -216,8 +213,7 @@ func (s *Session) abandon(call *Call, err error) {
 	} else {
 		s.mu.Unlock()
 	}
-	call.Err = &CallError{Method: call.Method, Status: wire.StatusCanceled, Err: err, Reached: reached}
-	call.done()
+	call.done(&CallError{Status: wire.StatusCanceled, Err: err, Reached: reached})
 }
 
 func (s *Session) takePending(id uint32) *Call {

@@ -179,7 +179,6 @@ func (s *Session) handleGoAway(g wire.GoAway) {
 	}
 	ce := &ConnError{Reason: ReasonGoAway, Code: g.Code, Message: g.Message}
 	for _, call := range unprocessed {
-		call.Err = ce
-		call.done()
+		call.done(ce)
 	}
 }

@@ -29,8 +29,8 @@ func (Sleeper) Sleep(ctx context.Context, d time.Duration, r *time.Duration) err
 // the channel that its completion signals.
 func startSleep(s *Session, d time.Duration, reply *time.Duration) (*Call, doneChan) {
 	done := make(doneChan, 1)
-	c := &Call{Method: "Sleeper.Sleep", Args: d, Reply: reply, Owner: done}
-	s.Send(context.Background(), c, false)
+	c := &Call{Reply: reply, Owner: done}
+	s.Send(context.Background(), c, "Sleeper.Sleep", d, false)
 	return c, done
 }
 
@@ -66,8 +66,8 @@ func TestDrainWaitsForHandler(t *testing.T) {
 			t.Errorf("the acceptor sent %d GOAWAYs, want 1", n)
 		}
 		var r2 time.Duration
-		if c2, done2 := startSleep(p.dialer, run, &r2); !isReason(waitCall(c2, done2), ReasonGoAway) {
-			t.Errorf("a call after the GOAWAY = %v, want it refused with %v", c2.Err, ReasonGoAway)
+		if err := waitCall(startSleep(p.dialer, run, &r2)); !isReason(err, ReasonGoAway) {
+			t.Errorf("a call after the GOAWAY = %v, want it refused with %v", err, ReasonGoAway)
 		}
 
 		ctx, cancel := context.WithTimeout(context.Background(), grace)
@@ -133,7 +133,4 @@ func TestDrainGrace(t *testing.T) {
 }
 
 // waitCall waits for a call started with startSleep and returns its error.
-func waitCall(c *Call, done doneChan) error {
-	<-done
-	return c.Err
-}
+func waitCall(_ *Call, done doneChan) error { return <-done }

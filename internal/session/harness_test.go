@@ -153,23 +153,23 @@ func dialSession(t testing.TB, addr string, cfg *Config, rcvrs ...any) *Session 
 	return s
 }
 
-// doneChan completes a Call by signalling a channel.
-type doneChan chan struct{}
+// doneChan completes a Call by sending its error on a channel.
+type doneChan chan error
 
-func (d doneChan) Complete() { d <- struct{}{} }
+func (d doneChan) Complete(err error) { d <- err }
 
 // call calls method on s and waits for the reply, ctx, or the connection.
 func call(ctx context.Context, s *Session, method string, args, reply any) error {
 	done := make(doneChan, 1)
-	c := &Call{Method: method, Args: args, Reply: reply, Owner: done}
-	s.Send(ctx, c, false)
+	c := &Call{Reply: reply, Owner: done}
+	s.Send(ctx, c, method, args, false)
 	select {
-	case <-done:
+	case err := <-done:
+		return err
 	case <-ctx.Done():
 		c.Abandon(ctx.Err())
-		<-done
+		return <-done
 	}
-	return c.Err
 }
 
 // waitFor polls cond until it holds or d passes.

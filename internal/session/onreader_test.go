@@ -87,8 +87,8 @@ func startOnReader(t *testing.T) (*OnReader, *Session, *testServer) {
 // ends.
 func goCall(ctx context.Context, s *Session, method string, args, reply any) (*Call, doneChan) {
 	done := make(doneChan, 1)
-	c := &Call{Method: method, Args: args, Reply: reply, Owner: done}
-	s.Send(ctx, c, true)
+	c := &Call{Reply: reply, Owner: done}
+	s.Send(ctx, c, method, args, true)
 	return c, done
 }
 
@@ -124,7 +124,7 @@ func TestLoneCallRunsOnReader(t *testing.T) {
 	}
 	// With a call blocked on the reader, the reader's job has moved to
 	// a worker; the next call cannot run on a reader that is busy.
-	blocked, blockedDone := goCall(ctx, c, "OnReader.Block", "first", new(string))
+	_, blockedDone := goCall(ctx, c, "OnReader.Block", "first", new(string))
 	<-o.entered
 	if err := call(ctx, c, "OnReader.Where", "", &onReader); err != nil {
 		t.Fatal(err)
@@ -133,9 +133,8 @@ func TestLoneCallRunsOnReader(t *testing.T) {
 		t.Error("a call that overlapped another ran on the reader")
 	}
 	close(o.release)
-	<-blockedDone
-	if blocked.Err != nil {
-		t.Fatal(blocked.Err)
+	if err := <-blockedDone; err != nil {
+		t.Fatal(err)
 	}
 }
 

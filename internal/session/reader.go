@@ -217,8 +217,7 @@ func (s *Session) tooLarge(typ wire.FrameType, id uint32) {
 		s.replyError(id, wire.StatusTooLarge, msg, background)
 	case wire.TypeReply:
 		if call := s.takePending(id); call != nil {
-			call.Err = &CallError{Method: call.Method, Status: wire.StatusTooLarge, Message: "reply " + msg, Err: ErrMessageTooLarge, Reached: true}
-			call.done()
+			call.done(&CallError{Status: wire.StatusTooLarge, Message: "reply " + msg, Err: ErrMessageTooLarge, Reached: true})
 		}
 	case wire.TypeNotify:
 		s.log.Warn("pulse: dropped notification: "+msg, "remote", s.conn.RemoteAddr())

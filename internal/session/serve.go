@@ -16,23 +16,28 @@ func (s *Session) handleReply(id uint32, msg []byte) {
 	if call == nil {
 		return // abandoned by its caller
 	}
+	call.done(s.replyErr(call, msg))
+}
+
+// replyErr decodes the REPLY msg of call into its Reply and returns the
+// call's failure, nil if it succeeded.
+func (s *Session) replyErr(call *Call, msg []byte) error {
 	status, body, err := wire.ParseReply(msg)
 	switch {
 	case err != nil:
-		call.Err = &CallError{Method: call.Method, Status: wire.StatusInternal, Message: err.Error(), Err: ErrBadReply, Reached: true}
+		return &CallError{Status: wire.StatusInternal, Message: err.Error(), Err: ErrBadReply, Reached: true}
 	case status == wire.StatusOK:
 		if call.Reply != nil {
 			if err := s.codec.Unmarshal(body, call.Reply); err != nil {
-				call.Err = &CallError{Method: call.Method, Status: wire.StatusInternal,
+				return &CallError{Status: wire.StatusInternal,
 					Message: "cannot decode reply into " + fmt.Sprintf("%T", call.Reply) + ": " + err.Error(), Err: ErrBadReply, Reached: true}
 			}
 		}
+		return nil
 	case status == wire.StatusError:
-		call.Err = ServerError(body)
-	default:
-		call.Err = &CallError{Method: call.Method, Status: status, Message: string(body), Remote: true}
+		return ServerError(body)
 	}
-	call.done()
+	return &CallError{Status: status, Message: string(body), Remote: true}
 }
 
 // handleCall runs a CALL or NOTIFY from the peer. Lookup and argument

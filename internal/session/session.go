@@ -273,8 +273,7 @@ func (s *Session) Fail(ce *ConnError) {
 		s.onClose(s)
 	}
 	for id, call := range pending {
-		call.Err = ce.WithSent(sent[id])
-		call.done()
+		call.done(ce.WithSent(sent[id]))
 	}
 	s.mu.Lock()
 	closeLazyLocked(&s.done, &s.doneClosed)
