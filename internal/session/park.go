@@ -48,8 +48,8 @@ import (
 // next frame, a heartbeat an interval later, and a burst of dials (a
 // gateway's clients reconnecting, each making a call or two) would hold
 // one goroutine stack per connection at once, memory the runtime keeps
-// after the burst (about three times the idle test's memory per
-// connection; docs/benchmarks.md). A connection whose calls come further
+// after the burst and that dwarfs the rest of an idle connection
+// (docs/benchmarks.md). A connection whose calls come further
 // apart than the wait pays a park and a resume per call, so the wait
 // follows the connection's own pace: twice the gap between its last two
 // bursts, within [parkLinger, parkLingerMax]; parkLinger after its first.

@@ -32,10 +32,6 @@ import (
 // a uintptr handed to a shared helper would not (a goroutine's stack can
 // move), hence the few lines they repeat.
 
-// Available reports whether this platform has the direct system calls,
-// the parker's epoll set and tcp_info.
-const Available = true
-
 // RawRead reads from the nonblocking descriptor fd into b.
 func RawRead(fd uintptr, b []byte) (int, error) { return rawIO(syscall.SYS_READ, fd, b) }
 

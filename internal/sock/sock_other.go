@@ -12,10 +12,6 @@ import (
 // reader goroutines, write through net.Conn, and judge liveness from
 // bytes read and write durations alone.
 
-// Available reports whether this platform has the direct system calls,
-// the parker's epoll set and tcp_info.
-const Available = false
-
 // Shards is how many shards there are (see the Linux implementation).
 const Shards = 16
 
