@@ -6,7 +6,6 @@ import (
 	"net"
 	"sync"
 	"testing"
-	"testing/synctest"
 
 	"github.com/pulse-rpc/pulse/internal/service"
 	"github.com/pulse-rpc/pulse/wire"
@@ -78,16 +77,7 @@ func newPipePair(t *testing.T, dialCfg, acceptCfg *Config, rcvrs ...any) *pipePa
 		p.acceptor.Close()
 		<-p.dialer.ReaderDone()
 		<-p.acceptor.ReaderDone()
-		// Idle workers exit when the last session of the process ends,
-		// but only those of that session's pool; the others wait for
-		// workerIdleTimeout, and a bubble's time stops when its function
-		// returns. End them here, once the handlers have returned.
-		synctest.Wait()
-		for _, cfg := range []*Config{dialCfg, acceptCfg} {
-			if cfg.Workers != nil {
-				cfg.Workers.stopIdle()
-			}
-		}
+		// Each pool's idle workers exit when its last session ends.
 	})
 	return p
 }

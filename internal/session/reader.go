@@ -22,16 +22,16 @@ var readBufPool = sync.Pool{New: func() any { b := make([]byte, readBufferSize);
 // tells when reading ended for good.
 func (s *Session) ReadLoop() {
 	liveSessions.Add(1)
+	s.pool().live.Add(1)
 	s.readFrames()
 }
 
 // readerEnd marks the end of reading for good.
 func (s *Session) readerEnd() {
+	if p := s.pool(); p.live.Add(-1) == 0 {
+		p.stopIdle()
+	}
 	if liveSessions.Add(-1) == 0 {
-		workers.stopIdle()
-		if s.pool() != &workers {
-			s.pool().stopIdle()
-		}
 		stopParker()
 	}
 	s.mu.Lock()

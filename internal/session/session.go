@@ -118,7 +118,7 @@ type Session struct {
 }
 
 // liveSessions counts the sessions whose reader runs, in this process.
-// When it drops to zero the idle handler workers exit at once.
+// When it drops to zero the parker and the on-reader watchdogs stop.
 var liveSessions atomic.Int64
 
 // newSession builds the session for a connection whose handshake is done.

@@ -2,6 +2,7 @@ package session
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -52,6 +53,9 @@ type worker struct {
 }
 
 type WorkerPool struct {
+	// live counts the sessions of this pool whose reader runs; when it
+	// drops to zero the idle workers exit at once.
+	live  atomic.Int64
 	mu    sync.Mutex
 	idle  []*worker // the most recently idle last
 	timer *time.Timer
@@ -91,7 +95,7 @@ func (p *WorkerPool) work(w *worker, t handlerTask) {
 func (p *WorkerPool) park(w *worker) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.idle) >= maxIdleWorkers || liveSessions.Load() == 0 {
+	if len(p.idle) >= maxIdleWorkers || p.live.Load() == 0 {
 		return false
 	}
 	w.idleAt = procNanotime()
