@@ -354,7 +354,8 @@ var procEpoch = time.Now()
 
 func procNanotime() int64 { return int64(time.Since(procEpoch)) }
 
-// Stats is a snapshot of one connection's health (the root's ConnStats).
+// Stats is a snapshot of one connection's health. The root's ConnStats
+// has the same fields in the same order and is converted from it.
 type Stats struct {
 	RemoteAddr, Codec    string
 	RTT                  time.Duration
