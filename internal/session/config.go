@@ -31,8 +31,8 @@ type Config struct {
 	// the cause that handler contexts are cancelled with. Nil keeps it.
 	PublicErr func(error) error
 
-	// Clock reads the time for every session of this Config. The zero
-	// Clock means the package's clock, made when the process started.
+	// Clock reads the time for every session of this Config; it must be
+	// made with NewClock (Start refuses the zero Clock).
 	Clock Clock
 	// Workers runs the handlers of this Config's sessions. Nil means the
 	// process-wide pool.

@@ -193,9 +193,6 @@ type Hooks struct {
 // Tune sets the socket options Pulse wants on conn (TCP_NOTSENT_LOWAT).
 func Tune(conn net.Conn) { sock.Tune(conn, NotsentLowat) }
 
-// defaultClock serves a Config without a Clock.
-var defaultClock = NewClock()
-
 // Start runs the handshake on conn for either side (dialer says which),
 // then sets up the session and its heartbeats. setup runs before anything
 // can call the hooks it returns; it sets Owner. The caller starts the
@@ -203,9 +200,8 @@ var defaultClock = NewClock()
 // *ConnError.
 func Start(ctx context.Context, conn net.Conn, dialer bool, cfg *Config, handlers *service.Registry, setup func(*Session) Hooks) (*Session, error) {
 	if cfg.Clock.epoch.IsZero() {
-		c := *cfg
-		c.Clock = defaultClock
-		cfg = &c
+		conn.Close()
+		return nil, errors.New("pulse: session.Config.Clock is not set (NewClock)")
 	}
 	rd := &reads{clock: &cfg.Clock}
 	live := liveConn{Conn: conn, r: rd}
