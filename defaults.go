@@ -22,6 +22,17 @@ const (
 	// DefaultHandshakeTimeout bounds the handshake: a peer that connects and
 	// says nothing is dropped after it.
 	DefaultHandshakeTimeout = 10 * time.Second
+	// DefaultConnBudget is the most message bytes one connection can make
+	// this side hold: the flow-control window it grants its peer (see
+	// WithConnBudget). Two default-size messages; it moves a single
+	// stream at 8 MiB per round trip (800 MiB/s at 10 ms, 80 MiB/s at
+	// 100 ms). When MaxMessageSize is raised and the budget is not set, the
+	// budget is twice MaxMessageSize.
+	DefaultConnBudget = 2 * DefaultMaxMessageSize
+	// DefaultSharedBudget is the most message bytes all the connections of
+	// one Server (or one Client) can make it hold together (see
+	// WithSharedBudget).
+	DefaultSharedBudget = 512 << 20
 )
 
 // Heartbeat defaults. An idle connection carries one PING and one PONG per

@@ -229,6 +229,7 @@ const (
 	CloseInternal                        // a failure on the sender's side
 	CloseHandshake                       // the handshake failed (settings refused)
 	CloseTooManyStreams                  // too many messages arriving at once
+	CloseFlowControl                     // the peer sent more than the credit it was granted
 )
 
 func (c CloseCode) String() string { return wire.GoAwayCode(c).String() }

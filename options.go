@@ -38,6 +38,10 @@ type options struct {
 	connHook  func(ConnEvent)
 	codecsSet bool
 	failFast  bool
+	// connBudget and sharedBudget are WithConnBudget's and
+	// WithSharedBudget's values, 0 when not given.
+	connBudget   int
+	sharedBudget int64
 }
 
 // preferredBinaryCodec is offered first by clients when it is registered.
@@ -79,6 +83,9 @@ func newOptions(opts []Option) (*options, error) {
 	if c.HandshakeTimeout <= 0 {
 		return nil, fmt.Errorf("pulse: handshake timeout must be positive, got %v", c.HandshakeTimeout)
 	}
+	if err := o.budgets(); err != nil {
+		return nil, err
+	}
 	var hb Heartbeat
 	if o.hb != nil {
 		hb = *o.hb
@@ -99,6 +106,33 @@ func newOptions(opts []Option) (*options, error) {
 		return nil, fmt.Errorf("pulse: backoff needs Base > 0, Factor >= 1 and Cap >= Base, got %+v", o.backoff)
 	}
 	return o, nil
+}
+
+// budgets checks the connection and shared budgets against each other and
+// the message size, filling in the defaults.
+func (o *options) budgets() error {
+	c := &o.sess
+	need := max(int64(c.MaxMessageSize)+wire.MessageLenSize, int64(c.MaxFrameSize))
+	if need > wire.MaxWindow {
+		return fmt.Errorf("pulse: max message size %d is over the largest connection budget the protocol allows, %d bytes", c.MaxMessageSize, wire.MaxWindow-wire.MessageLenSize)
+	}
+	conn := int64(o.connBudget)
+	switch {
+	case conn == 0:
+		conn = min(max(DefaultConnBudget, 2*int64(c.MaxMessageSize)), wire.MaxWindow)
+	case conn < need || conn > wire.MaxWindow:
+		return fmt.Errorf("pulse: connection budget %d outside [%d, %d]: it must hold a message of the max message size (%d) with its 4-byte length", conn, need, wire.MaxWindow, c.MaxMessageSize)
+	}
+	shared := o.sharedBudget
+	switch {
+	case shared == 0:
+		shared = max(DefaultSharedBudget, conn)
+	case shared < conn:
+		return fmt.Errorf("pulse: shared budget %d is smaller than the connection budget %d", shared, conn)
+	}
+	c.Window = uint32(conn)
+	c.Budget = session.NewBudget(shared)
+	return nil
 }
 
 // sessionConfig builds what the sessions get from the options, once the
@@ -151,6 +185,29 @@ func WithMaxFrameSize(n int) Option {
 // the handshake and refuses to send larger ones.
 func WithMaxMessageSize(n int) Option {
 	return optionFunc(func(o *options) { o.sess.MaxMessageSize = clampU32(n) })
+}
+
+// WithConnBudget sets the most message bytes one connection can make this
+// side hold: calls whose handlers have not returned, replies not yet
+// decoded, messages still arriving. It is the flow-control window this
+// side grants its peer (PROTOCOL.md, flow control): once the peer has
+// sent that many bytes that this side still holds, it waits for credit,
+// while heartbeats keep flowing. It caps one connection's throughput at
+// n bytes per round trip. It must hold one message of the max message
+// size plus 4 bytes. Default DefaultConnBudget, or twice the max message
+// size when that is larger.
+func WithConnBudget(n int) Option {
+	return optionFunc(func(o *options) { o.connBudget = max(n, -1) })
+}
+
+// WithSharedBudget sets the most message bytes all the connections of this
+// Server (or Client) can make it hold together, so that many connections
+// do not multiply WithConnBudget. A message that does not fit is refused:
+// a call gets ErrBusy (unexecuted, safe to retry), a reply fails its call
+// with ErrBusy, a notification is dropped. Default DefaultSharedBudget, or
+// the connection budget when that is larger.
+func WithSharedBudget(n int64) Option {
+	return optionFunc(func(o *options) { o.sharedBudget = max(n, -1) })
 }
 
 // WithMaxConcurrentCalls bounds how many handlers run at once for one

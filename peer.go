@@ -112,6 +112,10 @@ type ConnStats struct {
 	// Pending counts calls this side started and waits for; Running the
 	// peer's calls admitted here and not finished.
 	Pending, Running int
+	// Credit is how many bytes of messages this side may send before the
+	// peer grants more (flow control): near 0 means the peer holds all
+	// its budget, and calls and replies wait for room.
+	Credit int
 	// Suspect says the peer has been silent for a while; Draining that
 	// this side sent GOAWAY; Closed that the connection is closed.
 	Suspect, Draining, Closed bool

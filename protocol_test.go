@@ -1,6 +1,7 @@
 package pulse_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -59,6 +60,7 @@ func rawHandshake(t *testing.T, conn net.Conn) *wire.Reader {
 		Role:           wire.RoleDialer,
 		MaxFrameSize:   wire.DefaultMaxFrameSize,
 		MaxMessageSize: 1 << 20,
+		InitialWindow:  4 << 20,
 		Codecs:         []string{"json"},
 	})
 	if err != nil {
@@ -313,17 +315,24 @@ func TestProtocolViolations(t *testing.T) {
 		name  string
 		frame []byte
 		code  wire.GoAwayCode
+		last  uint32 // the GOAWAY's LastID, when not 3
 	}{
-		{"REPLY for an id the server never used", wire.AppendFrame(nil, wire.TypeReply, wire.FlagEnd, 5, []byte{0}), wire.GoAwayProtocolError},
-		{"REPLY with id 0", wire.AppendFrame(nil, wire.TypeReply, wire.FlagEnd, 0, []byte{0}), wire.GoAwayProtocolError},
-		{"CONTINUATION without a start", wire.AppendFrame(nil, wire.TypeContinuation, wire.FlagEnd, 5, []byte("x")), wire.GoAwayProtocolError},
-		{"CALL with the server's parity", wire.AppendFrame(nil, wire.TypeCall, wire.FlagEnd, 4, []byte{0}), wire.GoAwayProtocolError},
-		{"CANCEL with the server's parity", wire.AppendHeader(nil, wire.TypeCancel, 0, 4, 0), wire.GoAwayProtocolError},
-		{"HELLO after the handshake", mustHello(t), wire.GoAwayProtocolError},
-		{"unknown frame type", []byte{wire.Version, 0x42, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0}, wire.GoAwayProtocolError},
-		{"bad version", []byte{2, byte(wire.TypePing), 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0}, wire.GoAwayProtocolError},
-		{"frame over the limit", wire.AppendHeader(nil, wire.TypeCall, 0, 5, wire.DefaultMaxFrameSize+1), wire.GoAwayProtocolError},
-		{"short PING", wire.AppendFrame(nil, wire.TypePing, 0, 0, []byte{1, 2, 3}), wire.GoAwayProtocolError},
+		{"REPLY for an id the server never used", wire.AppendFrame(nil, wire.TypeReply, wire.FlagEnd, 5, []byte{0}), wire.GoAwayProtocolError, 0},
+		{"REPLY with id 0", wire.AppendFrame(nil, wire.TypeReply, wire.FlagEnd, 0, []byte{0}), wire.GoAwayProtocolError, 0},
+		{"CONTINUATION without a start", wire.AppendFrame(nil, wire.TypeContinuation, wire.FlagEnd, 5, []byte("x")), wire.GoAwayProtocolError, 0},
+		{"CALL with the server's parity", wire.AppendFrame(nil, wire.TypeCall, wire.FlagEnd, 4, []byte{0}), wire.GoAwayProtocolError, 0},
+		{"CANCEL with the server's parity", wire.AppendHeader(nil, wire.TypeCancel, 0, 4, 0), wire.GoAwayProtocolError, 0},
+		{"HELLO after the handshake", mustHello(t), wire.GoAwayProtocolError, 0},
+		{"unknown frame type", []byte{wire.Version, 0x42, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0}, wire.GoAwayProtocolError, 0},
+		{"bad version", []byte{wire.Version + 1, byte(wire.TypePing), 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0}, wire.GoAwayProtocolError, 0},
+		{"version 1 frame", []byte{1, byte(wire.TypePing), 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0}, wire.GoAwayProtocolError, 0},
+		{"CALL with id 0", wire.AppendFrame(nil, wire.TypeCall, wire.FlagEnd, 0, []byte{0, 0}), wire.GoAwayProtocolError, 0},
+		{"WINDOW_UPDATE of 0", wire.AppendFrame(nil, wire.TypeWindowUpdate, 0, 0, []byte{0, 0, 0, 0}), wire.GoAwayProtocolError, 0},
+		{"short WINDOW_UPDATE", wire.AppendFrame(nil, wire.TypeWindowUpdate, 0, 0, []byte{0, 0, 1}), wire.GoAwayProtocolError, 0},
+		{"WINDOW_UPDATE past the largest window", wire.AppendWindowUpdate(nil, wire.MaxWindow), wire.GoAwayFlowControl, 0},
+		{"data beyond the credit granted", overCredit(), wire.GoAwayFlowControl, 105},
+		{"frame over the limit", wire.AppendHeader(nil, wire.TypeCall, 0, 5, wire.DefaultMaxFrameSize+1), wire.GoAwayProtocolError, 0},
+		{"short PING", wire.AppendFrame(nil, wire.TypePing, 0, 0, []byte{1, 2, 3}), wire.GoAwayProtocolError, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -353,8 +362,9 @@ func TestProtocolViolations(t *testing.T) {
 				t.Fatalf("writing the bad frame failed: %v", err)
 			}
 			g := readGoAway(t, fr)
-			if g.Code != tt.code || g.LastID != 3 {
-				t.Errorf("GOAWAY = {Code: %v, LastID: %d, %q}, want {Code: %v, LastID: 3}", g.Code, g.LastID, g.Message, tt.code)
+			last := cmp.Or(tt.last, 3)
+			if g.Code != tt.code || g.LastID != last {
+				t.Errorf("GOAWAY = {Code: %v, LastID: %d, %q}, want {Code: %v, LastID: %d}", g.Code, g.LastID, g.Message, tt.code, last)
 			}
 			if g.Message == "" {
 				t.Errorf("GOAWAY has no message, want the reason")
@@ -366,7 +376,7 @@ func TestProtocolViolations(t *testing.T) {
 }
 
 func mustHello(t *testing.T) []byte {
-	b, err := wire.AppendHello(nil, wire.Hello{Role: wire.RoleDialer, MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: 1 << 20, Codecs: []string{"json"}})
+	b, err := wire.AppendHello(nil, wire.Hello{Role: wire.RoleDialer, MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: 1 << 20, InitialWindow: 4 << 20, Codecs: []string{"json"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -487,7 +497,7 @@ func TestRawFrames(t *testing.T) {
 // or codecs it does not accept.
 func TestHandshakeRefusals(t *testing.T) {
 	hello := func(mod func(*wire.Hello)) []byte {
-		h := wire.Hello{Role: wire.RoleDialer, MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: 1 << 20, Codecs: []string{"json"}}
+		h := wire.Hello{Role: wire.RoleDialer, MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: 1 << 20, InitialWindow: 4 << 20, Codecs: []string{"json"}}
 		mod(&h)
 		b, err := wire.AppendHello(nil, h)
 		if err != nil {
@@ -546,7 +556,7 @@ func TestHandshakeNoMessageLimit(t *testing.T) {
 	ts := newTestServer(t, transportTCP)
 	ts.register(t, new(Arith))
 	conn := dialRaw(t, ts.addr)
-	b, err := wire.AppendHello(nil, wire.Hello{Role: wire.RoleDialer, MaxFrameSize: wire.DefaultMaxFrameSize, Codecs: []string{"json"}})
+	b, err := wire.AppendHello(nil, wire.Hello{Role: wire.RoleDialer, MaxFrameSize: wire.DefaultMaxFrameSize, InitialWindow: 1 << 20, Codecs: []string{"json"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -638,7 +648,7 @@ func fakeAcceptor(t *testing.T, answer wire.Hello) (addr string, next <-chan wir
 func TestDialerRefusesBadHello(t *testing.T) {
 	checkLeaks(t)
 	addr, goAways := fakeAcceptor(t, wire.Hello{
-		Role: wire.RoleAcceptor, MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: 1 << 20, Codecs: []string{"raw"},
+		Role: wire.RoleAcceptor, MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: 1 << 20, InitialWindow: 4 << 20, Codecs: []string{"raw"},
 	})
 	_, err := pulse.Dial(testContext(t), addr, pulse.WithCodec("json"), pulse.WithLogger(testLogger(t)))
 	if !errors.Is(err, pulse.ErrHandshake) {
@@ -739,4 +749,29 @@ func TestBurstBehindSlowCall(t *testing.T) {
 	if id, status, body := readReply(); id != 1 || status != wire.StatusOK || body != "7" {
 		t.Fatalf("reply %d = %v %q after the release, want 1 OK 7", id, status, body)
 	}
+}
+
+// overCredit returns the first frames of CALL messages of 3 MiB that are
+// never finished, one byte more than a default server grants a connection
+// in its HELLO: the server holds what arrives of them, so it grants no
+// more credit.
+func overCredit() []byte {
+	var b []byte
+	left := pulse.DefaultConnBudget + 1
+	const msg = 3 << 20
+	for id := uint32(101); left > 0; id += 2 {
+		for sent := 0; sent < msg && left > 0; {
+			n := min(left, wire.DefaultMaxFrameSize-wire.MessageLenSize, msg-sent)
+			if sent == 0 {
+				p := wire.AppendMessageLen(nil, msg)
+				b = wire.AppendFrame(b, wire.TypeCall, 0, id, append(p, make([]byte, n)...))
+				left -= wire.MessageLenSize
+			} else {
+				b = wire.AppendFrame(b, wire.TypeContinuation, 0, id, make([]byte, n))
+			}
+			sent += n
+			left -= n
+		}
+	}
+	return b
 }

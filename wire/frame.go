@@ -3,7 +3,7 @@
 // Every frame starts with a fixed 12-byte header, big-endian:
 //
 //	offset size field
-//	0      1    version   (Version, currently 1)
+//	0      1    version   (Version, currently 2)
 //	1      1    type      (FrameType)
 //	2      1    flags     (Flags)
 //	3      1    reserved  (sent as 0, ignored on receipt)
@@ -13,6 +13,9 @@
 // The payload of CALL, REPLY and NOTIFY frames is a message that may span
 // several frames: the first frame carries the type, the following ones are
 // CONTINUATION frames with the same id, and the last one has FlagEnd set.
+// Since version 2 the payload of these data frames is flow-controlled:
+// each side grants the other credit in its HELLO (InitialWindow) and
+// WINDOW_UPDATE frames.
 // PROTOCOL.md in this directory documents every frame byte by byte.
 //
 // Package wire imports nothing from the rest of Pulse.
@@ -27,7 +30,7 @@ import (
 
 // Version is the protocol version this package speaks. It is the first byte
 // of every frame.
-const Version = 1
+const Version = 2
 
 // HeaderSize is the size of the fixed frame header.
 const HeaderSize = 12
@@ -54,6 +57,9 @@ const (
 	TypePing         FrameType = 7 // heartbeat; the peer answers with PONG
 	TypePong         FrameType = 8 // answer to PING, same payload
 	TypeGoAway       FrameType = 9 // the sender will process no call above LastID
+	// TypeWindowUpdate grants the peer more credit for data frames
+	// (version 2, flow control).
+	TypeWindowUpdate FrameType = 10
 )
 
 var frameNames = [...]string{
@@ -66,6 +72,7 @@ var frameNames = [...]string{
 	TypePing:         "PING",
 	TypePong:         "PONG",
 	TypeGoAway:       "GOAWAY",
+	TypeWindowUpdate: "WINDOW_UPDATE",
 }
 
 func (t FrameType) String() string {
@@ -76,14 +83,15 @@ func (t FrameType) String() string {
 }
 
 // Valid reports whether t is a frame type of this protocol version.
-func (t FrameType) Valid() bool { return t >= TypeHello && t <= TypeGoAway }
+func (t FrameType) Valid() bool { return t >= TypeHello && t <= TypeWindowUpdate }
 
 // IsControl reports whether frames of type t belong to the connection's
 // control lane: they are small, never chunked, and are written ahead of
 // queued data so that heartbeat round trips stay meaningful under load.
+// They are never held back by flow control.
 func (t FrameType) IsControl() bool {
 	switch t {
-	case TypeCancel, TypePing, TypePong, TypeGoAway:
+	case TypeCancel, TypePing, TypePong, TypeGoAway, TypeWindowUpdate:
 		return true
 	}
 	return false

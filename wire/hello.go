@@ -33,6 +33,7 @@ const (
 	SettingTimeout            uint16 = 4 // silence deadline, ms, that the sender enforces on the peer
 	SettingMaxConcurrentCalls uint16 = 5 // calls the sender runs at once per connection
 	SettingMinPingInterval    uint16 = 6 // acceptor: the shortest interval between pings it tolerates, ms
+	SettingInitialWindow      uint16 = 7 // credit for data-frame payload bytes the sender grants its peer at the start
 )
 
 // Hello is the payload of a HELLO frame. Durations travel as milliseconds.
@@ -44,6 +45,10 @@ type Hello struct {
 	Timeout            time.Duration
 	MaxConcurrentCalls uint32
 	MinPingInterval    time.Duration
+	// InitialWindow is the credit, in payload bytes of data frames
+	// (CALL, REPLY, NOTIFY, CONTINUATION), that the sender of this HELLO
+	// grants its peer before any WINDOW_UPDATE.
+	InitialWindow uint32
 	// Codecs lists codec names: the dialer's offer in order of preference,
 	// or the acceptor's single choice.
 	Codecs []string
@@ -85,6 +90,7 @@ func AppendHello(dst []byte, h Hello) ([]byte, error) {
 		{SettingTimeout, durMS(h.Timeout)},
 		{SettingMaxConcurrentCalls, h.MaxConcurrentCalls},
 		{SettingMinPingInterval, durMS(h.MinPingInterval)},
+		{SettingInitialWindow, h.InitialWindow},
 	}
 	dst = append(dst, byte(len(settings)))
 	for _, s := range settings {
@@ -144,6 +150,8 @@ func ParseHello(p []byte) (Hello, error) {
 			h.MaxConcurrentCalls = v
 		case SettingMinPingInterval:
 			h.MinPingInterval = ms(v)
+		case SettingInitialWindow:
+			h.InitialWindow = v
 		}
 	}
 	if len(p) < 1 {
@@ -162,4 +170,21 @@ func ParseHello(p []byte) (Hello, error) {
 		return h, fmt.Errorf("%w: %d stray bytes after HELLO", ErrMalformed, len(p))
 	}
 	return h, nil
+}
+
+// CheckWindow reports whether the InitialWindow of h lets its receiver
+// ever send a whole message: it must be at least the MaxFrameSize of h,
+// at least its MaxMessageSize plus the MessageLenSize prefix of a message
+// in several frames (when MaxMessageSize is stated), and at most
+// MaxWindow.
+func CheckWindow(h Hello) error {
+	need := uint64(h.MaxFrameSize)
+	if h.MaxMessageSize > 0 {
+		need = max(need, uint64(h.MaxMessageSize)+MessageLenSize)
+	}
+	if uint64(h.InitialWindow) < need || h.InitialWindow > MaxWindow {
+		return fmt.Errorf("%w: initial window %d outside [%d, %d] (max frame size %d, max message size %d)",
+			ErrMalformed, h.InitialWindow, need, uint32(MaxWindow), h.MaxFrameSize, h.MaxMessageSize)
+	}
+	return nil
 }

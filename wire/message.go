@@ -9,8 +9,10 @@ import (
 
 // MessageLenSize is the size of the total-length prefix that starts the
 // payload of the first frame of a message sent in several frames (a CALL,
-// NOTIFY or REPLY frame without FlagEnd). It lets the receiver allocate
-// the message once, and refuse one over its limit before gathering it.
+// NOTIFY or REPLY frame without FlagEnd). It lets the receiver refuse a
+// message over its limit before gathering it; a receiver should not
+// allocate the announced total up front, but grow its buffer as the bytes
+// arrive, so that the announcement alone cannot make it hold memory.
 const MessageLenSize = 4
 
 // AppendMessageLen appends the total-length prefix of a multi-frame message.
@@ -142,17 +144,18 @@ type GoAwayCode uint32
 
 // GOAWAY codes.
 const (
-	GoAwayNormal         GoAwayCode = 0 // closing normally (Close, idle or age limits)
-	GoAwayShutdown       GoAwayCode = 1 // the server is draining before shutting down
-	GoAwayTooManyPings   GoAwayCode = 2 // the peer pinged faster than allowed
-	GoAwayProtocolError  GoAwayCode = 3 // the peer broke the protocol
-	GoAwayMaxAge         GoAwayCode = 4 // the connection reached its maximum age
-	GoAwayIdle           GoAwayCode = 5 // the connection carried no calls for too long
-	GoAwayPeerSilent     GoAwayCode = 6 // nothing was heard from the peer for too long
-	GoAwayInternal       GoAwayCode = 7 // a failure on the sender's side
-	GoAwayHandshake      GoAwayCode = 8 // the handshake failed (settings refused)
-	GoAwayTooManyStreams GoAwayCode = 9 // too many concurrent messages in reassembly
-	maxGoAwayCode                   = GoAwayTooManyStreams
+	GoAwayNormal         GoAwayCode = 0  // closing normally (Close, idle or age limits)
+	GoAwayShutdown       GoAwayCode = 1  // the server is draining before shutting down
+	GoAwayTooManyPings   GoAwayCode = 2  // the peer pinged faster than allowed
+	GoAwayProtocolError  GoAwayCode = 3  // the peer broke the protocol
+	GoAwayMaxAge         GoAwayCode = 4  // the connection reached its maximum age
+	GoAwayIdle           GoAwayCode = 5  // the connection carried no calls for too long
+	GoAwayPeerSilent     GoAwayCode = 6  // nothing was heard from the peer for too long
+	GoAwayInternal       GoAwayCode = 7  // a failure on the sender's side
+	GoAwayHandshake      GoAwayCode = 8  // the handshake failed (settings refused)
+	GoAwayTooManyStreams GoAwayCode = 9  // too many concurrent messages in reassembly
+	GoAwayFlowControl    GoAwayCode = 10 // the peer sent more data than its credit, or overflowed it
+	maxGoAwayCode                   = GoAwayFlowControl
 )
 
 var goAwayNames = [...]string{
@@ -166,6 +169,7 @@ var goAwayNames = [...]string{
 	GoAwayInternal:       "internal error",
 	GoAwayHandshake:      "handshake refused",
 	GoAwayTooManyStreams: "too many concurrent messages",
+	GoAwayFlowControl:    "flow control error",
 }
 
 func (c GoAwayCode) String() string {
@@ -218,4 +222,31 @@ func ParseGoAway(p []byte) (GoAway, error) {
 		Code:    GoAwayCode(binary.BigEndian.Uint32(p[4:8])),
 		Message: string(p[8:]),
 	}, nil
+}
+
+// WindowUpdateSize is the payload size of a WINDOW_UPDATE frame.
+const WindowUpdateSize = 4
+
+// MaxWindow is the largest credit a receiver may have granted and not yet
+// seen used, and so the largest increment of one WINDOW_UPDATE.
+const MaxWindow = 1<<31 - 1
+
+// AppendWindowUpdate appends a complete WINDOW_UPDATE frame granting inc
+// more bytes of credit, 1 to MaxWindow.
+func AppendWindowUpdate(dst []byte, inc uint32) []byte {
+	dst = AppendHeader(dst, TypeWindowUpdate, 0, 0, WindowUpdateSize)
+	return binary.BigEndian.AppendUint32(dst, inc)
+}
+
+// ParseWindowUpdate decodes the payload of a WINDOW_UPDATE frame: its
+// increment, which is 1 to MaxWindow.
+func ParseWindowUpdate(p []byte) (uint32, error) {
+	if len(p) != WindowUpdateSize {
+		return 0, fmt.Errorf("%w: WINDOW_UPDATE payload of %d bytes, want %d", ErrMalformed, len(p), WindowUpdateSize)
+	}
+	inc := binary.BigEndian.Uint32(p)
+	if inc == 0 || inc > MaxWindow {
+		return 0, fmt.Errorf("%w: WINDOW_UPDATE increment %d outside [1, %d]", ErrMalformed, inc, uint32(MaxWindow))
+	}
+	return inc, nil
 }

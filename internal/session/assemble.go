@@ -15,14 +15,21 @@ func (s *Session) processMessage(h wire.Header, p []byte) error {
 	if err := s.checkMessageID(h); err != nil {
 		return err
 	}
+	fits, err := s.consume(len(p))
+	if err != nil {
+		return err
+	}
 	admitted := h.Type == wire.TypeReply || s.admit(h.ID)
 	if h.Flags&wire.FlagEnd != 0 {
-		if !admitted {
-			return nil
-		}
-		if len(p) > s.maxMsg {
+		switch {
+		case !admitted:
+			s.letGo(len(p), fits)
+		case len(p) > s.maxMsg:
+			s.letGo(len(p), fits)
 			s.tooLarge(h.Type, h.ID)
-		} else if s.dispatch(h.Type, h.ID, p, false) {
+		case !fits:
+			s.overBudget(h.Type, h.ID)
+		case s.dispatch(h.Type, h.ID, p, false, len(p)):
 			return errReaderMoved
 		}
 		return nil
@@ -37,14 +44,25 @@ func (s *Session) processMessage(h wire.Header, p []byte) error {
 	if len(rest) > int(total) {
 		return fmt.Errorf("%v id %d: first frame carries %d bytes of a %d-byte message", h.Type, h.ID, len(rest), total)
 	}
-	pm := &partialMsg{typ: h.Type, total: int(total), discard: !admitted}
+	pm := &partialMsg{typ: h.Type, total: int(total), discard: !admitted, busy: !fits}
 	s.startPartial(pm, h, rest, admitted)
 	pm.got = len(rest)
+	s.hold(pm, len(p), fits)
 	if s.partial == nil {
 		s.partial = make(map[uint32]*partialMsg)
 	}
 	s.partial[h.ID] = pm
 	return nil
+}
+
+// hold keeps the n bytes of a frame of pm that consume accepted while pm
+// gathers its body, and lets them go at once otherwise.
+func (s *Session) hold(pm *partialMsg, n int, fits bool) {
+	if fits && pm.keeps() {
+		pm.charged += n
+		return
+	}
+	s.letGo(n, fits)
 }
 
 // checkMessageID refuses a message whose id the sender may not use, or
@@ -55,6 +73,9 @@ func (s *Session) checkMessageID(h wire.Header) error {
 			return fmt.Errorf("REPLY with id %d, which this side never used", h.ID)
 		}
 	} else if !s.isPeerID(h.ID) {
+		if h.ID == 0 {
+			return fmt.Errorf("%v with id 0, which no call may use", h.Type)
+		}
 		return fmt.Errorf("%v with id %d, which belongs to this side", h.Type, h.ID)
 	}
 	if _, dup := s.partial[h.ID]; dup {
@@ -63,23 +84,51 @@ func (s *Session) checkMessageID(h wire.Header) error {
 	return nil
 }
 
+// A message in several frames gets a buffer of its announced size at
+// once, so that it is gathered without copies, while the buffers of this
+// connection's partial messages so sized add up to no more than the
+// connection's window (Session.reserved). Beyond that, a message's buffer
+// grows with the bytes that arrived, by doubling from smallChunk: a peer
+// announcing many large messages and sending a few bytes of each makes
+// this side hold the window and twice what arrived, not what it announced.
+const smallChunk = 4 << 10
+
+// initialCap returns the capacity of the buffer of pm, whose first frame
+// carries n bytes of body, and reserves it when it is the whole message.
+func (s *Session) initialCap(pm *partialMsg, n int) int {
+	if int(s.reserved)+pm.total <= int(s.cfg.Window) {
+		s.reserved += int32(pm.total)
+		pm.reserved = true
+		return pm.total
+	}
+	return min(pm.total, max(2*n, smallChunk))
+}
+
 // startPartial chooses where the body of pm, whose first frame carries
 // rest, is gathered.
 func (s *Session) startPartial(pm *partialMsg, h wire.Header, rest []byte, admitted bool) {
 	switch {
 	case pm.total > s.maxMsg:
 		pm.tooBig = true // discarded as it arrives
+	case pm.busy:
+		// Over the shared budget: discarded as it arrives.
 	case h.Type == wire.TypeReply && s.replyInto(pm, h.ID, rest):
 		// The body goes straight into the caller's reply slice.
 	case admitted && h.Type != wire.TypeReply && s.codec.Name() == codec.RawName:
 		// The argument of a method on the raw codec is the message
-		// itself (adoptRaw): a buffer of the message's size, which the
-		// argument keeps, rather than one from the pool that would be
-		// copied out of.
-		pm.buf = append(make([]byte, 0, pm.total), rest...)
+		// itself (adoptRaw): a buffer of its own, which the argument
+		// keeps, rather than one from the pool that would be copied out
+		// of.
+		pm.buf = append(make([]byte, 0, s.initialCap(pm, len(rest))), rest...)
 	case admitted:
-		pm.bp = bufpool.GetLarge(pm.total)
-		pm.buf = append((*pm.bp)[:0], rest...)
+		if n := s.initialCap(pm, len(rest)); pm.reserved {
+			pm.bp = bufpool.GetLarge(n)
+			pm.buf = append((*pm.bp)[:0], rest...)
+		} else {
+			// Grows with what arrives, from a few KiB: smaller than the
+			// pool's smallest large class.
+			pm.buf = append(make([]byte, 0, n), rest...)
+		}
 	}
 }
 
@@ -91,11 +140,16 @@ func (s *Session) processContinuation(h wire.Header, p []byte) error {
 	if pm == nil {
 		return fmt.Errorf("CONTINUATION for id %d, which has no message arriving", h.ID)
 	}
+	fits, err := s.consume(len(p))
+	if err != nil {
+		return err
+	}
 	if h.Flags&wire.FlagAbort != 0 {
 		delete(s.partial, h.ID)
-		pm.release()
+		s.letGo(len(p), fits)
+		s.dropPartial(pm)
 		if pm.typ != wire.TypeReply && !pm.discard {
-			s.handlerDone() // the call was counted when admitted
+			s.handlerDone(0) // the call was counted when admitted
 		}
 		return nil
 	}
@@ -103,11 +157,18 @@ func (s *Session) processContinuation(h wire.Header, p []byte) error {
 	if pm.got > pm.total {
 		return fmt.Errorf("message id %d: %d bytes received, %d announced", h.ID, pm.got, pm.total)
 	}
+	if !fits && pm.keeps() {
+		// The shared budget is full: the message is refused, and what it
+		// gathered is let go now.
+		s.dropPartial(pm)
+		pm.busy = true
+	}
+	s.hold(pm, len(p), fits)
 	switch {
 	case pm.into != nil:
 		s.appendInto(pm, h.ID, p)
-	case !pm.tooBig && !pm.discard:
-		pm.buf = append(pm.buf, p...)
+	case pm.keeps():
+		pm.append(p)
 	}
 	if h.Flags&wire.FlagEnd == 0 {
 		return nil
@@ -116,22 +177,49 @@ func (s *Session) processContinuation(h wire.Header, p []byte) error {
 		return fmt.Errorf("message id %d ended after %d bytes, %d announced", h.ID, pm.got, pm.total)
 	}
 	delete(s.partial, h.ID)
+	return s.finishPartial(pm, h.ID)
+}
+
+// unreserve ends pm's part of Session.reserved.
+func (s *Session) unreserve(pm *partialMsg) {
+	if pm.reserved {
+		s.reserved -= int32(pm.total)
+		pm.reserved = false
+	}
+}
+
+// finishPartial acts on the message pm, whose last frame arrived.
+func (s *Session) finishPartial(pm *partialMsg, id uint32) error {
+	s.unreserve(pm)
 	switch {
 	case pm.discard:
 	case pm.tooBig:
-		s.tooLarge(pm.typ, h.ID)
+		s.tooLarge(pm.typ, id)
+	case pm.busy:
+		s.overBudget(pm.typ, id)
 	case pm.into != nil:
-		s.finishInto(pm, h.ID)
+		s.finishInto(pm, id)
+		s.letGo(pm.charged, true)
 	default:
 		// The message is decoded before dispatch returns (codecs keep
 		// nothing of it), so its buffer can serve again.
-		moved := s.dispatch(pm.typ, h.ID, pm.buf, pm.bp == nil)
+		moved := s.dispatch(pm.typ, id, pm.buf, pm.bp == nil, pm.charged)
 		pm.release()
 		if moved {
 			return errReaderMoved
 		}
 	}
 	return nil
+}
+
+// dropPartial lets go of what pm gathered: its buffer, and the bytes it
+// holds.
+func (s *Session) dropPartial(pm *partialMsg) {
+	s.letGo(pm.charged, true)
+	pm.charged = 0
+	s.unreserve(pm)
+	pm.release()
+	pm.into, pm.buf = nil, nil
 }
 
 // partialMsg is a message being reassembled from several frames.
@@ -144,11 +232,36 @@ type partialMsg struct {
 	buf     []byte
 	total   int  // announced length of the message
 	got     int  // bytes received so far
+	charged int  // payload bytes of its frames held (flow control and the shared budget)
 	tooBig  bool // exceeded maxMsg: the rest is discarded
 	discard bool // nobody waits for it
+	busy    bool // did not fit the shared budget: the rest is discarded
+	// reserved says that buf was made at the announced size, counted in
+	// Session.reserved until the message ends.
+	reserved bool
 	// into is the call whose reply slice buf is, when the body of this
 	// REPLY goes straight there (replyInto); buf then holds the body only.
 	into *Call
+}
+
+// keeps reports whether pm gathers its bytes (rather than discard them).
+func (pm *partialMsg) keeps() bool { return !pm.tooBig && !pm.discard && !pm.busy }
+
+// append adds p to the body, growing the buffer by doubling up to the
+// announced total.
+func (pm *partialMsg) append(p []byte) {
+	if n := len(pm.buf) + len(p); n > cap(pm.buf) {
+		size := min(pm.total, max(n, 2*cap(pm.buf)))
+		if pm.bp == nil {
+			pm.buf = append(make([]byte, 0, size), pm.buf...)
+		} else {
+			bp := bufpool.GetLarge(size)
+			nb := append((*bp)[:0], pm.buf...)
+			pm.release()
+			pm.bp, pm.buf = bp, nb
+		}
+	}
+	pm.buf = append(pm.buf, p...)
 }
 
 // release gives the message's buffer back to the pool.

@@ -155,13 +155,18 @@ func (s *Session) refuseLocked() error {
 }
 
 // enqueueLocked queues the message in *bp (a frame header with FlagEnd
-// followed by the whole message) under id. Small messages are copied to
-// the data lane and bp is recycled; larger ones are queued for sending in
-// frames and keep bp until written. mark receives the position of the
-// message, for sent().
+// followed by the whole message) under id. A small message for which the
+// peer has given credit is copied to the data lane, taking its credit, and
+// bp is recycled; a larger one, or one that must wait for credit, is
+// queued as an outMsg and keeps bp until written. Small messages keep
+// their order: once one waits, those after it wait behind it. mark
+// receives the position of the message, for sent().
 func (s *Session) enqueueLocked(bp *[]byte, id uint32, typ wire.FrameType, mark func(seq uint64, out *outMsg)) {
 	b := *bp
-	if len(b)-wire.HeaderSize <= s.maxFrame {
+	n := len(b) - wire.HeaderSize
+	small := n <= s.maxFrame
+	if small && s.smallWait == 0 && int(s.credit) >= n {
+		s.credit -= int32(n)
 		binary.BigEndian.PutUint32(b[4:8], id)
 		wire.PutLength(b, len(b)-wire.HeaderSize)
 		d := lane(&s.data)
@@ -176,7 +181,10 @@ func (s *Session) enqueueLocked(bp *[]byte, id uint32, typ wire.FrameType, mark 
 		}
 		return
 	}
-	m := &outMsg{id: id, typ: typ, body: b[wire.HeaderSize:], buf: bp}
+	m := &outMsg{id: id, typ: typ, body: b[wire.HeaderSize:], buf: bp, small: small}
+	if small {
+		s.smallWait++
+	}
 	s.large = append(s.large, m)
 	if mark != nil {
 		mark(0, m)

@@ -17,10 +17,17 @@ type Config struct {
 	MaxFrameSize       uint32   // largest frame payload this side accepts
 	MaxMessageSize     uint32   // largest message this side accepts
 	MaxConcurrentCalls int      // handlers running at once per connection
-	HandshakeTimeout   time.Duration
-	Logger             *slog.Logger
-	Heartbeat          Heartbeat
-	Limits             Limits
+	// Window is the credit this side grants each peer for message bytes
+	// (HELLO's InitialWindow): the most one connection can make it hold.
+	// At least MaxMessageSize plus wire.MessageLenSize, and MaxFrameSize.
+	Window uint32
+	// Budget bounds the message bytes held by all the sessions of this
+	// Config together; nil for none.
+	Budget           *Budget
+	HandshakeTimeout time.Duration
+	Logger           *slog.Logger
+	Heartbeat        Heartbeat
+	Limits           Limits
 
 	// BaseContext returns the parent of the contexts of s's handlers
 	// (net/http's Server.BaseContext): the root puts the Peer in it. It
@@ -121,6 +128,7 @@ func (cfg *Config) localHello(role wire.Role) wire.Hello {
 		MaxFrameSize:       cfg.MaxFrameSize,
 		MaxMessageSize:     cfg.MaxMessageSize,
 		MaxConcurrentCalls: uint32(min(cfg.MaxConcurrentCalls, 1<<31)),
+		InitialWindow:      cfg.Window,
 	}
 	if cfg.Heartbeat.Interval > 0 {
 		h.Interval = cfg.Heartbeat.Interval

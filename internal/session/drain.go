@@ -26,8 +26,10 @@ func (s *Session) admit(id uint32) bool {
 }
 
 // handlerDone ends one admitted call: its handler returned, or it was
-// refused or dropped.
-func (s *Session) handlerDone() {
+// refused or dropped. held is what its message still holds of flow
+// control's bytes.
+func (s *Session) handlerDone(held int) {
+	s.letGo(held, true)
 	if s.running.Add(-1) == 0 && s.park.rd != nil && s.park.rd.busy.Load() {
 		s.readSoon()
 	}

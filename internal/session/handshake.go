@@ -155,6 +155,9 @@ func checkPeerHello(h wire.Hello) *ConnError {
 	if h.MaxFrameSize < wire.MinMaxFrameSize || h.MaxFrameSize > wire.MaxMaxFrameSize {
 		return handshakeErr("%w: peer's max frame size %d outside [%d, %d]", wire.ErrMalformed, h.MaxFrameSize, wire.MinMaxFrameSize, wire.MaxMaxFrameSize)
 	}
+	if err := wire.CheckWindow(h); err != nil {
+		return handshakeErr("%w", err)
+	}
 	return nil
 }
 

@@ -43,6 +43,8 @@ func testConfig(hb Heartbeat) *Config {
 		MaxFrameSize:       16 << 10,
 		MaxMessageSize:     4 << 20,
 		MaxConcurrentCalls: 1024,
+		Window:             8 << 20,
+		Budget:             NewBudget(512 << 20),
 		HandshakeTimeout:   10 * time.Second,
 		Logger:             slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Heartbeat:          hb,
@@ -194,7 +196,7 @@ func rawDial(t *testing.T, addr string) (net.Conn, *wire.Reader) {
 	}
 	t.Cleanup(func() { conn.Close() })
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	b, err := wire.AppendHello(nil, wire.Hello{Role: wire.RoleDialer, MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: 1 << 20, Codecs: []string{"json"}})
+	b, err := wire.AppendHello(nil, wire.Hello{Role: wire.RoleDialer, MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: 1 << 20, InitialWindow: 4 << 20, Codecs: []string{"json"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,10 +54,11 @@ func TestMonitorSize(t *testing.T) {
 	}
 }
 
-// TestSessionSize: every connection allocates a Session; 448 bytes is a
-// size class of Go's allocator, the next is 480.
+// TestSessionSize: every connection allocates a Session; 480 bytes is a
+// size class of Go's allocator, the next is 512. (Flow control's counters
+// and the peer-log limiter took it from 448 to 480.)
 func TestSessionSize(t *testing.T) {
-	if got, want := unsafe.Sizeof(Session{}), uintptr(448); got > want {
+	if got, want := unsafe.Sizeof(Session{}), uintptr(480); got > want {
 		t.Errorf("unsafe.Sizeof(Session{}) = %d, want <= %d", got, want)
 	}
 }

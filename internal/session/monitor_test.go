@@ -106,7 +106,7 @@ func handConfig(hb Heartbeat) *Config {
 func handSession(t *testing.T, c1 net.Conn, dialer bool, cfg *Config) (*Session, *reads) {
 	t.Helper()
 	rd := &reads{clock: &cfg.Clock}
-	peer := wire.Hello{MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: cfg.MaxMessageSize}
+	peer := wire.Hello{MaxFrameSize: wire.DefaultMaxFrameSize, MaxMessageSize: cfg.MaxMessageSize, InitialWindow: cfg.Window}
 	s := newSession(c1, newFrameReader(c1), codec.JSON, dialer, cfg, service.NewRegistry(), peer, rd)
 	return s, rd
 }

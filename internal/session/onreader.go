@@ -104,7 +104,7 @@ func (s *Session) shard(n int) int {
 // goroutine that was the reader. It reports whether it ran the call, and
 // whether the reader's job moved to another goroutine meanwhile. Called
 // by the reader.
-func (s *Session) serveOnReader(ctx context.Context, cancel context.CancelFunc, id uint32, svc *service.Service, mt *service.Method, argv reflect.Value) (served, readerMoved bool) {
+func (s *Session) serveOnReader(ctx context.Context, cancel context.CancelFunc, id uint32, msgBytes int, svc *service.Service, mt *service.Method, argv reflect.Value) (served, readerMoved bool) {
 	if s.park.socket() == nil || s.running.Load() != 1 {
 		return false, false
 	}
@@ -161,7 +161,7 @@ func (s *Session) serveOnReader(ctx context.Context, cancel context.CancelFunc, 
 			s.kickUnlock(false)
 		}
 	}()
-	s.serve(ctx, cancel, false, id, svc, mt, argv, mode)
+	s.serve(ctx, cancel, false, id, msgBytes, svc, mt, argv, mode)
 	returned = true
 	readerMoved = sh.finish(s, mt, procNanotime()-start)
 	if readerMoved && mode == held {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -82,6 +83,7 @@ func (s *Session) readFrames() {
 
 // endReading ends the reader role for good.
 func (s *Session) endReading() {
+	s.releaseAll()
 	s.baton.release()
 	s.readerEnd()
 }
@@ -92,6 +94,9 @@ func (s *Session) protocolError(err error) {
 	code := wire.GoAwayProtocolError
 	if errors.As(err, new(tooManyStreamsError)) {
 		code = wire.GoAwayTooManyStreams
+	}
+	if errors.As(err, new(flowError)) || errors.As(err, new(flowOverflowError)) {
+		code = wire.GoAwayFlowControl
 	}
 	s.goAway(code, err.Error(), ReasonProtocol, err, time.Second)
 }
@@ -144,6 +149,8 @@ func (s *Session) handleFrame(h wire.Header, p []byte) error {
 		return s.processPong(h, p)
 	case wire.TypeGoAway:
 		return s.processGoAway(h, p)
+	case wire.TypeWindowUpdate:
+		return s.processWindowUpdate(h, p)
 	case wire.TypeHello:
 		return errors.New("HELLO after the handshake")
 	}
@@ -175,9 +182,14 @@ func (s *Session) processPing(_ wire.Header, p []byte) error {
 		return err
 	}
 	if s.minPingGap > 0 && !s.allowPing() {
-		if s.pingStrikes++; s.pingStrikes > maxPingStrikes {
+		// One goroutine per connection, at the strike that ends it: the
+		// pings that follow while it closes only count.
+		if s.pingStrikes < math.MaxInt32 {
+			s.pingStrikes++
+		}
+		if s.pingStrikes == maxPingStrikes+1 {
 			msg := fmt.Sprintf("pings closer together than %v; the permitted rate is one ping per %v", s.minPingGap, s.minPingGap)
-			s.log.Warn("pulse: too many pings", "remote", s.conn.RemoteAddr(), "permitted", s.minPingGap)
+			s.peerLog(logTooManyPings, "pulse: too many pings", "permitted", s.minPingGap)
 			go s.goAway(wire.GoAwayTooManyPings, msg, ReasonProtocol, nil, time.Second)
 		}
 		return nil
@@ -210,7 +222,7 @@ func (s *Session) processGoAway(_ wire.Header, p []byte) error {
 func (s *Session) tooLarge(typ wire.FrameType, id uint32) {
 	msg := fmt.Sprintf("message exceeds the limit of %d bytes", s.maxMsg)
 	if typ != wire.TypeReply {
-		defer s.handlerDone() // the call was counted when admitted
+		defer s.handlerDone(0) // the call was counted when admitted
 	}
 	switch typ {
 	case wire.TypeCall:
@@ -220,7 +232,7 @@ func (s *Session) tooLarge(typ wire.FrameType, id uint32) {
 			call.done(&CallError{Status: wire.StatusTooLarge, Message: "reply " + msg, Err: ErrMessageTooLarge, Reached: true})
 		}
 	case wire.TypeNotify:
-		s.log.Warn("pulse: dropped notification: "+msg, "remote", s.conn.RemoteAddr())
+		s.peerLog(logDropTooLarge, "pulse: dropped notification: "+msg)
 	}
 }
 
@@ -229,10 +241,35 @@ func (s *Session) tooLarge(typ wire.FrameType, id uint32) {
 // in a buffer of its own), and a raw argument may then keep it. It reports
 // whether the reader's job moved to another goroutine while it ran a
 // method (serveOnReader): the caller, no longer the reader, must return.
-func (s *Session) dispatch(typ wire.FrameType, id uint32, msg []byte, owned bool) (readerMoved bool) {
+//
+// held is the payload bytes of msg's frames that flow control counts: a
+// reply's are let go once it is decoded, a call's when its handler
+// returns.
+func (s *Session) dispatch(typ wire.FrameType, id uint32, msg []byte, owned bool, held int) (readerMoved bool) {
 	if typ == wire.TypeReply {
 		s.handleReply(id, msg)
+		s.letGo(held, true)
 		return false
 	}
-	return s.handleCall(typ == wire.TypeNotify, id, msg, owned)
+	return s.handleCall(typ == wire.TypeNotify, id, msg, owned, held)
+}
+
+// overBudget answers a message refused because the shared budget had no
+// room for it; its bytes were let go as they arrived.
+func (s *Session) overBudget(typ wire.FrameType, id uint32) {
+	b := s.cfg.Budget
+	b.refused.Add(1)
+	msg := fmt.Sprintf("the receiver's memory budget for messages (%d bytes, shared by its connections) is full", b.limit)
+	switch typ {
+	case wire.TypeCall:
+		defer s.handlerDone(0)
+		s.replyError(id, wire.StatusBusy, msg, background)
+	case wire.TypeReply:
+		if call := s.takePending(id); call != nil {
+			call.done(&CallError{Status: wire.StatusBusy, Message: "reply refused: " + msg, Reached: true})
+		}
+	case wire.TypeNotify:
+		defer s.handlerDone(0)
+		s.peerLog(logDropBudget, "pulse: dropped notification: "+msg)
+	}
 }

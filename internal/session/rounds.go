@@ -43,15 +43,20 @@ const (
 	// minRunFrame is the smallest payload a cut run ends with: below it,
 	// the run ends one frame earlier.
 	minRunFrame = 1 << 10
+	// minCreditFrame is the smallest frame a run sends for want of
+	// credit (creditNeed).
+	minCreditFrame = 4 << 10
 )
 
 // largeRound is the scratch of the writer for the runs of large
 // messages: it is taken from roundPool by a writer that has one to send,
 // so that small messages and idle connections carry none of it.
 type largeRound struct {
-	start  int // the message's off before the run
-	n      int // frames in the run
-	budget int // bytes of a cut round, headers included (runBudget); 0: a payload round
+	start  int  // the message's off before the run
+	n      int  // frames in the run
+	used   int  // credit the run takes: its payload bytes
+	single bool // the run is a small message's only frame, without a length prefix
+	budget int  // bytes of a cut round, headers included (runBudget); 0: a payload round
 	ends   [maxRoundFrames]int
 	hdrs   [maxRoundFrames * (wire.HeaderSize + wire.MessageLenSize)]byte
 	bufs   [3 + 2*maxRoundFrames][]byte
@@ -72,13 +77,25 @@ func runBudget(mss, wnd int) int {
 }
 
 // next lays out the next run of m's frames, of at most maxFrame bytes of
-// payload each, and moves m.off past them. It reports whether the run
-// holds the message's last frame. With budget 0 a run carries whole
-// frames up to maxWriteSize bytes of payload; otherwise it carries at most
-// budget bytes with its headers, its last frame cut short to fill them, so
-// frames of a large message need not all be maxFrame long.
-func (lr *largeRound) next(m *outMsg, maxFrame, budget int) (last bool) {
-	lr.start, lr.n = m.off, 0
+// payload each and credit bytes of payload in all, and moves m.off past
+// them. It reports whether the run holds the message's last frame; lr.n
+// is 0 when credit is too short for any (creditNeed). With budget 0 a run
+// carries whole frames up to maxWriteSize bytes of payload; otherwise it
+// carries at most budget bytes with its headers, its last frame cut short
+// to fill them, so frames of a large message need not all be maxFrame
+// long. A small message goes whole in one frame, as the data lane would
+// have sent it.
+func (lr *largeRound) next(m *outMsg, maxFrame, budget, credit int) (last bool) {
+	lr.start, lr.n, lr.used, lr.single = m.off, 0, 0, false
+	if credit < creditNeed(m) {
+		return false
+	}
+	if m.small {
+		wire.AppendHeader(lr.hdrs[:0], m.typ, wire.FlagEnd, m.id, len(m.body))
+		m.off = len(m.body)
+		lr.ends[0], lr.n, lr.used, lr.single = m.off, 1, len(m.body), true
+		return true
+	}
 	hb := lr.hdrs[:0]
 	for payload, left := 0, budget; lr.n < maxRoundFrames; {
 		if budget == 0 && payload >= maxWriteSize {
@@ -99,7 +116,11 @@ func (lr *largeRound) next(m *outMsg, maxFrame, budget int) (last bool) {
 			}
 			// else the run's only frame, whole whatever the budget
 		}
-		n := min(room, len(m.body)-m.off)
+		c := credit - lr.used - (hl - wire.HeaderSize)
+		if c < min(len(m.body)-m.off, minCreditFrame) {
+			return false // the run ends where credit does
+		}
+		n := min(room, len(m.body)-m.off, c)
 		typ, flags := m.typ, wire.Flags(0)
 		if !first {
 			typ = wire.TypeContinuation
@@ -114,6 +135,7 @@ func (lr *largeRound) next(m *outMsg, maxFrame, budget int) (last bool) {
 			hb = wire.AppendHeader(hb, typ, flags, m.id, n)
 		}
 		m.off += n
+		lr.used += hl - wire.HeaderSize + n
 		payload += n
 		left -= hl + n
 		lr.ends[lr.n] = m.off
@@ -134,7 +156,7 @@ func (s *Session) writeLarge(lr *largeRound, m *outMsg, prefix [][]byte) (int64,
 	off := lr.start
 	for i := range lr.n {
 		hl := wire.HeaderSize
-		if off == 0 {
+		if off == 0 && !lr.single {
 			hl += wire.MessageLenSize
 		}
 		bufs = append(bufs, hb[:hl:hl], m.body[off:lr.ends[i]])

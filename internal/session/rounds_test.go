@@ -105,7 +105,7 @@ func TestPingAheadOfLargeMessage(t *testing.T) {
 		t.Fatalf("client's first frame = %v, %v; want HELLO", h, err)
 	}
 	b, err := wire.AppendHello(nil, wire.Hello{Role: wire.RoleAcceptor, MaxFrameSize: wire.DefaultMaxFrameSize,
-		MaxMessageSize: 16 << 20, Codecs: []string{codec.RawName}, Interval: time.Minute, Timeout: 10 * time.Minute})
+		MaxMessageSize: 16 << 20, InitialWindow: 32 << 20, Codecs: []string{codec.RawName}, Interval: time.Minute, Timeout: 10 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestRunLayout(t *testing.T) {
 				lr := new(largeRound)
 				var got []byte
 				for run := 0; ; run++ {
-					last := lr.next(m, maxFrame, budget)
+					last := lr.next(m, maxFrame, budget, wire.MaxWindow)
 					nbytes, payload, hb, off := 0, 0, lr.hdrs[:], lr.start
 					for i := range lr.n {
 						h, err := wire.ParseHeader(hb[:wire.HeaderSize], uint32(maxFrame))

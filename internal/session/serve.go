@@ -45,30 +45,32 @@ func (s *Session) replyErr(call *Call, msg []byte) error {
 // copied; the method runs on the reader (serveOnReader) or on a worker.
 // It reports whether the reader's job moved to another goroutine
 // meanwhile.
-func (s *Session) handleCall(notify bool, id uint32, msg []byte, owned bool) (readerMoved bool) {
+//
+// held is the payload bytes of msg's frames, let go when the call ends.
+func (s *Session) handleCall(notify bool, id uint32, msg []byte, owned bool, held int) (readerMoved bool) {
 	method, timeout, args, err := wire.ParseCall(msg)
 	if err != nil {
-		s.refuse(notify, id, wire.StatusBadArgs, err.Error(), method)
+		s.refuse(notify, held, id, wire.StatusBadArgs, err.Error(), method)
 		return false
 	}
 	svc, mt, kind := s.handlers.Lookup(method)
 	switch kind {
 	case service.UnknownService:
-		s.refuse(notify, id, wire.StatusUnknownService, fmt.Sprintf("unknown service in %q", method), method)
+		s.refuse(notify, held, id, wire.StatusUnknownService, fmt.Sprintf("unknown service in %q", method), method)
 		return false
 	case service.UnknownMethod:
-		s.refuse(notify, id, wire.StatusUnknownMethod, fmt.Sprintf("service %s has no method in %q", svc.Name, method), method)
+		s.refuse(notify, held, id, wire.StatusUnknownMethod, fmt.Sprintf("service %s has no method in %q", svc.Name, method), method)
 		return false
 	}
 	argp, argv := mt.NewArgs()
 	if owned && adoptRaw(s.codec, args, argp) {
 		// The argument is the message's own buffer: no copy.
 	} else if err := s.codec.Unmarshal(args, argp); err != nil {
-		s.refuse(notify, id, wire.StatusBadArgs, fmt.Sprintf("cannot decode arguments of %s.%s into %v: %v", svc.Name, mt.Name(), mt.ArgType, err), method)
+		s.refuse(notify, held, id, wire.StatusBadArgs, fmt.Sprintf("cannot decode arguments of %s.%s into %v: %v", svc.Name, mt.Name(), mt.ArgType, err), method)
 		return false
 	}
 	if int(s.running.Load()) > s.cfg.MaxConcurrentCalls {
-		s.refuse(notify, id, wire.StatusBusy, fmt.Sprintf("%d calls already running on this connection", s.cfg.MaxConcurrentCalls), method)
+		s.refuse(notify, held, id, wire.StatusBusy, fmt.Sprintf("%d calls already running on this connection", s.cfg.MaxConcurrentCalls), method)
 		return false
 	}
 	// A method that takes a context gets one that carries the caller's
@@ -96,30 +98,32 @@ func (s *Session) handleCall(notify bool, id uint32, msg []byte, owned bool) (re
 	}
 	s.mon.callActivity()
 	if notify {
-		s.queueNotification(pendingNotify{ctx, cancel, id, svc, mt, argv})
+		s.queueNotification(pendingNotify{ctx, cancel, id, held, svc, mt, argv})
 		return false
 	}
-	if served, moved := s.serveOnReader(ctx, cancel, id, svc, mt, argv); served {
+	if served, moved := s.serveOnReader(ctx, cancel, id, held, svc, mt, argv); served {
 		return moved
 	}
-	s.pool().run(handlerTask{s: s, n: pendingNotify{ctx, cancel, id, svc, mt, argv}})
+	s.pool().run(handlerTask{s: s, n: pendingNotify{ctx, cancel, id, held, svc, mt, argv}})
 	return false
 }
 
 // refuse answers a call that will not run. A refused notification is
 // logged, since nobody waits for an answer.
-func (s *Session) refuse(notify bool, id uint32, status wire.Status, msg string, method []byte) {
-	defer s.handlerDone() // the call was counted when admitted
+func (s *Session) refuse(notify bool, held int, id uint32, status wire.Status, msg string, method []byte) {
+	defer s.handlerDone(held) // the call was counted when admitted
 	if notify {
-		s.log.Warn("pulse: dropped notification", "remote", s.conn.RemoteAddr(), "method", string(method), "status", status, "err", msg)
+		s.peerLog(logDropNotify, "pulse: dropped notification", "method", string(method), "status", status, "err", msg)
 		return
 	}
 	s.replyError(id, status, msg, background)
 }
 
 // serve runs one method and sends its reply.
-func (s *Session) serve(ctx context.Context, cancel context.CancelFunc, notify bool, id uint32, svc *service.Service, mt *service.Method, argv reflect.Value, mode writeMode) {
-	defer s.handlerDone()
+// held is the payload bytes of the call's message, let go once the method
+// returns.
+func (s *Session) serve(ctx context.Context, cancel context.CancelFunc, notify bool, id uint32, held int, svc *service.Service, mt *service.Method, argv reflect.Value, mode writeMode) {
+	defer s.handlerDone(held)
 	replyv := mt.NewReply()
 	err, panicked := s.invoke(ctx, svc, mt, argv, replyv)
 	if cancel != nil {
@@ -211,6 +215,7 @@ type pendingNotify struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	id     uint32
+	held   int // payload bytes of its message, let go when it ends
 	svc    *service.Service
 	mt     *service.Method
 	argv   reflect.Value
@@ -247,6 +252,6 @@ func (s *Session) runNotifications() {
 		s.notifyQ[0] = pendingNotify{}
 		s.notifyQ = s.notifyQ[1:]
 		s.mu.Unlock()
-		s.serve(n.ctx, n.cancel, true, n.id, n.svc, n.mt, n.argv, inline)
+		s.serve(n.ctx, n.cancel, true, n.id, n.held, n.svc, n.mt, n.argv, inline)
 	}
 }

@@ -67,6 +67,8 @@ type Session struct {
 	lastRead *atomic.Int64              // clock ns of the last read that returned bytes (reads.last)
 	drainSt  atomic.Pointer[drainState] // set when this side starts draining (drain.go)
 	flushed  atomic.Uint64              // bytes of the data lane written
+	logs     atomic.Pointer[peerLogs]   // peer-caused log lines' rate limits, made on first use (peerlog.go)
+	in       flowIn                     // flow control of what the peer sends (reader; its atomics: any goroutine)
 
 	// Writer.
 	iov net.Buffers // the writev list
@@ -79,6 +81,7 @@ type Session struct {
 	lastPingRecv int64   // clock ns, for the ping rate limit
 	pingTokens   float64 // pings the peer may send now (a token bucket)
 	pingStrikes  int32
+	reserved     int32 // bytes of partial messages' buffers made at their announced size (assemble.go)
 	// heldN replies of methods run on the reader wait in the queue for
 	// the reader to flush them once its buffer is empty.
 	heldN uint8
@@ -89,6 +92,8 @@ type Session struct {
 	mu         sync.Mutex    // protects following
 	draining   chan struct{} // closed when this side starts draining; made on first use (Draining)
 	nextID     uint32
+	credit     int32                         // bytes of data-frame payload the peer lets this side send now (flow.go)
+	smallWait  int32                         // messages of one frame in large, waiting for credit
 	lastPeerID uint32                        // highest call id from the peer accepted here
 	pending    map[uint32]*Call              // calls this side started
 	inflight   map[uint32]context.CancelFunc // peer calls running here
@@ -143,6 +148,8 @@ func newSession(conn net.Conn, fr *wire.Reader, c codec.Codec, dialer bool, cfg 
 	if s.peerMaxMsg <= 0 {
 		s.peerMaxMsg = math.MaxInt32
 	}
+	s.credit = int32(peerHello.InitialWindow) // at most wire.MaxWindow (checkPeerHello)
+	s.in.granted.Store(cfg.Window)
 	s.nextID = 2
 	if dialer {
 		s.nextID = 1
@@ -364,6 +371,7 @@ type Stats struct {
 	Interval             time.Duration
 	Timeout, PeerTimeout time.Duration
 	Pending, Running     int
+	Credit               int
 	Suspect, Draining    bool
 	Closed               bool
 }
@@ -379,6 +387,7 @@ func (s *Session) Stats() Stats {
 	}
 	s.mu.Lock()
 	st.Pending = len(s.pending)
+	st.Credit = int(s.credit)
 	st.Draining = s.goAwayOut
 	st.Closed = s.closed
 	s.mu.Unlock()

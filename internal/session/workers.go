@@ -44,7 +44,7 @@ func (t *handlerTask) run() {
 		return
 	}
 	n := &t.n
-	t.s.serve(n.ctx, n.cancel, false, n.id, n.svc, n.mt, n.argv, inline)
+	t.s.serve(n.ctx, n.cancel, false, n.id, n.held, n.svc, n.mt, n.argv, inline)
 }
 
 type worker struct {

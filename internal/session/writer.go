@@ -64,6 +64,7 @@ type outMsg struct {
 	body    []byte         // fixed when queued
 	buf     *[]byte        // pooled buffer holding body; given back by the writer (or by a writer that drops it aborted)
 	off     int            // bytes of body already handed to the writer; moved by the writer under Session.mu
+	small   bool           // fits one frame: waits for credit for all of it, and goes whole (fixed)
 	aborted bool           // abandoned by the caller; protected by Session.mu
 	failed  bool           // the write of its last frame failed; protected by Session.mu
 	sent    atomic.Bool    // its last frame was written
@@ -123,7 +124,7 @@ const (
 // goroutine becomes the writer: the write happens without a goroutine
 // switch, and frames others queue meanwhile go out in the same loop.
 func (s *Session) kickUnlock(inline bool) {
-	if s.writing || s.closed || s.writeClosed {
+	if s.writing || s.closed || s.writeClosed || s.ctrl == nil && s.data == nil && s.creditBlockedLocked() {
 		s.mu.Unlock()
 		return
 	}
@@ -135,6 +136,33 @@ func (s *Session) kickUnlock(inline bool) {
 	}
 	s.mu.Unlock()
 	go s.writeLoop(false)
+}
+
+// creditBlockedLocked reports whether the large queue has nothing the
+// writer could send now: it is empty, or its first message waits for
+// credit. Called with s.mu held.
+func (s *Session) creditBlockedLocked() bool {
+	if len(s.large) == 0 {
+		return true
+	}
+	m := s.large[0]
+	return !m.aborted && int(s.credit) < creditNeed(m)
+}
+
+// creditNeed is the credit from which the writer sends (more of) m: all
+// of a small message, which goes whole; of a large one, at least one
+// frame of minCreditFrame bytes or the rest, with the prefix of the
+// first frame, so that a trickle of credit does not cut it into tiny
+// frames.
+func creditNeed(m *outMsg) int {
+	if m.small {
+		return len(m.body)
+	}
+	n := min(len(m.body)-m.off, minCreditFrame)
+	if m.off == 0 {
+		n += wire.MessageLenSize
+	}
+	return n
 }
 
 // writeLoop writes queued frames until the queues are empty, as the
@@ -251,13 +279,15 @@ func (s *Session) planLargeLocked(r *writeRound) {
 		}
 		if first.aborted {
 			s.large = s.large[1:]
+			if first.small {
+				s.smallWait--
+			}
 			if first.off > 0 {
 				r.abort = wire.AppendHeader(r.sc.hdrs[:0], wire.TypeContinuation, wire.FlagEnd|wire.FlagAbort, first.id, 0)
 			}
 			bufpool.Put(first.buf)
 			continue
 		}
-		r.m = first
 		// The round's control frames and small messages go in the same
 		// write, ahead of the run: a cut run takes what is left of the
 		// budget, so that the write still ends on a segment boundary,
@@ -266,8 +296,17 @@ func (s *Session) planLargeLocked(r *writeRound) {
 		if p := len(r.ctrl) + len(r.data); budget > 0 && p < budget/2 {
 			budget -= p
 		}
-		if r.sc.next(r.m, s.maxFrame, budget) {
+		last := r.sc.next(first, s.maxFrame, budget, int(s.credit))
+		if r.sc.n == 0 {
+			break // the first message waits for credit, and those behind it
+		}
+		r.m = first
+		s.credit -= int32(r.sc.used)
+		if last {
 			s.large = s.large[1:] // its last frame is in this round
+			if first.small {
+				s.smallWait--
+			}
 		}
 	}
 	if len(s.large) == 0 {
