@@ -22,13 +22,15 @@ func exchange() string {
 
 	// 1. The dialer offers two codecs, raw preferred, and proposes
 	// settings: the frame and message sizes it accepts, a 15 s heartbeat
-	// and a 45 s silence deadline.
+	// and a 45 s silence deadline, and grants the acceptor an initial
+	// flow-control window of 8 MiB.
 	b, err := wire.AppendHello(nil, wire.Hello{
 		Role:           wire.RoleDialer,
 		MaxFrameSize:   16384,
 		MaxMessageSize: 4 << 20,
 		Interval:       15 * time.Second,
 		Timeout:        45 * time.Second,
+		InitialWindow:  8 << 20,
 		Codecs:         []string{"raw", "json"},
 	})
 	if err != nil {
@@ -36,7 +38,8 @@ func exchange() string {
 	}
 	frames = append(frames, frame{"dialer -> acceptor", b})
 
-	// 2. The acceptor chooses json and grants its settings.
+	// 2. The acceptor chooses json and grants its settings, and the
+	// dialer an initial window of 8 MiB.
 	b, err = wire.AppendHello(nil, wire.Hello{
 		Role:               wire.RoleAcceptor,
 		MaxFrameSize:       16384,
@@ -45,6 +48,7 @@ func exchange() string {
 		Timeout:            45 * time.Second,
 		MaxConcurrentCalls: 100,
 		MinPingInterval:    5 * time.Second,
+		InitialWindow:      8 << 20,
 		Codecs:             []string{"json"},
 	})
 	if err != nil {
@@ -54,6 +58,7 @@ func exchange() string {
 
 	// 3. The dialer calls Arith.Add with a 2 s deadline: call id 1, the
 	// first odd id. The message fits one frame, so it carries FlagEnd.
+	// Its 26 payload bytes take 26 of the dialer's 8 MiB of credit.
 	b = wire.AppendHeader(nil, wire.TypeCall, wire.FlagEnd, 1, 0)
 	b = wire.AppendCallHead(b, "Arith.Add", 2*time.Second)
 	b = append(b, `{"A":2,"B":3}`...)
@@ -84,23 +89,25 @@ func exchange() string {
 func Example_exchange() {
 	fmt.Print(exchange())
 	// Output:
-	// dialer -> acceptor: HELLO flags=END id=0 len=52 (64 bytes)
-	// 00000000  01 01 01 00 00 00 00 00  00 00 00 34 50 4c 53 45  |...........4PLSE|
-	// 00000010  00 06 00 01 00 00 40 00  00 02 00 40 00 00 00 03  |......@....@....|
+	// dialer -> acceptor: HELLO flags=END id=0 len=58 (70 bytes)
+	// 00000000  02 01 01 00 00 00 00 00  00 00 00 3a 50 4c 53 45  |...........:PLSE|
+	// 00000010  00 07 00 01 00 00 40 00  00 02 00 40 00 00 00 03  |......@....@....|
 	// 00000020  00 00 3a 98 00 04 00 00  af c8 00 05 00 00 00 00  |..:.............|
-	// 00000030  00 06 00 00 00 00 02 03  72 61 77 04 6a 73 6f 6e  |........raw.json|
+	// 00000030  00 06 00 00 00 00 00 07  00 80 00 00 02 03 72 61  |..............ra|
+	// 00000040  77 04 6a 73 6f 6e                                 |w.json|
 	//
-	// acceptor -> dialer: HELLO flags=END id=0 len=48 (60 bytes)
-	// 00000000  01 01 01 00 00 00 00 00  00 00 00 30 50 4c 53 45  |...........0PLSE|
-	// 00000010  01 06 00 01 00 00 40 00  00 02 00 40 00 00 00 03  |......@....@....|
+	// acceptor -> dialer: HELLO flags=END id=0 len=54 (66 bytes)
+	// 00000000  02 01 01 00 00 00 00 00  00 00 00 36 50 4c 53 45  |...........6PLSE|
+	// 00000010  01 07 00 01 00 00 40 00  00 02 00 40 00 00 00 03  |......@....@....|
 	// 00000020  00 00 3a 98 00 04 00 00  af c8 00 05 00 00 00 64  |..:............d|
-	// 00000030  00 06 00 00 13 88 01 04  6a 73 6f 6e              |........json|
+	// 00000030  00 06 00 00 13 88 00 07  00 80 00 00 01 04 6a 73  |..............js|
+	// 00000040  6f 6e                                             |on|
 	//
 	// dialer -> acceptor: CALL flags=END id=1 len=26 (38 bytes)
-	// 00000000  01 02 01 00 00 00 00 01  00 00 00 1a 09 41 72 69  |.............Ari|
+	// 00000000  02 02 01 00 00 00 00 01  00 00 00 1a 09 41 72 69  |.............Ari|
 	// 00000010  74 68 2e 41 64 64 80 89  7a 7b 22 41 22 3a 32 2c  |th.Add..z{"A":2,|
 	// 00000020  22 42 22 3a 33 7d                                 |"B":3}|
 	//
 	// acceptor -> dialer: REPLY flags=END id=1 len=2 (14 bytes)
-	// 00000000  01 03 01 00 00 00 00 01  00 00 00 02 00 35        |.............5|
+	// 00000000  02 03 01 00 00 00 00 01  00 00 00 02 00 35        |.............5|
 }

@@ -25,7 +25,7 @@ const fuzzMaxPayload = 64
 
 // seedFrames returns valid frames of every type, for seeding.
 func seedFrames(tb testing.TB) [][]byte {
-	hello, err := AppendHello(nil, Hello{Role: RoleAcceptor, MaxFrameSize: 1024, Interval: time.Second, Codecs: []string{"json"}})
+	hello, err := AppendHello(nil, Hello{Role: RoleAcceptor, MaxFrameSize: 1024, Interval: time.Second, InitialWindow: 1 << 20, Codecs: []string{"json"}})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -43,6 +43,7 @@ func seedFrames(tb testing.TB) [][]byte {
 		AppendPing(nil, TypePing, 42),
 		AppendPing(nil, TypePong, 42),
 		AppendGoAway(nil, GoAway{LastID: 1, Code: GoAwayNormal, Message: "bye"}),
+		AppendWindowUpdate(nil, 65536),
 	}
 }
 
@@ -54,7 +55,7 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add(all[:len(all)-3], uint16(64), false)                                    // EOF mid-body
 	f.Add(all[:HeaderSize-1], uint16(24), false)                                  // EOF mid-header
 	f.Add(AppendHeader(nil, TypeCall, 0, 1, fuzzMaxPayload+1), uint16(24), false) // too large
-	f.Add(AppendHeader(nil, 0x0a, 0, 0, 0), uint16(24), true)                     // unknown type
+	f.Add(AppendHeader(nil, 0x0b, 0, 0, 0), uint16(24), true)                     // unknown type
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), uint16(100), false)        // not Pulse
 	f.Add([]byte{}, uint16(0), false)
 
@@ -125,7 +126,8 @@ func FuzzParseHeader(f *testing.F) {
 	for _, b := range seedFrames(f) {
 		f.Add(b[:HeaderSize], uint32(MaxHelloSize))
 	}
-	f.Add(hdr(2, TypeCall, 0), uint32(100))
+	f.Add(hdr(1, TypeCall, 0), uint32(100)) // version 1: refused
+	f.Add(hdr(Version, 11, 0), uint32(100))
 	f.Add(hdr(Version, 0, 0), uint32(100))
 	f.Add(hdr(Version, TypeCall, 101), uint32(100))
 	f.Add(make([]byte, HeaderSize), uint32(0))
@@ -266,7 +268,7 @@ func FuzzParseGoAway(f *testing.F) {
 
 // helloSize returns the payload size AppendHello produces for h.
 func helloSize(h Hello) int {
-	n := len(Magic) + 1 + 1 + 6*6 + 1
+	n := len(Magic) + 1 + 1 + 7*6 + 1
 	for _, c := range h.Codecs {
 		n += 1 + len(c)
 	}
@@ -275,8 +277,10 @@ func helloSize(h Hello) int {
 
 func FuzzParseHello(f *testing.F) {
 	for _, h := range []Hello{
-		{Role: RoleDialer, MaxFrameSize: 16384, MaxMessageSize: 4 << 20, Interval: 15 * time.Second, Timeout: 45 * time.Second, Codecs: []string{"raw", "json"}},
-		{Role: RoleAcceptor, MaxFrameSize: 16384, MaxConcurrentCalls: 100, MinPingInterval: 5 * time.Second, Codecs: []string{"json"}},
+		{Role: RoleDialer, MaxFrameSize: 16384, MaxMessageSize: 4 << 20, Interval: 15 * time.Second, Timeout: 45 * time.Second, InitialWindow: 8 << 20, Codecs: []string{"raw", "json"}},
+		{Role: RoleAcceptor, MaxFrameSize: 16384, MaxConcurrentCalls: 100, MinPingInterval: 5 * time.Second, InitialWindow: 16384, Codecs: []string{"json"}},
+		{MaxFrameSize: 16384, MaxMessageSize: 4 << 20, InitialWindow: 4<<20 + 3}, // window one byte short
+		{InitialWindow: MaxWindow + 1},
 		{},
 	} {
 		b, err := AppendHello(nil, h)
@@ -312,7 +316,7 @@ func FuzzParseHello(f *testing.F) {
 		enc, err := AppendHello(nil, h)
 		if err != nil {
 			// Only possible when the re-encoded payload, which always
-			// carries all six settings, is over the limit.
+			// carries all seven settings, is over the limit.
 			if helloSize(h) <= MaxHelloSize {
 				t.Fatalf("AppendHello(%+v): %v", h, err)
 			}
@@ -329,7 +333,24 @@ func FuzzParseHello(f *testing.F) {
 		if !reflect.DeepEqual(h, h2) {
 			t.Fatalf("round trip:\n%+v\nbecame\n%+v", h, h2)
 		}
+		checkWindowRule(t, h)
 	})
+}
+
+// checkWindowRule checks CheckWindow against the rule of PROTOCOL.md,
+// computed another way: InitialWindow lies in
+// [max(MaxFrameSize, MaxMessageSize+4), 2^31-1], the MaxMessageSize term
+// only when MaxMessageSize is not 0.
+func checkWindowRule(t *testing.T, h Hello) {
+	t.Helper()
+	w := int64(h.InitialWindow)
+	ok := w >= int64(h.MaxFrameSize) && w <= 1<<31-1 &&
+		(h.MaxMessageSize == 0 || w >= int64(h.MaxMessageSize)+4)
+	err := CheckWindow(h)
+	if ok != (err == nil) || err != nil && !errors.Is(err, ErrMalformed) {
+		t.Fatalf("CheckWindow(window %d, frame %d, message %d) = %v, want ok=%v",
+			h.InitialWindow, h.MaxFrameSize, h.MaxMessageSize, err, ok)
+	}
 }
 
 func FuzzParsePing(f *testing.F) {
@@ -355,6 +376,40 @@ func FuzzParsePing(f *testing.F) {
 			if err != nil || h != (Header{Type: ft, Length: PingSize}) || !bytes.Equal(enc[HeaderSize:], p) {
 				t.Fatalf("AppendPing(%v, %#x) = % x (%v, %v)", ft, v, enc, h, err)
 			}
+		}
+	})
+}
+
+func FuzzParseWindowUpdate(f *testing.F) {
+	f.Add([]byte{0x00, 0x01, 0x00, 0x00}) // 65536
+	f.Add([]byte{0x00, 0x00, 0x00, 0x01}) // 1, the smallest
+	f.Add([]byte{0x7f, 0xff, 0xff, 0xff}) // MaxWindow
+	f.Add([]byte{0x00, 0x00, 0x00, 0x00}) // 0: malformed
+	f.Add([]byte{0x80, 0x00, 0x00, 0x00}) // 2^31: malformed
+	f.Add([]byte{0x00, 0x01, 0x00})       // length 3
+	f.Add([]byte{0x00, 0x01, 0x00, 0x00, 0x00})
+
+	f.Fuzz(func(t *testing.T, p []byte) {
+		inc, err := ParseWindowUpdate(p)
+		if len(p) != WindowUpdateSize {
+			if !errors.Is(err, ErrMalformed) || inc != 0 {
+				t.Fatalf("WINDOW_UPDATE payload of %d bytes: %d, %v", len(p), inc, err)
+			}
+			return
+		}
+		if v := binary.BigEndian.Uint32(p); v == 0 || v > MaxWindow {
+			if !errors.Is(err, ErrMalformed) || inc != 0 {
+				t.Fatalf("increment %d: %d, %v", v, inc, err)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("ParseWindowUpdate(% x): %v", p, err)
+		}
+		enc := AppendWindowUpdate(nil, inc)
+		h, err := ParseHeader(enc, WindowUpdateSize)
+		if err != nil || h != (Header{Type: TypeWindowUpdate, Length: WindowUpdateSize}) || !bytes.Equal(enc[HeaderSize:], p) {
+			t.Fatalf("AppendWindowUpdate(%d) = % x (%v, %v)", inc, enc, h, err)
 		}
 	})
 }

@@ -10,9 +10,10 @@ import (
 // MessageLenSize is the size of the total-length prefix that starts the
 // payload of the first frame of a message sent in several frames (a CALL,
 // NOTIFY or REPLY frame without FlagEnd). It lets the receiver refuse a
-// message over its limit before gathering it; a receiver should not
-// allocate the announced total up front, but grow its buffer as the bytes
-// arrive, so that the announcement alone cannot make it hold memory.
+// message over its limit before gathering it. It is only an announcement:
+// a receiver should bound the memory it allocates for announced totals
+// (package pulse: up to its flow-control window) and otherwise grow a
+// message's buffer as its bytes arrive.
 const MessageLenSize = 4
 
 // AppendMessageLen appends the total-length prefix of a multi-frame message.

@@ -40,7 +40,7 @@ func TestWireConstants(t *testing.T) {
 		name      string
 		got, want uint64
 	}{
-		{"Version", Version, 1},
+		{"Version", Version, 2},
 		{"MinMaxFrameSize", MinMaxFrameSize, 1024},
 		{"DefaultMaxFrameSize", DefaultMaxFrameSize, 16384},
 		{"MaxMaxFrameSize", MaxMaxFrameSize, 16 << 20},
@@ -48,6 +48,9 @@ func TestWireConstants(t *testing.T) {
 		{"MaxMethodLen", MaxMethodLen, 1024},
 		{"MaxGoAwayMessage", MaxGoAwayMessage, 512},
 		{"PingSize", PingSize, 8},
+		{"MessageLenSize", MessageLenSize, 4},
+		{"WindowUpdateSize", WindowUpdateSize, 4},
+		{"MaxWindow", MaxWindow, 1<<31 - 1},
 
 		{"TypeHello", uint64(TypeHello), 1},
 		{"TypeCall", uint64(TypeCall), 2},
@@ -58,6 +61,7 @@ func TestWireConstants(t *testing.T) {
 		{"TypePing", uint64(TypePing), 7},
 		{"TypePong", uint64(TypePong), 8},
 		{"TypeGoAway", uint64(TypeGoAway), 9},
+		{"TypeWindowUpdate", uint64(TypeWindowUpdate), 10},
 
 		{"FlagEnd", uint64(FlagEnd), 0x1},
 		{"FlagAbort", uint64(FlagAbort), 0x2},
@@ -71,6 +75,7 @@ func TestWireConstants(t *testing.T) {
 		{"SettingTimeout", uint64(SettingTimeout), 4},
 		{"SettingMaxConcurrentCalls", uint64(SettingMaxConcurrentCalls), 5},
 		{"SettingMinPingInterval", uint64(SettingMinPingInterval), 6},
+		{"SettingInitialWindow", uint64(SettingInitialWindow), 7},
 
 		{"StatusOK", uint64(StatusOK), 0},
 		{"StatusError", uint64(StatusError), 1},
@@ -93,6 +98,7 @@ func TestWireConstants(t *testing.T) {
 		{"GoAwayInternal", uint64(GoAwayInternal), 7},
 		{"GoAwayHandshake", uint64(GoAwayHandshake), 8},
 		{"GoAwayTooManyStreams", uint64(GoAwayTooManyStreams), 9},
+		{"GoAwayFlowControl", uint64(GoAwayFlowControl), 10},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %d, want %d (wire value: do not change)", c.name, c.got, c.want)
@@ -119,6 +125,7 @@ func TestLimitInvariants(t *testing.T) {
 		{"GOAWAY", 8 + MaxGoAwayMessage},
 		{"PING", PingSize},
 		{"CANCEL", 0},
+		{"WINDOW_UPDATE", WindowUpdateSize},
 	} {
 		if c.size > MinMaxFrameSize || c.size > MaxHelloSize {
 			t.Errorf("largest %s payload (%d) exceeds MinMaxFrameSize or MaxHelloSize", c.name, c.size)
@@ -128,15 +135,24 @@ func TestLimitInvariants(t *testing.T) {
 	if uint64(MaxMaxFrameSize) > math.MaxInt32 {
 		t.Errorf("MaxMaxFrameSize %d does not fit an int32", MaxMaxFrameSize)
 	}
+	// A credit is at most MaxWindow and must fit an int32 (the
+	// implementation keeps it in one); a window can always hold the
+	// largest frame.
+	if MaxWindow != math.MaxInt32 {
+		t.Errorf("MaxWindow = %d, want %d (2^31-1)", MaxWindow, math.MaxInt32)
+	}
+	if MaxMaxFrameSize > MaxWindow {
+		t.Errorf("MaxMaxFrameSize %d exceeds MaxWindow %d", MaxMaxFrameSize, MaxWindow)
+	}
 }
 
 func TestFrameTypeClasses(t *testing.T) {
 	for i := 0; i < 256; i++ {
 		ft := FrameType(i)
-		if want := i >= 1 && i <= 9; ft.Valid() != want {
+		if want := i >= 1 && i <= 10; ft.Valid() != want {
 			t.Errorf("%v.Valid() = %v, want %v", ft, ft.Valid(), want)
 		}
-		want := ft == TypeCancel || ft == TypePing || ft == TypePong || ft == TypeGoAway
+		want := ft == TypeCancel || ft == TypePing || ft == TypePong || ft == TypeGoAway || ft == TypeWindowUpdate
 		if ft.IsControl() != want {
 			t.Errorf("%v.IsControl() = %v, want %v", ft, ft.IsControl(), want)
 		}
@@ -155,6 +171,7 @@ var (
 		MaxMessageSize: 4 << 20,
 		Interval:       15 * time.Second,
 		Timeout:        45 * time.Second,
+		InitialWindow:  8 << 20,
 		Codecs:         []string{"raw", "json"},
 	}
 	acceptorHello = Hello{
@@ -165,6 +182,7 @@ var (
 		Timeout:            45 * time.Second,
 		MaxConcurrentCalls: 100,
 		MinPingInterval:    5 * time.Second,
+		InitialWindow:      8 << 20,
 		Codecs:             []string{"json"},
 	}
 )
@@ -199,18 +217,19 @@ func TestGolden(t *testing.T) {
 			name: "HELLO dialer",
 			got:  mustHello(t, dialerHello),
 			want: []byte{
-				0x01, 0x01, 0x01, 0x00, // version 1, HELLO, END, reserved
+				0x02, 0x01, 0x01, 0x00, // version 2, HELLO, END, reserved
 				0x00, 0x00, 0x00, 0x00, // id 0
-				0x00, 0x00, 0x00, 0x34, // length 52
+				0x00, 0x00, 0x00, 0x3a, // length 58 = 4+1+1+7*6+1+(1+3)+(1+4)
 				'P', 'L', 'S', 'E', // magic
 				0x00,                               // role: dialer
-				0x06,                               // 6 settings
+				0x07,                               // 7 settings
 				0x00, 0x01, 0x00, 0x00, 0x40, 0x00, // MaxFrameSize 16384
 				0x00, 0x02, 0x00, 0x40, 0x00, 0x00, // MaxMessageSize 4 MiB
 				0x00, 0x03, 0x00, 0x00, 0x3a, 0x98, // Interval 15000 ms
 				0x00, 0x04, 0x00, 0x00, 0xaf, 0xc8, // Timeout 45000 ms
 				0x00, 0x05, 0x00, 0x00, 0x00, 0x00, // MaxConcurrentCalls 0
 				0x00, 0x06, 0x00, 0x00, 0x00, 0x00, // MinPingInterval 0
+				0x00, 0x07, 0x00, 0x80, 0x00, 0x00, // InitialWindow 8 MiB
 				0x02,                // 2 codecs
 				0x03, 'r', 'a', 'w', // "raw"
 				0x04, 'j', 's', 'o', 'n', // "json"
@@ -220,18 +239,19 @@ func TestGolden(t *testing.T) {
 			name: "HELLO acceptor",
 			got:  mustHello(t, acceptorHello),
 			want: []byte{
-				0x01, 0x01, 0x01, 0x00,
+				0x02, 0x01, 0x01, 0x00,
 				0x00, 0x00, 0x00, 0x00,
-				0x00, 0x00, 0x00, 0x30, // length 48
+				0x00, 0x00, 0x00, 0x36, // length 54 = 4+1+1+7*6+1+(1+4)
 				'P', 'L', 'S', 'E',
 				0x01, // role: acceptor
-				0x06,
+				0x07,
 				0x00, 0x01, 0x00, 0x00, 0x40, 0x00, // MaxFrameSize 16384
 				0x00, 0x02, 0x00, 0x40, 0x00, 0x00, // MaxMessageSize 4 MiB
 				0x00, 0x03, 0x00, 0x00, 0x3a, 0x98, // Interval 15000 ms
 				0x00, 0x04, 0x00, 0x00, 0xaf, 0xc8, // Timeout 45000 ms
 				0x00, 0x05, 0x00, 0x00, 0x00, 0x64, // MaxConcurrentCalls 100
 				0x00, 0x06, 0x00, 0x00, 0x13, 0x88, // MinPingInterval 5000 ms
+				0x00, 0x07, 0x00, 0x80, 0x00, 0x00, // InitialWindow 8 MiB
 				0x01,                     // 1 codec
 				0x04, 'j', 's', 'o', 'n', // "json"
 			},
@@ -243,7 +263,7 @@ func TestGolden(t *testing.T) {
 				return append(b, `{"A":2,"B":3}`...)
 			}),
 			want: []byte{
-				0x01, 0x02, 0x01, 0x00, // version 1, CALL, END, reserved
+				0x02, 0x02, 0x01, 0x00, // version 2, CALL, END, reserved
 				0x00, 0x00, 0x00, 0x01, // id 1
 				0x00, 0x00, 0x00, 0x1a, // length 26
 				0x09, 'A', 'r', 'i', 't', 'h', '.', 'A', 'd', 'd', // method
@@ -258,7 +278,7 @@ func TestGolden(t *testing.T) {
 				return append(b, "hi"...)
 			}),
 			want: []byte{
-				0x01, 0x04, 0x01, 0x00,
+				0x02, 0x04, 0x01, 0x00, // NOTIFY, END
 				0x00, 0x00, 0x00, 0x03, // id 3
 				0x00, 0x00, 0x00, 0x0d, // length 13
 				0x09, 'L', 'o', 'g', '.', 'W', 'r', 'i', 't', 'e',
@@ -272,7 +292,7 @@ func TestGolden(t *testing.T) {
 				return append(AppendReplyHead(b, StatusOK), '5')
 			}),
 			want: []byte{
-				0x01, 0x03, 0x01, 0x00,
+				0x02, 0x03, 0x01, 0x00, // REPLY, END
 				0x00, 0x00, 0x00, 0x01,
 				0x00, 0x00, 0x00, 0x02,
 				0x00, // StatusOK
@@ -285,7 +305,7 @@ func TestGolden(t *testing.T) {
 				return append(AppendReplyHead(b, StatusUnknownMethod), "no Arith.Mul"...)
 			}),
 			want: []byte{
-				0x01, 0x03, 0x01, 0x00,
+				0x02, 0x03, 0x01, 0x00, // REPLY, END
 				0x00, 0x00, 0x00, 0x02,
 				0x00, 0x00, 0x00, 0x0d,
 				0x03, // StatusUnknownMethod
@@ -303,12 +323,12 @@ func TestGolden(t *testing.T) {
 				return AppendFrame(b, TypeContinuation, FlagEnd, 5, msg[4:])
 			}(),
 			want: []byte{
-				0x01, 0x02, 0x00, 0x00, // CALL, no flags: more follows
+				0x02, 0x02, 0x00, 0x00, // CALL, no flags: more follows
 				0x00, 0x00, 0x00, 0x05,
 				0x00, 0x00, 0x00, 0x08,
 				0x00, 0x00, 0x00, 0x0e, // the whole message is 14 bytes
 				0x06, 'K', 'V', '.',
-				0x01, 0x05, 0x01, 0x00, // CONTINUATION, END
+				0x02, 0x05, 0x01, 0x00, // CONTINUATION, END
 				0x00, 0x00, 0x00, 0x05,
 				0x00, 0x00, 0x00, 0x0a,
 				'P', 'u', 't', 0x00, 'a', 'b', 'c', 'd', 'e', 'f',
@@ -318,7 +338,7 @@ func TestGolden(t *testing.T) {
 			name: "CONTINUATION abort",
 			got:  AppendFrame(nil, TypeContinuation, FlagAbort|FlagEnd, 5, nil),
 			want: []byte{
-				0x01, 0x05, 0x03, 0x00, // CONTINUATION, END|ABORT
+				0x02, 0x05, 0x03, 0x00, // CONTINUATION, END|ABORT
 				0x00, 0x00, 0x00, 0x05,
 				0x00, 0x00, 0x00, 0x00,
 			},
@@ -327,7 +347,7 @@ func TestGolden(t *testing.T) {
 			name: "CANCEL",
 			got:  AppendFrame(nil, TypeCancel, 0, 7, nil),
 			want: []byte{
-				0x01, 0x06, 0x00, 0x00,
+				0x02, 0x06, 0x00, 0x00, // CANCEL
 				0x00, 0x00, 0x00, 0x07,
 				0x00, 0x00, 0x00, 0x00,
 			},
@@ -336,7 +356,7 @@ func TestGolden(t *testing.T) {
 			name: "PING",
 			got:  AppendPing(nil, TypePing, 0x0102030405060708),
 			want: []byte{
-				0x01, 0x07, 0x00, 0x00,
+				0x02, 0x07, 0x00, 0x00, // PING
 				0x00, 0x00, 0x00, 0x00,
 				0x00, 0x00, 0x00, 0x08,
 				0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,
@@ -346,7 +366,7 @@ func TestGolden(t *testing.T) {
 			name: "PONG",
 			got:  AppendPing(nil, TypePong, 0x0102030405060708),
 			want: []byte{
-				0x01, 0x08, 0x00, 0x00,
+				0x02, 0x08, 0x00, 0x00, // PONG
 				0x00, 0x00, 0x00, 0x00,
 				0x00, 0x00, 0x00, 0x08,
 				0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,
@@ -356,12 +376,43 @@ func TestGolden(t *testing.T) {
 			name: "GOAWAY",
 			got:  AppendGoAway(nil, GoAway{LastID: 7, Code: GoAwayShutdown, Message: "bye"}),
 			want: []byte{
-				0x01, 0x09, 0x00, 0x00,
+				0x02, 0x09, 0x00, 0x00, // GOAWAY
 				0x00, 0x00, 0x00, 0x00,
 				0x00, 0x00, 0x00, 0x0b, // length 11
 				0x00, 0x00, 0x00, 0x07, // LastID 7
 				0x00, 0x00, 0x00, 0x01, // GoAwayShutdown
 				'b', 'y', 'e',
+			},
+		},
+		{
+			name: "GOAWAY flow control",
+			got:  AppendGoAway(nil, GoAway{LastID: 4, Code: GoAwayFlowControl}),
+			want: []byte{
+				0x02, 0x09, 0x00, 0x00, // GOAWAY
+				0x00, 0x00, 0x00, 0x00,
+				0x00, 0x00, 0x00, 0x08, // length 8: no message
+				0x00, 0x00, 0x00, 0x04, // LastID 4
+				0x00, 0x00, 0x00, 0x0a, // GoAwayFlowControl
+			},
+		},
+		{
+			name: "WINDOW_UPDATE",
+			got:  AppendWindowUpdate(nil, 65536),
+			want: []byte{
+				0x02, 0x0a, 0x00, 0x00, // version 2, WINDOW_UPDATE, flags 0, reserved
+				0x00, 0x00, 0x00, 0x00, // id 0
+				0x00, 0x00, 0x00, 0x04, // length 4
+				0x00, 0x01, 0x00, 0x00, // increment 65536
+			},
+		},
+		{
+			name: "WINDOW_UPDATE max",
+			got:  AppendWindowUpdate(nil, MaxWindow),
+			want: []byte{
+				0x02, 0x0a, 0x00, 0x00,
+				0x00, 0x00, 0x00, 0x00,
+				0x00, 0x00, 0x00, 0x04,
+				0x7f, 0xff, 0xff, 0xff, // increment 2^31-1
 			},
 		},
 	}
@@ -402,7 +453,7 @@ func TestGoldenDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (Header{Type: TypeHello, Flags: FlagEnd, ID: 0, Length: 48}); h != want {
+	if want := (Header{Type: TypeHello, Flags: FlagEnd, ID: 0, Length: 54}); h != want {
 		t.Errorf("header %v, want %v", h, want)
 	}
 	hello, err := ParseHello(b[HeaderSize:])
@@ -426,6 +477,22 @@ func TestGoldenDecode(t *testing.T) {
 	v, err := ParsePing([]byte{1, 2, 3, 4, 5, 6, 7, 8})
 	if err != nil || v != 0x0102030405060708 {
 		t.Errorf("ParsePing = %#x, %v", v, err)
+	}
+
+	inc, err := ParseWindowUpdate([]byte{0x00, 0x01, 0x00, 0x00})
+	if err != nil || inc != 65536 {
+		t.Errorf("ParseWindowUpdate = %d, %v; want 65536", inc, err)
+	}
+	hd, err := ParseHeader([]byte{0x02, 0x0a, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 4}, MinMaxFrameSize)
+	if want := (Header{Type: TypeWindowUpdate, Length: 4}); err != nil || hd != want {
+		t.Errorf("WINDOW_UPDATE header %v, %v; want %v", hd, err, want)
+	}
+
+	// The golden HELLOs grant windows their own limits allow.
+	for _, h := range []Hello{dialerHello, acceptorHello} {
+		if err := CheckWindow(h); err != nil {
+			t.Errorf("CheckWindow(%+v): %v", h, err)
+		}
 	}
 }
 
@@ -481,7 +548,7 @@ func TestPutLengthAndFlags(t *testing.T) {
 	b = append(b, "payload"...)
 	PutLength(b[1:], len(b)-1-HeaderSize)
 	PutFlags(b[1:], FlagEnd|FlagAbort)
-	want := []byte{0xee, 0x01, 0x02, 0x03, 0x00, 0, 0, 0, 5, 0, 0, 0, 7, 'p', 'a', 'y', 'l', 'o', 'a', 'd'}
+	want := []byte{0xee, 0x02, 0x02, 0x03, 0x00, 0, 0, 0, 5, 0, 0, 0, 7, 'p', 'a', 'y', 'l', 'o', 'a', 'd'}
 	if !bytes.Equal(b, want) {
 		t.Errorf("got % x\nwant % x", b, want)
 	}
@@ -489,7 +556,7 @@ func TestPutLengthAndFlags(t *testing.T) {
 
 func TestAppendFrame(t *testing.T) {
 	b := AppendFrame([]byte{0xaa}, TypeReply, FlagEnd, 0x01020304, []byte{0, 'x'})
-	want := []byte{0xaa, 0x01, 0x03, 0x01, 0x00, 0x01, 0x02, 0x03, 0x04, 0, 0, 0, 2, 0, 'x'}
+	want := []byte{0xaa, 0x02, 0x03, 0x01, 0x00, 0x01, 0x02, 0x03, 0x04, 0, 0, 0, 2, 0, 'x'}
 	if !bytes.Equal(b, want) {
 		t.Errorf("got % x\nwant % x", b, want)
 	}
@@ -509,12 +576,14 @@ func TestParseHeaderErrors(t *testing.T) {
 		err  error
 	}{
 		{"version 0", hdr(0, TypeCall, 0), 100, ErrVersion},
-		{"version 2", hdr(2, TypeCall, 0), 100, ErrVersion},
+		{"version 1", hdr(1, TypeCall, 0), 100, ErrVersion},
+		{"version 1 HELLO", hdr(1, TypeHello, 52), MaxHelloSize, ErrVersion},
+		{"version 3", hdr(3, TypeCall, 0), 100, ErrVersion},
 		{"version 0xff", hdr(0xff, TypeCall, 0), 100, ErrVersion},
 		{"HTTP request", []byte("GET / HTTP/1.1\r\n"), 100, ErrVersion},
 		{"TLS client hello", []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03, 0x00}, 100, ErrVersion},
 		{"type 0", hdr(Version, 0, 0), 100, ErrFrameType},
-		{"type 10", hdr(Version, 10, 0), 100, ErrFrameType},
+		{"type 11", hdr(Version, 11, 0), 100, ErrFrameType},
 		{"type 255", hdr(Version, 255, 0), 100, ErrFrameType},
 		{"too large by one", hdr(Version, TypeCall, 101), 100, ErrFrameTooLarge},
 		{"too large max uint32", hdr(Version, TypeCall, 1<<32-1), MaxMaxFrameSize, ErrFrameTooLarge},
@@ -532,6 +601,10 @@ func TestParseHeaderErrors(t *testing.T) {
 	// Exactly at the limit is fine.
 	if _, err := ParseHeader(hdr(Version, TypeCall, 100), 100); err != nil {
 		t.Errorf("length == max: %v", err)
+	}
+	// Type 10, unknown in version 1, is WINDOW_UPDATE in version 2.
+	if h, err := ParseHeader(hdr(Version, 10, WindowUpdateSize), 100); err != nil || h.Type != TypeWindowUpdate {
+		t.Errorf("type 10: %v, %v", h, err)
 	}
 }
 
@@ -809,6 +882,96 @@ func TestPingRoundTrip(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
+// WINDOW_UPDATE
+
+func TestWindowUpdateRoundTrip(t *testing.T) {
+	for _, inc := range []uint32{1, 2, 4096, 65536, 8 << 20, MaxWindow - 1, MaxWindow} {
+		b := AppendWindowUpdate([]byte{0x42}, inc)
+		if b[0] != 0x42 || len(b) != 1+HeaderSize+WindowUpdateSize {
+			t.Fatalf("AppendWindowUpdate(%d) wrote % x", inc, b)
+		}
+		h, err := ParseHeader(b[1:], MinMaxFrameSize)
+		if want := (Header{Type: TypeWindowUpdate, Length: WindowUpdateSize}); err != nil || h != want {
+			t.Errorf("header %v, %v; want %v", h, err, want)
+		}
+		if !h.Type.IsControl() {
+			t.Errorf("WINDOW_UPDATE is not a control frame")
+		}
+		if got := binary.BigEndian.Uint32(b[1+HeaderSize:]); got != inc {
+			t.Errorf("increment written as %d, want %d", got, inc)
+		}
+		got, err := ParseWindowUpdate(b[1+HeaderSize:])
+		if err != nil || got != inc {
+			t.Errorf("ParseWindowUpdate = %d, %v; want %d", got, err, inc)
+		}
+	}
+}
+
+func TestParseWindowUpdateErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		p    []byte
+	}{
+		{"empty", nil},
+		{"length 3", []byte{0x00, 0x01, 0x00}},
+		{"length 5", []byte{0x00, 0x01, 0x00, 0x00, 0x00}},
+		{"length 8", []byte{0, 0, 0, 0, 0, 1, 0, 0}},
+		{"increment 0", []byte{0x00, 0x00, 0x00, 0x00}},
+		{"increment 2^31", []byte{0x80, 0x00, 0x00, 0x00}},
+		{"increment 2^31+1", []byte{0x80, 0x00, 0x00, 0x01}},
+		{"increment 2^32-1", []byte{0xff, 0xff, 0xff, 0xff}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			inc, err := ParseWindowUpdate(tt.p)
+			if !errors.Is(err, ErrMalformed) || inc != 0 {
+				t.Errorf("ParseWindowUpdate(% x) = %d, %v; want 0, ErrMalformed", tt.p, inc, err)
+			}
+		})
+	}
+	// The bounds themselves are fine.
+	for _, p := range [][]byte{{0, 0, 0, 1}, {0x7f, 0xff, 0xff, 0xff}} {
+		if _, err := ParseWindowUpdate(p); err != nil {
+			t.Errorf("ParseWindowUpdate(% x) = %v", p, err)
+		}
+	}
+}
+
+func TestCheckWindow(t *testing.T) {
+	const mib = 1 << 20
+	for _, tt := range []struct {
+		name string
+		h    Hello
+		ok   bool
+	}{
+		{"default: 8 MiB for 4 MiB messages", Hello{MaxFrameSize: 16384, MaxMessageSize: 4 * mib, InitialWindow: 8 * mib}, true},
+		{"exactly message+4", Hello{MaxFrameSize: 16384, MaxMessageSize: 4 * mib, InitialWindow: 4*mib + 4}, true},
+		{"message+3", Hello{MaxFrameSize: 16384, MaxMessageSize: 4 * mib, InitialWindow: 4*mib + 3}, false},
+		{"exactly the message, no room for the prefix", Hello{MaxFrameSize: 16384, MaxMessageSize: 4 * mib, InitialWindow: 4 * mib}, false},
+		{"frame size dominates", Hello{MaxFrameSize: 16384, MaxMessageSize: 100, InitialWindow: 16384}, true},
+		{"below frame size", Hello{MaxFrameSize: 16384, MaxMessageSize: 100, InitialWindow: 16383}, false},
+		{"no message limit: frame size only", Hello{MaxFrameSize: 16384, InitialWindow: 16384}, true},
+		{"no message limit, below frame size", Hello{MaxFrameSize: 16384, InitialWindow: 16383}, false},
+		{"zero window (setting absent)", Hello{MaxFrameSize: 16384, MaxMessageSize: 4 * mib}, false},
+		{"all zero", Hello{}, true}, // nothing to hold; the frame size check refuses such a HELLO
+		{"MaxWindow", Hello{MaxFrameSize: MaxMaxFrameSize, MaxMessageSize: MaxWindow - 4, InitialWindow: MaxWindow}, true},
+		{"over MaxWindow", Hello{MaxFrameSize: 16384, MaxMessageSize: 4 * mib, InitialWindow: MaxWindow + 1}, false},
+		{"max uint32", Hello{MaxFrameSize: 16384, InitialWindow: 1<<32 - 1}, false},
+		{"message too large for any window", Hello{MaxFrameSize: 16384, MaxMessageSize: MaxWindow - 3, InitialWindow: MaxWindow}, false},
+		{"max uint32 message: no overflow", Hello{MaxFrameSize: 16384, MaxMessageSize: 1<<32 - 1, InitialWindow: 1<<32 - 1}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckWindow(tt.h)
+			if tt.ok && err != nil {
+				t.Errorf("CheckWindow(%+v) = %v, want nil", tt.h, err)
+			}
+			if !tt.ok && !errors.Is(err, ErrMalformed) {
+				t.Errorf("CheckWindow(%+v) = %v, want ErrMalformed", tt.h, err)
+			}
+		})
+	}
+}
+
+// ---------------------------------------------------------------------------
 // HELLO
 
 func TestHelloRoundTrip(t *testing.T) {
@@ -829,8 +992,11 @@ func TestHelloRoundTrip(t *testing.T) {
 			Timeout:            (1<<32 - 1) * time.Millisecond,
 			MaxConcurrentCalls: 1<<32 - 1,
 			MinPingInterval:    (1<<32 - 1) * time.Millisecond,
+			InitialWindow:      1<<32 - 1, // out of range, but the encoding carries it
 			Codecs:             []string{strings.Repeat("n", 255)},
 		},
+		{Role: RoleAcceptor, MaxFrameSize: MinMaxFrameSize, InitialWindow: MinMaxFrameSize},
+		{InitialWindow: MaxWindow, Codecs: []string{"json"}},
 		{Codecs: []string{"json"}},
 		{Codecs: many},
 		{Codecs: []string{"ünï", "a b", "\x00"}},
@@ -895,11 +1061,13 @@ func TestParseHelloUnknownSettings(t *testing.T) {
 	// with ids this version does not know.
 	p := cat(
 		[]byte("PLSE"),
-		[]byte{byte(RoleAcceptor), 5},
+		[]byte{byte(RoleAcceptor), 7},
 		setting(0x7777, 0xdeadbeef), // unknown
 		setting(SettingMaxFrameSize, 4096),
-		setting(0, 1),      // unknown (0 is not a setting)
-		setting(0xffff, 2), // unknown
+		setting(0, 1),                        // unknown (0 is not a setting)
+		setting(SettingInitialWindow, 1<<20), // before a lower id: order does not matter
+		setting(0xffff, 2),                   // unknown
+		setting(8, 3),                        // unknown (the next id after InitialWindow)
 		setting(SettingTimeout, 30000),
 		[]byte{1, 4, 'j', 's', 'o', 'n'},
 	)
@@ -907,7 +1075,7 @@ func TestParseHelloUnknownSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Hello{Role: RoleAcceptor, MaxFrameSize: 4096, Timeout: 30 * time.Second, Codecs: []string{"json"}}
+	want := Hello{Role: RoleAcceptor, MaxFrameSize: 4096, Timeout: 30 * time.Second, InitialWindow: 1 << 20, Codecs: []string{"json"}}
 	if !reflect.DeepEqual(h, want) {
 		t.Errorf("got %+v, want %+v", h, want)
 	}
@@ -956,7 +1124,7 @@ func TestAppendHelloErrors(t *testing.T) {
 	}
 	// The largest HELLO that fits.
 	var fit []string
-	room := MaxHelloSize - (4 + 1 + 1 + 6*6 + 1)
+	room := MaxHelloSize - (4 + 1 + 1 + 7*6 + 1)
 	for room >= 256 {
 		fit = append(fit, strings.Repeat("f", 255))
 		room -= 256
@@ -1343,8 +1511,9 @@ func TestStrings(t *testing.T) {
 		{TypePing, "PING"},
 		{TypePong, "PONG"},
 		{TypeGoAway, "GOAWAY"},
+		{TypeWindowUpdate, "WINDOW_UPDATE"},
 		{FrameType(0), "UNKNOWN_FRAME_TYPE_0"},
-		{FrameType(10), "UNKNOWN_FRAME_TYPE_10"},
+		{FrameType(11), "UNKNOWN_FRAME_TYPE_11"},
 		{FrameType(255), "UNKNOWN_FRAME_TYPE_255"},
 
 		{Flags(0), "0"},
@@ -1378,11 +1547,13 @@ func TestStrings(t *testing.T) {
 		{GoAwayInternal, "internal error"},
 		{GoAwayHandshake, "handshake refused"},
 		{GoAwayTooManyStreams, "too many concurrent messages"},
-		{GoAwayCode(10), "goaway code 10"},
+		{GoAwayFlowControl, "flow control error"},
+		{GoAwayCode(100), "goaway code 100"},
 		{GoAwayCode(1<<32 - 1), "goaway code 4294967295"},
 
 		{Header{Type: TypeCall, Flags: FlagEnd, ID: 3, Length: 26}, "CALL flags=END id=3 len=26"},
 		{Header{Type: 42}, "UNKNOWN_FRAME_TYPE_42 flags=0 id=0 len=0"},
+		{Header{Type: TypeWindowUpdate, Length: 4}, "WINDOW_UPDATE flags=0 id=0 len=4"},
 	} {
 		if got := tt.v.String(); got != tt.want {
 			t.Errorf("%T(%#v).String() = %q, want %q", tt.v, tt.v, got, tt.want)
