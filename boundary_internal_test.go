@@ -28,7 +28,7 @@ func TestPublicCodesMatchTheWire(t *testing.T) {
 		CloseNormal: wire.GoAwayNormal, CloseShutdown: wire.GoAwayShutdown, CloseTooManyPings: wire.GoAwayTooManyPings,
 		CloseProtocolError: wire.GoAwayProtocolError, CloseMaxAge: wire.GoAwayMaxAge, CloseIdle: wire.GoAwayIdle,
 		ClosePeerSilent: wire.GoAwayPeerSilent, CloseInternal: wire.GoAwayInternal, CloseHandshake: wire.GoAwayHandshake,
-		CloseTooManyStreams: wire.GoAwayTooManyStreams, CloseFlowControl: wire.GoAwayFlowControl,
+		CloseTooManyStreams: wire.GoAwayTooManyStreams, CloseFlowControl: wire.GoAwayFlowControl, CloseSlowConsumer: wire.GoAwaySlowConsumer,
 	}
 	for pub, w := range codes {
 		if uint32(pub) != uint32(w) || pub.String() != w.String() {

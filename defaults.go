@@ -33,6 +33,10 @@ const (
 	// one Server (or one Client) can make it hold together (see
 	// WithSharedBudget).
 	DefaultSharedBudget = 512 << 20
+	// DefaultMaxQueued is the most bytes of messages a connection queues
+	// for sending before callers wait for room (see WithMaxQueued): one
+	// default-size message, with room to spare for small ones.
+	DefaultMaxQueued = 4 << 20
 )
 
 // Heartbeat defaults. An idle connection carries one PING and one PONG per

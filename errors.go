@@ -17,6 +17,9 @@ var (
 	ErrServerClosed = errors.New("pulse: server closed")
 	// ErrShutdown means this side closed the client or connection.
 	ErrShutdown = errors.New("pulse: connection is shut down")
+	// ErrSlowConsumer is the failure of a notification refused because the
+	// peer's send queue is full (WithSlowConsumer, Broadcast).
+	ErrSlowConsumer = session.ErrSlowConsumer
 	// ErrPeerSilent means nothing was heard from the peer within the
 	// liveness bound, so the connection was declared dead.
 	ErrPeerSilent = errors.New("pulse: peer silent")
@@ -230,6 +233,7 @@ const (
 	CloseHandshake                       // the handshake failed (settings refused)
 	CloseTooManyStreams                  // too many messages arriving at once
 	CloseFlowControl                     // the peer sent more than the credit it was granted
+	CloseSlowConsumer                    // the peer did not read what was queued for it
 )
 
 func (c CloseCode) String() string { return wire.GoAwayCode(c).String() }

@@ -42,6 +42,8 @@ type options struct {
 	// WithSharedBudget's values, 0 when not given.
 	connBudget   int
 	sharedBudget int64
+	// slowSet says WithSlowConsumer was given.
+	slowSet bool
 }
 
 // preferredBinaryCodec is offered first by clients when it is registered.
@@ -53,6 +55,7 @@ func newOptions(opts []Option) (*options, error) {
 		MaxMessageSize:     DefaultMaxMessageSize,
 		MaxConcurrentCalls: DefaultMaxConcurrentCalls,
 		HandshakeTimeout:   DefaultHandshakeTimeout,
+		MaxQueued:          DefaultMaxQueued,
 	}}
 	for _, opt := range opts {
 		opt.apply(o)
@@ -85,6 +88,9 @@ func newOptions(opts []Option) (*options, error) {
 	}
 	if err := o.budgets(); err != nil {
 		return nil, err
+	}
+	if c.MaxQueued < 1 {
+		return nil, fmt.Errorf("pulse: max queued bytes must be positive, got %d", c.MaxQueued)
 	}
 	var hb Heartbeat
 	if o.hb != nil {
@@ -208,6 +214,45 @@ func WithConnBudget(n int) Option {
 // the connection budget when that is larger.
 func WithSharedBudget(n int64) Option {
 	return optionFunc(func(o *options) { o.sharedBudget = max(n, -1) })
+}
+
+// WithMaxQueued sets the most bytes of messages one connection queues for
+// sending. A call (Call, Go, Peer.Call) that would take the queue past it
+// waits for room within its context, and fails with its context's error,
+// unsent, if none comes; a handler's reply waits for room before its call
+// is let go, so that a peer that does not read its replies stops getting
+// credit and so stops sending calls; a notification does what
+// WithSlowConsumer says. Frames the connection must send without waiting
+// (refusals, heartbeats) may take it past the bound; past twice the bound
+// the peer is closed with GOAWAY "slow consumer". A single message larger
+// than n is queued when the queue is empty. Default DefaultMaxQueued.
+func WithMaxQueued(n int) Option {
+	return optionFunc(func(o *options) { o.sess.MaxQueued = n })
+}
+
+// SlowConsumerPolicy says what a notification (Notify) does when its
+// connection's send queue is full (WithMaxQueued).
+type SlowConsumerPolicy uint8
+
+const (
+	// SlowConsumerWait waits for room within the notification's context.
+	// The default for clients.
+	SlowConsumerWait SlowConsumerPolicy = SlowConsumerPolicy(session.SlowWait)
+	// SlowConsumerDrop fails the notification at once with
+	// ErrSlowConsumer; the connection goes on.
+	SlowConsumerDrop SlowConsumerPolicy = SlowConsumerPolicy(session.SlowDrop)
+	// SlowConsumerClose fails the notification with ErrSlowConsumer and
+	// closes the connection with GOAWAY "slow consumer": a client that
+	// cannot keep up with pushes reconnects and catches up instead of
+	// holding the server's memory. The default for servers.
+	SlowConsumerClose SlowConsumerPolicy = SlowConsumerPolicy(session.SlowClose)
+)
+
+// WithSlowConsumer sets what Notify and Peer.Notify do when the
+// connection's send queue is full. Server.Broadcast never waits: with the
+// wait policy it drops instead.
+func WithSlowConsumer(p SlowConsumerPolicy) Option {
+	return optionFunc(func(o *options) { o.sess.Slow, o.slowSet = session.SlowPolicy(p), true })
 }
 
 // WithMaxConcurrentCalls bounds how many handlers run at once for one

@@ -64,7 +64,10 @@ func (p *Peer) Go(ctx context.Context, serviceMethod string, args, reply any, do
 
 // Notify sends a one-way call: the peer runs the method and sends no reply.
 // Notify returns once the message is queued on the connection; its error
-// reports only failures on this side (encoding, a closed connection).
+// reports only failures on this side (encoding, a closed connection). When
+// the connection's send queue is full (WithMaxQueued), Notify does what
+// WithSlowConsumer says: by default on a server it closes the connection
+// of a peer that does not keep up and returns ErrSlowConsumer.
 func (p *Peer) Notify(ctx context.Context, serviceMethod string, args any) error {
 	return publicErr(p.s.Notify(ctx, serviceMethod, args))
 }
@@ -115,7 +118,9 @@ type ConnStats struct {
 	// Credit is how many bytes of messages this side may send before the
 	// peer grants more (flow control): near 0 means the peer holds all
 	// its budget, and calls and replies wait for room.
-	Credit int
+	// Queued is how many bytes of messages wait to be written (at most
+	// about WithMaxQueued's bound).
+	Credit, Queued int
 	// Suspect says the peer has been silent for a while; Draining that
 	// this side sent GOAWAY; Closed that the connection is closed.
 	Suspect, Draining, Closed bool

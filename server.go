@@ -43,6 +43,11 @@ func NewServer(opts ...Option) (*Server, error) {
 	if !o.codecsSet {
 		o.sess.Codecs = codec.Names()
 	}
+	if !o.slowSet {
+		// A push to a client that does not keep up closes it, rather
+		// than holding memory or the pusher.
+		o.sess.Slow = session.SlowClose
+	}
 	o.sessionConfig()
 	return &Server{
 		opts:      o,
@@ -224,28 +229,34 @@ func (srv *Server) Peers() []*Peer {
 	return peers
 }
 
-// Broadcast sends a one-way call to every connected client and returns how
-// many it was queued for. The arguments are encoded once per codec in use,
-// not once per client. Clients whose connection fails meanwhile are
-// skipped; the error reports an encoding failure only.
-func (srv *Server) Broadcast(ctx context.Context, serviceMethod string, args any) (int, error) {
+// Broadcast sends a one-way call to every connected client and returns
+// those it could not reach: their connection is closing, or their send
+// queue is full (WithMaxQueued). It never waits for a client: one that
+// does not keep up is skipped, and under SlowConsumerClose (a server's
+// default) closed, so the slowest client never holds up the others or the
+// caller. The arguments are encoded once per codec in use, not once per
+// client. The error reports an encoding failure only; ctx's end stops the
+// broadcast, and the clients not yet sent to are among the unreached.
+func (srv *Server) Broadcast(ctx context.Context, serviceMethod string, args any) (unreached []*Peer, err error) {
 	encoded := map[string]*codec.RawMessage{}
-	n := 0
-	for _, p := range srv.Peers() {
+	peers := srv.Peers()
+	for i, p := range peers {
+		if ctx.Err() != nil {
+			return append(unreached, peers[i:]...), nil
+		}
 		c := p.s.Codec()
 		raw, ok := encoded[c.Name()]
 		if !ok {
-			var err error
 			if raw, err = encodeFor(c, args); err != nil {
-				return n, err
+				return append(unreached, peers[i:]...), err
 			}
 			encoded[c.Name()] = raw
 		}
-		if p.s.Notify(ctx, serviceMethod, raw) == nil {
-			n++
+		if p.s.Push(ctx, serviceMethod, raw) != nil {
+			unreached = append(unreached, p)
 		}
 	}
-	return n, nil
+	return unreached, nil
 }
 
 // Shutdown stops the server gracefully: it stops accepting connections

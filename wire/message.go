@@ -156,7 +156,8 @@ const (
 	GoAwayHandshake      GoAwayCode = 8  // the handshake failed (settings refused)
 	GoAwayTooManyStreams GoAwayCode = 9  // too many concurrent messages in reassembly
 	GoAwayFlowControl    GoAwayCode = 10 // the peer sent more data than its credit, or overflowed it
-	maxGoAwayCode                   = GoAwayFlowControl
+	GoAwaySlowConsumer   GoAwayCode = 11 // the peer does not read what the sender queues for it
+	maxGoAwayCode                   = GoAwaySlowConsumer
 )
 
 var goAwayNames = [...]string{
@@ -171,6 +172,7 @@ var goAwayNames = [...]string{
 	GoAwayHandshake:      "handshake refused",
 	GoAwayTooManyStreams: "too many concurrent messages",
 	GoAwayFlowControl:    "flow control error",
+	GoAwaySlowConsumer:   "slow consumer",
 }
 
 func (c GoAwayCode) String() string {

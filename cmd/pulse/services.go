@@ -99,7 +99,7 @@ func (c *Chat) Join(ctx context.Context, args *ChatJoin, reply *int) error {
 	}
 	c.names[pulse.PeerFromContext(ctx)] = name
 	c.mu.Unlock()
-	n, err := c.srv.Broadcast(context.Background(), "ChatClient.Message", &ChatLine{From: "room", Text: name + " joined"})
+	n, err := c.broadcast(&ChatLine{From: "room", Text: name + " joined"})
 	*reply = n
 	return err
 }
@@ -116,9 +116,18 @@ func (c *Chat) Say(ctx context.Context, args *ChatLine, reply *int) error {
 	if from == "" {
 		return fmt.Errorf("join the room first (Chat.Join)")
 	}
-	n, err := c.srv.Broadcast(context.Background(), "ChatClient.Message", &ChatLine{From: from, Text: args.Text})
+	n, err := c.broadcast(&ChatLine{From: from, Text: args.Text})
 	*reply = n
 	return err
+}
+
+// broadcast sends line to the room and returns how many clients it
+// reached. A client that does not keep up is closed by the server's
+// slow-consumer policy, not waited for.
+func (c *Chat) broadcast(line *ChatLine) (int, error) {
+	total := len(c.srv.Peers())
+	unreached, err := c.srv.Broadcast(context.Background(), "ChatClient.Message", line)
+	return max(total-len(unreached), 0), err
 }
 
 // registerDemoServices registers Echo, Arith and Chat on srv.

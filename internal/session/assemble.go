@@ -72,11 +72,13 @@ func (s *Session) checkMessageID(h wire.Header) error {
 		if h.ID == 0 || s.isPeerID(h.ID) {
 			return fmt.Errorf("REPLY with id %d, which this side never used", h.ID)
 		}
-	} else if !s.isPeerID(h.ID) {
-		if h.ID == 0 {
-			return fmt.Errorf("%v with id 0, which no call may use", h.Type)
+	} else {
+		switch {
+		case h.ID == 0:
+			return fmt.Errorf("%v with id 0, which is reserved for connection frames", h.Type)
+		case !s.isPeerID(h.ID):
+			return fmt.Errorf("%v with id %d, which belongs to this side", h.Type, h.ID)
 		}
-		return fmt.Errorf("%v with id %d, which belongs to this side", h.Type, h.ID)
 	}
 	if _, dup := s.partial[h.ID]; dup {
 		return fmt.Errorf("%v id %d while a message with that id is still arriving", h.Type, h.ID)

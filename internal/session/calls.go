@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -75,21 +76,38 @@ func (call *Call) sent() bool {
 // watch ctx itself and abandon on its end (for Go; a caller that waits
 // watches ctx instead and calls Abandon).
 func (s *Session) Send(ctx context.Context, call *Call, method string, args any, watch bool) {
-	s.send(ctx, call, method, args, false, watch)
+	s.send(ctx, call, method, args, sendCall, watch)
 }
 
 // Notify sends a one-way call and returns once it is queued. Its error
-// reports only failures on this side (encoding, a closed connection).
+// reports only failures on this side (encoding, a closed connection, a
+// full send queue under SlowDrop or SlowClose, ctx's end while it waits
+// for room under SlowWait).
 func (s *Session) Notify(ctx context.Context, method string, args any) error {
-	return s.send(ctx, new(Call), method, args, true, false)
+	return s.send(ctx, new(Call), method, args, sendNotify, false)
 }
+
+// Push is Notify that never waits for room: with the send queue full it
+// fails with ErrSlowConsumer, and under SlowClose closes the connection
+// too (Broadcast).
+func (s *Session) Push(ctx context.Context, method string, args any) error {
+	return s.send(ctx, new(Call), method, args, sendPush, false)
+}
+
+// What send sends.
+const (
+	sendCall   = iota // a call, which waits for room within its context
+	sendNotify        // a notification, which does what Config.Slow says
+	sendPush          // a notification that never waits
+)
 
 // send encodes a call of method with args and queues it as call. On
 // failure it completes the call with the error, which it also returns.
 // notify marks a one-way call, which gets no reply. watch makes the call
 // watch ctx itself and abandon on its end (for Go; Call's waiting
 // goroutine watches ctx instead).
-func (s *Session) send(ctx context.Context, call *Call, method string, args any, notify, watch bool) error {
+func (s *Session) send(ctx context.Context, call *Call, method string, args any, kind int, watch bool) error {
+	notify := kind != sendCall
 	call.s = s
 	if err := ctx.Err(); err != nil {
 		return call.fail(&CallError{Method: method, Status: wire.StatusCanceled, Err: err})
@@ -120,9 +138,12 @@ func (s *Session) send(ctx context.Context, call *Call, method string, args any,
 	}
 
 	s.mu.Lock()
-	if err := s.refuseLocked(); err != nil {
+	if err := s.roomLocked(ctx, len(b)-wire.HeaderSize, kind); err != nil {
 		s.mu.Unlock()
 		bufpool.Put(bp)
+		if !errors.As(err, new(*ConnError)) && err != ErrSlowConsumer {
+			err = &CallError{Method: method, Status: wire.StatusCanceled, Err: err}
+		}
 		return call.fail(err)
 	}
 	id := s.nextID
@@ -182,6 +203,7 @@ func (s *Session) enqueueLocked(bp *[]byte, id uint32, typ wire.FrameType, mark 
 		return
 	}
 	m := &outMsg{id: id, typ: typ, body: b[wire.HeaderSize:], buf: bp, small: small}
+	s.largeBytes += len(m.body)
 	if small {
 		s.smallWait++
 	}

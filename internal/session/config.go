@@ -23,7 +23,12 @@ type Config struct {
 	Window uint32
 	// Budget bounds the message bytes held by all the sessions of this
 	// Config together; nil for none.
-	Budget           *Budget
+	Budget *Budget
+	// MaxQueued bounds the bytes of messages a session queues for sending
+	// (queue.go), 0 for no bound; Slow says what a notification does when
+	// they fill it.
+	MaxQueued        int
+	Slow             SlowPolicy
 	HandshakeTimeout time.Duration
 	Logger           *slog.Logger
 	Heartbeat        Heartbeat

@@ -7,7 +7,7 @@ import (
 	"github.com/pulse-rpc/pulse/wire"
 )
 
-// Flow control (PROTOCOL.md §8a). Each side grants its peer credit for the
+// Flow control (PROTOCOL.md §9). Each side grants its peer credit for the
 // payload bytes of data frames (CALL, REPLY, NOTIFY, CONTINUATION): the
 // window of its HELLO at the start, then WINDOW_UPDATE frames as it lets
 // go of the bytes. A byte is let go when nothing holds it any more: a

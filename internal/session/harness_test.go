@@ -45,6 +45,7 @@ func testConfig(hb Heartbeat) *Config {
 		MaxConcurrentCalls: 1024,
 		Window:             8 << 20,
 		Budget:             NewBudget(512 << 20),
+		MaxQueued:          4 << 20,
 		HandshakeTimeout:   10 * time.Second,
 		Logger:             slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Heartbeat:          hb,

@@ -18,6 +18,7 @@ const (
 	logDropTooLarge                  // a notification over the message size limit
 	logDropBudget                    // a notification over the shared memory budget
 	logTooManyPings                  // pings faster than permitted
+	logSlowConsumer                  // a peer that does not read what this side sends
 	nLogReasons
 )
 

@@ -199,14 +199,25 @@ func (s *Session) replyError(id uint32, status wire.Status, msg string, mode wri
 	s.queueMessage(bp, id, wire.TypeReply, mode)
 }
 
+// queueMessage queues a reply. A handler's goroutine (inline) waits for
+// room in the send queue first, holding its call's message, so that a
+// peer that does not read its replies gets no more credit; the reader,
+// which cannot wait, queues at once, and a peer that lets that pile up is
+// closed as a slow consumer (overflowLocked).
 func (s *Session) queueMessage(bp *[]byte, id uint32, typ wire.FrameType, mode writeMode) {
 	s.mu.Lock()
+	if mode == inline && s.fullLocked(len(*bp)-wire.HeaderSize) {
+		s.waitRoomLocked(context.Background(), len(*bp)-wire.HeaderSize)
+	}
 	if s.closed {
 		s.mu.Unlock()
 		bufpool.Put(bp)
 		return
 	}
 	s.enqueueLocked(bp, id, typ, nil)
+	if mode != inline {
+		s.overflowLocked()
+	}
 	s.writeQueuedUnlock(mode)
 }
 

@@ -94,6 +94,8 @@ type Session struct {
 	nextID     uint32
 	credit     int32                         // bytes of data-frame payload the peer lets this side send now (flow.go)
 	smallWait  int32                         // messages of one frame in large, waiting for credit
+	largeBytes int                           // bytes of the messages in large not yet handed to a write
+	room       chan struct{}                 // closed when the send queue has room again, for those waiting (queue.go)
 	lastPeerID uint32                        // highest call id from the peer accepted here
 	pending    map[uint32]*Call              // calls this side started
 	inflight   map[uint32]context.CancelFunc // peer calls running here
@@ -118,6 +120,7 @@ type Session struct {
 	goAwayOut   bool // this side sent GOAWAY, naming lastPeerID
 	writeClosed bool // this side half-closed the connection: nothing more is written
 	notifying   bool // a goroutine runs notifyQ
+	slowClosing bool // the send queue overflowed: closing as a slow consumer
 	doneClosed  bool // done is closed, or would be if it had been made
 	readerEnded bool // readerDone is closed, or would be if it had been made
 }
@@ -371,7 +374,7 @@ type Stats struct {
 	Interval             time.Duration
 	Timeout, PeerTimeout time.Duration
 	Pending, Running     int
-	Credit               int
+	Credit, Queued       int
 	Suspect, Draining    bool
 	Closed               bool
 }
@@ -388,6 +391,7 @@ func (s *Session) Stats() Stats {
 	s.mu.Lock()
 	st.Pending = len(s.pending)
 	st.Credit = int(s.credit)
+	st.Queued = s.outstandingLocked()
 	st.Draining = s.goAwayOut
 	st.Closed = s.closed
 	s.mu.Unlock()

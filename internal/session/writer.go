@@ -232,6 +232,7 @@ func (s *Session) planLocked(r *writeRound, inline bool) int {
 	if s.closed {
 		return roundStop
 	}
+	s.wakeRoomLocked()
 	if inline && len(s.large) > 0 {
 		return roundHandOff
 	}
@@ -279,6 +280,7 @@ func (s *Session) planLargeLocked(r *writeRound) {
 		}
 		if first.aborted {
 			s.large = s.large[1:]
+			s.largeBytes -= len(first.body) - first.off
 			if first.small {
 				s.smallWait--
 			}
@@ -302,6 +304,7 @@ func (s *Session) planLargeLocked(r *writeRound) {
 		}
 		r.m = first
 		s.credit -= int32(r.sc.used)
+		s.largeBytes -= first.off - r.sc.start
 		if last {
 			s.large = s.large[1:] // its last frame is in this round
 			if first.small {
@@ -441,6 +444,7 @@ func (s *Session) writeBuffers(bufs [][]byte) (int64, error) {
 // flush.
 func (s *Session) stopWritingLocked() {
 	s.writing = false
+	s.wakeRoomLocked()
 	if s.idle != nil {
 		close(s.idle)
 		s.idle = nil

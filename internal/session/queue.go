@@ -1,0 +1,148 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pulse-rpc/pulse/wire"
+)
+
+// Back-pressure outward. The messages a connection queues for sending
+// (the data lane and the large queue, written or not) are bounded by
+// Config.MaxQueued: a call or notification that would take the queue past
+// it waits for room within its context, and a handler's reply waits for
+// room before the handler's message is let go, so that a peer that does
+// not read its replies stops getting credit and so stops sending calls.
+// What cannot wait (the reader's refusals and control frames) may go past
+// the bound; past twice the bound the peer is a slow consumer and the
+// connection closes with GOAWAY "slow consumer".
+
+// SlowPolicy says what a notification does when its connection's queue is
+// full.
+type SlowPolicy uint8
+
+const (
+	// SlowWait waits for room within the notification's context.
+	SlowWait SlowPolicy = iota
+	// SlowDrop fails the notification at once with ErrSlowConsumer.
+	SlowDrop
+	// SlowClose closes the connection with GOAWAY "slow consumer".
+	SlowClose
+)
+
+// ErrSlowConsumer is the failure of a notification refused because the
+// peer does not read fast enough (SlowDrop, SlowClose, and a Broadcast,
+// which never waits).
+var ErrSlowConsumer = errors.New("pulse: peer is a slow consumer: its send queue is full")
+
+// outstandingLocked returns the bytes queued and not yet written. Called
+// with s.mu held.
+func (s *Session) outstandingLocked() int {
+	return int(s.queued-s.flushed.Load()) + s.largeBytes
+}
+
+// queueFull reports whether the send queue is at its bound: a reply then
+// waits for room on a worker, not on the reader.
+func (s *Session) queueFull() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fullLocked(0)
+}
+
+// fullLocked reports whether a message of n more bytes must wait: the
+// queue holds something, and n would take it past the bound. Called with
+// s.mu held.
+func (s *Session) fullLocked(n int) bool {
+	if s.cfg.MaxQueued <= 0 {
+		return false // no bound
+	}
+	out := s.outstandingLocked()
+	return out > 0 && out+n > s.cfg.MaxQueued
+}
+
+// waitRoomLocked waits until a message of n bytes fits the queue, the
+// session closes, or ctx ends. Called with s.mu held, which it holds
+// again when it returns; it returns nil when the message may be queued.
+func (s *Session) waitRoomLocked(ctx context.Context, n int) error {
+	for s.fullLocked(n) {
+		if err := s.refuseLocked(); err != nil {
+			return err
+		}
+		if s.room == nil {
+			s.room = make(chan struct{})
+		}
+		room, done := s.room, s.lazyChanLocked(&s.done, s.doneClosed)
+		s.mu.Unlock()
+		select {
+		case <-room:
+		case <-done:
+		case <-ctx.Done():
+			s.mu.Lock()
+			return ctx.Err()
+		}
+		s.mu.Lock()
+	}
+	return nil
+}
+
+// roomLocked returns nil when a message of n bytes of kind (send's) may be
+// queued now, waiting for room if it must, or why it may not. Called with
+// s.mu held, which it holds again when it returns.
+func (s *Session) roomLocked(ctx context.Context, n, kind int) error {
+	if err := s.refuseLocked(); err != nil {
+		return err
+	}
+	if !s.fullLocked(n) {
+		return nil
+	}
+	policy := SlowWait
+	switch kind {
+	case sendNotify:
+		policy = s.cfg.Slow
+	case sendPush:
+		policy = max(s.cfg.Slow, SlowDrop)
+	}
+	switch policy {
+	case SlowDrop:
+		return ErrSlowConsumer
+	case SlowClose:
+		if !s.slowClosing {
+			s.slowClosing = true
+			go s.closeSlow(fmt.Sprintf("a notification found %d bytes queued (limit %d)", s.outstandingLocked(), s.cfg.MaxQueued))
+		}
+		return ErrSlowConsumer
+	}
+	if err := s.waitRoomLocked(ctx, n); err != nil {
+		return err
+	}
+	return s.refuseLocked()
+}
+
+// wakeRoomLocked wakes those waiting for room, once there is some. The
+// writer calls it at each round, after the previous round's bytes are
+// accounted for. Called with s.mu held.
+func (s *Session) wakeRoomLocked() {
+	if s.room != nil && (s.cfg.MaxQueued <= 0 || s.outstandingLocked() < s.cfg.MaxQueued) {
+		close(s.room)
+		s.room = nil
+	}
+}
+
+// overflowLocked closes the connection as a slow consumer when what was
+// queued without waiting took the queue past twice its bound. Called with
+// s.mu held.
+func (s *Session) overflowLocked() {
+	if s.slowClosing || s.closed || s.cfg.MaxQueued <= 0 || s.outstandingLocked() <= 2*s.cfg.MaxQueued {
+		return
+	}
+	s.slowClosing = true
+	go s.closeSlow(fmt.Sprintf("%d bytes queued for a peer that does not read them (limit %d)", s.outstandingLocked(), s.cfg.MaxQueued))
+}
+
+// closeSlow closes the connection with GOAWAY "slow consumer".
+func (s *Session) closeSlow(msg string) {
+	s.peerLog(logSlowConsumer, "pulse: closing a slow consumer", "why", msg)
+	s.goAway(wire.GoAwaySlowConsumer, msg, ReasonWriteStall, nil, time.Second)
+}
