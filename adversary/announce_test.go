@@ -40,7 +40,7 @@ func announceFrames(dst []byte, firstID uint32, n, total int) []byte {
 // Memory for a message must grow with the bytes that arrived, never with
 // the announced total: the server may hold at most its budgets.
 func TestAnnounceHuge(t *testing.T) {
-	tg := startTarget(t, "server", serverArgs()...)
+	tg := startTarget(t, "announce-huge", "server", serverArgs()...)
 	lg := startLegit(t, tg.addr)
 	base := tg.baseline()
 	stop := tg.watch()
@@ -68,7 +68,7 @@ func TestAnnounceHuge(t *testing.T) {
 // budgets; what it holds stays within them, and is given back when the
 // connections close.
 func TestAnnounceHugeSent(t *testing.T) {
-	tg := startTarget(t, "server", serverArgs()...)
+	tg := startTarget(t, "announce-huge-sent", "server", serverArgs()...)
 	lg := startLegit(t, tg.addr)
 	base := tg.baseline()
 	stop := tg.watch()

@@ -47,8 +47,9 @@ const (
 	rssFactor = 6
 	rssSlack  = 48 << 20
 	// goroutineSlack: peak goroutines ≤ baseline + what the attack's
-	// limits allow + goroutineSlack.
-	goroutineSlack = 64
+	// limits allow + goroutineSlack (the worker pool, timers, the
+	// legitimate client's calls).
+	goroutineSlack = 128
 	// logBound: log lines an attack may cause. Peer-caused lines are to be
 	// rate-limited per connection and reason, with counts.
 	logBound = 100
@@ -119,8 +120,9 @@ type stats struct {
 
 // target is one running target process.
 type target struct {
-	t    *testing.T
-	cmd  *exec.Cmd
+	t      *testing.T
+	attack string // the attack's name in the result line
+	cmd    *exec.Cmd
 	in   io.WriteCloser
 	addr string
 
@@ -145,11 +147,11 @@ type target struct {
 
 // startTarget runs the target with the role and flags given, plus the
 // memory guards, and waits for its ready line.
-func startTarget(t *testing.T, role string, args ...string) *target {
+func startTarget(t *testing.T, attack, role string, args ...string) *target {
 	t.Helper()
 	argv := append([]string{"-role", role,
 		"-as-headroom-mb", fmt.Sprint(asHeadroomMB), "-mem-limit-mb", fmt.Sprint(memLimitMB)}, args...)
-	tg := &target{t: t, lines: make(chan []byte, 16), exited: make(chan struct{})}
+	tg := &target{t: t, attack: attack, lines: make(chan []byte, 16), exited: make(chan struct{})}
 	tg.cmd = exec.Command(targetPath, argv...)
 	var err error
 	if tg.in, err = tg.cmd.StdinPipe(); err != nil {
@@ -208,11 +210,11 @@ func (tg *target) drainStderr(r io.Reader) {
 		}
 		tg.stderrMu.Lock()
 		tg.stderrLines++
-		if len(tg.stderrHead) < 20 {
+		if len(tg.stderrHead) < 12 {
 			tg.stderrHead = append(tg.stderrHead, line)
 		} else {
 			tg.stderrTail = append(tg.stderrTail, line)
-			if len(tg.stderrTail) > 40 {
+			if len(tg.stderrTail) > 12 {
 				tg.stderrTail = tg.stderrTail[1:]
 			}
 		}
@@ -268,6 +270,10 @@ func (tg *target) fatalDied(doing string) {
 	tg.lastMu.Lock()
 	hp, hwm, gor := tg.maxHp, tg.maxHWM, tg.maxGor
 	tg.lastMu.Unlock()
+	if tg.attack != "" {
+		tg.t.Logf("ADVERSARY attack=%s peak_heap_mib=%.1f peak_rss_mib=%.1f peak_goroutines=%d bounds=DIED (highest seen before the death)",
+			tg.attack, mibf(hp), mibf(hwm), gor)
+	}
 	tg.t.Fatalf("target died %s: %s; highest seen before: peak heap %s, peak RSS %s, %d goroutines\n%s",
 		doing, why, mib(hp), mib(hwm), gor, tg.logExcerpt())
 }
@@ -383,6 +389,7 @@ func (tg *target) watch() (stop func()) {
 // limits states what an attack's bound allows on top of the baseline.
 type limits struct {
 	held       uint64 // bytes the budgets let the process hold for this attack
+	factor     uint64 // heap factor for held, if not heapFactor
 	goroutines uint64 // goroutines the limits allow for this attack
 	logLines   int64
 }
@@ -405,7 +412,11 @@ type result struct {
 func measure(t *testing.T, attack string, base, peak stats, lim limits, extra ...string) {
 	t.Helper()
 	r := result{attack: attack, base: base, peak: peak}
-	r.heapBound = base.HeapBytes + heapFactor*lim.held + heapSlack
+	hf := uint64(heapFactor)
+	if lim.factor != 0 {
+		hf = lim.factor
+	}
+	r.heapBound = base.HeapBytes + hf*lim.held + heapSlack
 	r.rssBound = base.RSSBytes + rssFactor*lim.held + rssSlack
 	r.goroutineBound = base.Goroutines + lim.goroutines + goroutineSlack
 	r.logBound = lim.logLines
@@ -421,7 +432,7 @@ func measure(t *testing.T, attack string, base, peak stats, lim limits, extra ..
 		}
 	}
 	check(peak.PeakHeapBytes <= r.heapBound, "peak Go heap %s > bound %s (baseline %s + %d × %s held + %s)",
-		mib(peak.PeakHeapBytes), mib(r.heapBound), mib(base.HeapBytes), heapFactor, mib(lim.held), mib(heapSlack))
+		mib(peak.PeakHeapBytes), mib(r.heapBound), mib(base.HeapBytes), hf, mib(lim.held), mib(heapSlack))
 	check(peak.HWMBytes <= r.rssBound, "peak RSS %s > bound %s (baseline %s + %d × %s held + %s)",
 		mib(peak.HWMBytes), mib(r.rssBound), mib(base.RSSBytes), rssFactor, mib(lim.held), mib(rssSlack))
 	check(peak.PeakGoroutines <= r.goroutineBound, "peak goroutines %d > bound %d (baseline %d + %d allowed + %d)",
@@ -718,3 +729,30 @@ func drain(c net.Conn) <-chan *wire.GoAway {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// appendMessage appends msg as one message of type typ and id, split into
+// frames of at most maxFrame bytes of payload.
+func appendMessage(dst []byte, typ wire.FrameType, id uint32, msg []byte, maxFrame int) []byte {
+	if len(msg) <= maxFrame {
+		return wire.AppendFrame(dst, typ, wire.FlagEnd, id, msg)
+	}
+	first := maxFrame - wire.MessageLenSize
+	pl := wire.AppendMessageLen(nil, len(msg))
+	dst = wire.AppendFrame(dst, typ, 0, id, append(pl, msg[:first]...))
+	msg = msg[first:]
+	for len(msg) > 0 {
+		k := min(maxFrame, len(msg))
+		var f wire.Flags
+		if k == len(msg) {
+			f = wire.FlagEnd
+		}
+		dst = wire.AppendFrame(dst, wire.TypeContinuation, f, id, msg[:k])
+		msg = msg[k:]
+	}
+	return dst
+}
+
+// callMessage is the message of a CALL or NOTIFY: head and arguments.
+func callMessage(method string, args []byte) []byte {
+	return append(wire.AppendCallHead(nil, method, 0), args...)
+}
