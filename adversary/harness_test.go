@@ -123,8 +123,8 @@ type target struct {
 	t      *testing.T
 	attack string // the attack's name in the result line
 	cmd    *exec.Cmd
-	in   io.WriteCloser
-	addr string
+	in     io.WriteCloser
+	addr   string
 
 	lines chan []byte // standard output, line by line
 

@@ -139,7 +139,7 @@ func TestConnectionFlood(t *testing.T) {
 	}
 	kinds := []kind{{"pending handshake", handshakeTO + closeSlack}, {"half frame", messageTO + closeSlack}, {"half message", messageTO + closeSlack}}
 	var mu sync.Mutex
-	open := make(map[string]int)   // still open at their bound
+	open := make(map[string]int)    // still open at their bound
 	refused := make(map[string]int) // could not even connect (a limit reached: fine)
 	var wg sync.WaitGroup
 	watchClose := func(c net.Conn, k kind, start time.Time) {

@@ -208,4 +208,3 @@ func TestMaliciousServer(t *testing.T) {
 		fmt.Sprintf("bogus_replies=%d client_ok=%d client_typed=%d client_untyped=%d client_hung=%d",
 			fs.bogus.Load(), cs.OK, cs.Typed, cs.Untyped, cs.Hung))
 }
-
