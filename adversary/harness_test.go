@@ -271,7 +271,7 @@ func (tg *target) fatalDied(doing string) {
 	hp, hwm, gor := tg.maxHp, tg.maxHWM, tg.maxGor
 	tg.lastMu.Unlock()
 	if tg.attack != "" {
-		tg.t.Logf("ADVERSARY attack=%s peak_heap_mib=%.1f peak_rss_mib=%.1f peak_goroutines=%d bounds=DIED (highest seen before the death)",
+		tg.t.Logf("ADVERSARY attack=%s peak_heap_mib=%.1f peak_rss_mib=%.1f peak_goroutines=%d result=DIED (highest seen before the death)",
 			tg.attack, mibf(hp), mibf(hwm), gor)
 	}
 	tg.t.Fatalf("target died %s: %s; highest seen before: peak heap %s, peak RSS %s, %d goroutines\n%s",
@@ -397,7 +397,7 @@ type limits struct {
 // result is one attack's measurement, logged in a line that
 // adversary/table.sh collects:
 //
-//	ADVERSARY attack=... peak_heap_mib=... heap_bound_mib=... ...
+//	ADVERSARY attack=... peak_heap_mib=... heap_bound_mib=... ... result=pass|FAIL|DIED
 type result struct {
 	attack              string
 	base, peak          stats
@@ -438,11 +438,13 @@ func measure(t *testing.T, attack string, base, peak stats, lim limits, extra ..
 	check(peak.PeakGoroutines <= r.goroutineBound, "peak goroutines %d > bound %d (baseline %d + %d allowed + %d)",
 		peak.PeakGoroutines, r.goroutineBound, base.Goroutines, lim.goroutines, goroutineSlack)
 	check(logLines <= r.logBound, "%d log lines (%s) > bound %d", logLines, mib(uint64(peak.LogBytes-base.LogBytes)), r.logBound)
+	// The result counts the test's other checks made so far (the
+	// legitimate client, the attack's own assertions) as well.
 	res := "pass"
-	if !pass {
+	if !pass || t.Failed() {
 		res = "FAIL"
 	}
-	t.Logf("ADVERSARY attack=%s peak_heap_mib=%.1f heap_bound_mib=%.1f peak_rss_mib=%.1f rss_bound_mib=%.1f peak_goroutines=%d goroutine_bound=%d log_lines=%d log_bound=%d %s bounds=%s",
+	t.Logf("ADVERSARY attack=%s peak_heap_mib=%.1f heap_bound_mib=%.1f peak_rss_mib=%.1f rss_bound_mib=%.1f peak_goroutines=%d goroutine_bound=%d log_lines=%d log_bound=%d %s result=%s",
 		attack, mibf(peak.PeakHeapBytes), mibf(r.heapBound), mibf(peak.HWMBytes), mibf(r.rssBound),
 		peak.PeakGoroutines, r.goroutineBound, logLines, r.logBound, strings.Join(extra, " "), res)
 }

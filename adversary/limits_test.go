@@ -306,7 +306,7 @@ func TestCallIDAbuse(t *testing.T) {
 	if len(failed) > 0 {
 		res = "FAIL"
 	}
-	t.Logf("ADVERSARY attack=call-id-abuse cases=%d failed=%s bounds=%s", len(cases), strings.Join(failed, ","), res)
+	t.Logf("ADVERSARY attack=call-id-abuse cases=%d failed=%s result=%s", len(cases), strings.Join(failed, ","), res)
 }
 
 // TestHandlerFlood (attack 9, from limit 4 of the issue): four connections
