@@ -3,7 +3,7 @@
 # attack, the measured peak Go heap, peak RSS, peak goroutines and log lines
 # of the attacked process, each with its bound, and pass/FAIL/DIED.
 #
-#   adversary/table.sh            runs the suite (about 2 minutes), then prints the table
+#   adversary/table.sh            runs the suite (about a minute), then prints the table
 #   adversary/table.sh LOG        prints the table of a saved `go test -v` log
 #
 # The suite's full output goes to standard error when it runs here.
