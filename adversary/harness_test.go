@@ -31,9 +31,9 @@ import (
 const (
 	// The budgets of issue 19 (passed to the target as flags; see
 	// target/main.go, limitOptions, for which are wired yet).
-	connBudget = 4 << 20  // inbound message bytes per connection (= the default MaxMessageSize)
-	procBudget = 16 << 20 // inbound message bytes for the whole process
-	outQueue   = 4 << 20  // bytes queued for writing per connection
+	connBudget = 4<<20 + 4 // inbound message bytes per connection: the default MaxMessageSize with its 4-byte length
+	procBudget = 16 << 20  // inbound message bytes for the whole process
+	outQueue   = 4 << 20   // bytes queued for writing per connection
 
 	// heapFactor and heapSlack: peak Go heap ≤ baseline + heapFactor ×
 	// (what the budgets let the process hold) + heapSlack. The factor
@@ -658,7 +658,7 @@ func handshake(t *testing.T, c *net.TCPConn) *rawPeer {
 
 func tryHandshake(c *net.TCPConn) (*rawPeer, error) {
 	hello, err := wire.AppendHello(nil, wire.Hello{
-		Role: wire.RoleDialer, MaxFrameSize: ourMaxFrame, MaxMessageSize: 64 << 20,
+		Role: wire.RoleDialer, MaxFrameSize: ourMaxFrame, MaxMessageSize: 64 << 20, InitialWindow: wire.MaxWindow,
 		Interval: 0, Timeout: 0, Codecs: []string{"json"},
 	})
 	if err != nil {

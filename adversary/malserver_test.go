@@ -76,7 +76,7 @@ func (fs *fakeServer) serve(c net.Conn) {
 		return
 	}
 	b, _ := wire.AppendHello(nil, wire.Hello{
-		Role: wire.RoleAcceptor, MaxFrameSize: ourMaxFrame, MaxMessageSize: 64 << 20,
+		Role: wire.RoleAcceptor, MaxFrameSize: ourMaxFrame, MaxMessageSize: 64 << 20, InitialWindow: wire.MaxWindow,
 		Interval: offer.Interval, Codecs: []string{"json"},
 	})
 	if _, err := c.Write(b); err != nil {

@@ -101,35 +101,46 @@ func parseFlags() *config {
 	flag.IntVar(&c.payload, "payload", 64, "client: Echo argument bytes")
 
 	// ---- Budgets and limits (issue 19). -------------------------------
-	// TODO(core): these flags are accepted and reported, and the tests
-	// assert against them, but limitOptions does not pass them to the
-	// library yet: wire each to its option when it exists.
-	flag.IntVar(&c.limits.connBudget, "conn-budget", 0, "per-connection budget for inbound message bytes (not wired yet)")
-	flag.IntVar(&c.limits.processBudget, "process-budget", 0, "process-wide budget for inbound message bytes (not wired yet)")
+	// The flags marked "not wired yet" are accepted and reported, and the
+	// tests assert against them, but the library has no such option yet.
+	flag.IntVar(&c.limits.connBudget, "conn-budget", 0, "per-connection budget for inbound message bytes (WithConnBudget)")
+	flag.IntVar(&c.limits.processBudget, "process-budget", 0, "process-wide budget for inbound message bytes (WithSharedBudget)")
 	flag.IntVar(&c.limits.maxConns, "max-conns", 0, "server: most connections (not wired yet)")
 	flag.IntVar(&c.limits.maxPending, "max-pending-handshakes", 0, "server: most handshakes in progress (not wired yet)")
 	flag.IntVar(&c.limits.maxHandlers, "max-handlers", 0, "server: most handlers running, all connections (not wired yet)")
 	flag.DurationVar(&c.limits.messageTimeout, "message-timeout", 0, "most time a started frame or message may take (not wired yet)")
-	flag.IntVar(&c.limits.outQueue, "out-queue", 0, "bytes queued for writing per connection (not wired yet)")
-	flag.StringVar(&c.limits.slowConsumer, "slow-consumer", "", "wait, drop or close (not wired yet)")
+	flag.IntVar(&c.limits.outQueue, "out-queue", 0, "bytes queued for writing per connection (WithMaxQueued)")
+	flag.StringVar(&c.limits.slowConsumer, "slow-consumer", "", "wait, drop or close (WithSlowConsumer)")
 	flag.Parse()
 	return c
 }
 
 // limitOptions turns the limits into options.
 //
-// TODO(core): wire here, e.g.
-//
-//	if l.connBudget > 0 { opts = append(opts, pulse.WithConnBudget(l.connBudget)) }
-//	if l.processBudget > 0 { opts = append(opts, pulse.WithProcessBudget(l.processBudget)) }
-//	... WithMaxConns, WithMaxPendingHandshakes, WithMaxHandlers,
-//	    WithMessageTimeout, WithOutboundQueue, WithSlowConsumer
-//
-// (names are placeholders; options meant for the server only must be left
-// out for the client role, since issue 19 has such options refused).
+// limitOptions returns the library options for the limit flags. The
+// connection and server-wide limits (max-conns, max-pending-handshakes,
+// max-handlers, message-timeout) have no option yet.
 func limitOptions(role string, l limits) []pulse.Option {
-	_, _ = role, l
-	return nil
+	_ = role
+	var opts []pulse.Option
+	if l.connBudget > 0 {
+		opts = append(opts, pulse.WithConnBudget(l.connBudget))
+	}
+	if l.processBudget > 0 {
+		opts = append(opts, pulse.WithSharedBudget(int64(l.processBudget)))
+	}
+	if l.outQueue > 0 {
+		opts = append(opts, pulse.WithMaxQueued(l.outQueue))
+	}
+	switch l.slowConsumer {
+	case "wait":
+		opts = append(opts, pulse.WithSlowConsumer(pulse.SlowConsumerWait))
+	case "drop":
+		opts = append(opts, pulse.WithSlowConsumer(pulse.SlowConsumerDrop))
+	case "close":
+		opts = append(opts, pulse.WithSlowConsumer(pulse.SlowConsumerClose))
+	}
+	return opts
 }
 
 // commonOptions are the options of both roles.

@@ -178,7 +178,8 @@ func broadcastLoop(srv *pulse.Server, cfg *config) {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.broadcastTimeout)
 		start := time.Now()
 		bcastRunning.Store(start.UnixNano())
-		n, err := srv.Broadcast(ctx, "Push.Recv", payload)
+		unreached, err := srv.Broadcast(ctx, "Push.Recv", payload)
+		n := max(peers-len(unreached), 0)
 		d := time.Since(start)
 		bcastRunning.Store(0)
 		cancel()
@@ -191,10 +192,7 @@ func broadcastLoop(srv *pulse.Server, cfg *config) {
 		if err != nil {
 			bcast.Errors++
 		}
-		// TODO(core): issue 19 has Broadcast tell the caller which peers it
-		// could not reach. Until it does, the peers it did not count as
-		// reached stand for them.
-		bcast.Unreached += int64(max(peers-n, 0))
+		bcast.Unreached += int64(len(unreached))
 		bcast.Peers, bcast.Reached = int64(peers), int64(n)
 		bcastMu.Unlock()
 	}

@@ -156,7 +156,10 @@ func (s *Session) send(ctx context.Context, call *Call, method string, args any,
 		}
 	}
 	s.enqueueLocked(bp, id, typ, func(seq uint64, out *outMsg) { call.seq, call.out = seq, out })
-	s.kickUnlock(true)
+	// A call's goroutine may write its request itself, the fastest way
+	// out; a push that must not wait for a peer (Broadcast, a server's
+	// notifications) leaves it to a writer goroutine.
+	s.kickUnlock(kind == sendCall || kind == sendNotify && s.cfg.Slow == SlowWait)
 	return nil
 }
 
