@@ -27,22 +27,6 @@ func (h *Hold) Take(args []byte, reply *int) error {
 	return nil
 }
 
-// waitSteady waits until f's value has not changed for 300 ms, and
-// returns it.
-func waitSteady(t *testing.T, f func() int) int {
-	t.Helper()
-	last, since := f(), time.Now()
-	for deadline := time.Now().Add(defaultTestTimeout); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if v := f(); v != last {
-			last, since = v, time.Now()
-		} else if time.Since(since) > 300*time.Millisecond {
-			return v
-		}
-	}
-	t.Fatalf("value still changing after %v", defaultTestTimeout)
-	return 0
-}
-
 // TestConnBudgetHoldsSender: a server whose handlers hold their arguments
 // grants no more credit once a connection's budget is held; the client's
 // further calls wait on its side, unsent, while heartbeats keep the
@@ -63,10 +47,16 @@ func TestConnBudgetHoldsSender(t *testing.T) {
 	for i := range calls {
 		c.Go(testContext(t), "Hold.Take", make([]byte, arg), &replies[i], done)
 	}
-	entered := waitSteady(t, func() int { return int(h.entered.Load()) })
-	if used := pulse.BudgetUsed(ts.Server); used > budget {
-		t.Errorf("the server holds %d bytes of messages, over its connection budget of %d", used, budget)
-	}
+	// Quiet: the client's credit is less than a call, and it and what
+	// the server holds add up to the window (nothing in flight); every
+	// call the server holds has entered its handler.
+	waitFor(t, "the client to spend its credit on held calls", func() bool {
+		st := c.Stats()
+		peers := ts.Peers()
+		return st.Credit < arg && st.Credit+int(pulse.BudgetUsed(ts.Server)) == budget &&
+			len(peers) == 1 && int(h.entered.Load()) == peers[0].Stats().Running
+	})
+	entered := int(h.entered.Load())
 	if max := budget / arg; entered == 0 || entered > max {
 		t.Errorf("%d handlers hold their arguments, want 1 to %d (the budget's worth)", entered, max)
 	}
@@ -93,9 +83,7 @@ func TestConnBudgetHoldsSender(t *testing.T) {
 		}
 	}
 	// A handler lets go of its argument just after its reply is queued.
-	if used := waitSteady(t, func() int { return int(pulse.BudgetUsed(ts.Server)) }); used != 0 {
-		t.Errorf("the server still holds %d bytes after every handler returned", used)
-	}
+	waitFor(t, "the server to let go of every argument", func() bool { return pulse.BudgetUsed(ts.Server) == 0 })
 }
 
 // TestSharedBudgetRefuses: connections sharing a server's budget cannot
@@ -128,15 +116,19 @@ func TestSharedBudgetRefuses(t *testing.T) {
 			c.Go(testContext(t), "Hold.Take", make([]byte, arg), new(int), done)
 		}
 	}
-	waitSteady(t, func() int { return int(h.entered.Load()) })
+	// Two connections' budgets are more than the shared one: it fills,
+	// and a call that does not fit is refused.
 	refused := 0
-	for len(done) > 0 {
-		call := <-done
-		if !errors.Is(call.Error, pulse.ErrBusy) {
-			t.Errorf("call completed with %v before the handlers let go, want %v", call.Error, pulse.ErrBusy)
+	waitFor(t, "the shared budget to fill and refuse a call", func() bool {
+		for len(done) > 0 {
+			call := <-done
+			if !errors.Is(call.Error, pulse.ErrBusy) {
+				t.Errorf("call completed with %v before the handlers let go, want %v", call.Error, pulse.ErrBusy)
+			}
+			refused++
 		}
-		refused++
-	}
+		return refused > 0 && pulse.BudgetUsed(ts.Server) > shared-2*arg
+	})
 	if refused == 0 || pulse.BudgetRefused(ts.Server) == 0 {
 		t.Errorf("%d calls refused (server counts %d), want some: two connections' budgets exceed the shared one", refused, pulse.BudgetRefused(ts.Server))
 	}
@@ -177,18 +169,7 @@ func TestAnnouncedSizeIsNotAllocated(t *testing.T) {
 	if _, err := conn.Write(b); err != nil {
 		t.Fatal(err)
 	}
-	// The PONG comes after the server has read every frame before it.
-	for {
-		h, p, err := fr.ReadFrame()
-		if err != nil {
-			t.Fatalf("reading the PONG: %v", err)
-		}
-		if h.Type == wire.TypePong {
-			if v, _ := wire.ParsePing(p); v == 42 {
-				break
-			}
-		}
-	}
+	readPong(t, fr, 42) // after the server has read every frame before it
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)
@@ -197,4 +178,61 @@ func TestAnnouncedSizeIsNotAllocated(t *testing.T) {
 		t.Errorf("heap grew by %d bytes, want at most %d (the window and 16 KiB a message)", grew, limit)
 	}
 	conn.Close()
+}
+
+// TestAnnouncedSizeWithinSharedBudget: the buffers made at a message's
+// announced size are charged to the shared budget in advance, so that
+// connections announcing large messages together make the server hold its
+// shared budget, not one window per connection.
+func TestAnnouncedSizeWithinSharedBudget(t *testing.T) {
+	checkLeaks(t)
+	const shared, conns = 16 << 20, 6
+	ts := newTestServer(t, transportTCP, pulse.WithSharedBudget(shared))
+	ts.register(t, new(Arith))
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for range conns {
+		conn := dialRaw(t, ts.addr)
+		fr := rawHandshake(t, conn)
+		var b []byte
+		for i := range uint32(2) { // two messages: one connection window
+			p := wire.AppendMessageLen(nil, pulse.DefaultMaxMessageSize-1)
+			p = wire.AppendCallHead(p, "Arith.Add", 0)
+			b = wire.AppendFrame(b, wire.TypeCall, 0, 2*i+1, append(p, "0123456789abcdef"...))
+		}
+		b = wire.AppendPing(b, wire.TypePing, 7)
+		if _, err := conn.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		readPong(t, fr, 7)
+		defer conn.Close()
+	}
+	if used := pulse.BudgetUsed(ts.Server); used > shared {
+		t.Errorf("the shared budget holds %d bytes, over its %d", used, shared)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("heap grew by %d bytes for %d connections announcing %d bytes each", grew, conns, 2*pulse.DefaultMaxMessageSize)
+	if limit := int64(shared + 8<<20); grew > limit {
+		t.Errorf("heap grew by %d bytes, want at most %d (the shared budget and 8 MiB)", grew, limit)
+	}
+}
+
+// readPong reads frames from fr until the PONG for data.
+func readPong(t *testing.T, fr *wire.Reader, data uint64) {
+	t.Helper()
+	for {
+		h, p, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("reading the PONG: %v", err)
+		}
+		if h.Type == wire.TypePong {
+			if v, _ := wire.ParsePing(p); v == data {
+				return
+			}
+		}
+	}
 }

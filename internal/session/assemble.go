@@ -15,21 +15,31 @@ func (s *Session) processMessage(h wire.Header, p []byte) error {
 	if err := s.checkMessageID(h); err != nil {
 		return err
 	}
-	fits, err := s.consume(len(p))
+	whole := h.Flags&wire.FlagEnd != 0
+	// A whole REPLY is decoded from the read buffer before the reader goes
+	// on, into the caller's own reply value: it holds nothing of the
+	// shared budget's, so it does not touch its counter (shared by every
+	// connection) on each call.
+	charge := !whole || h.Type != wire.TypeReply
+	fits, err := s.consume(len(p), charge)
 	if err != nil {
 		return err
 	}
 	admitted := h.Type == wire.TypeReply || s.admit(h.ID)
-	if h.Flags&wire.FlagEnd != 0 {
+	if whole {
+		charged := fits && charge
 		switch {
 		case !admitted:
-			s.letGo(len(p), fits)
+			s.letGo(len(p), charged)
 		case len(p) > s.maxMsg:
-			s.letGo(len(p), fits)
+			s.letGo(len(p), charged)
 			s.tooLarge(h.Type, h.ID)
 		case !fits:
 			s.overBudget(h.Type, h.ID)
-		case s.dispatch(h.Type, h.ID, p, false, len(p)):
+		case h.Type == wire.TypeReply:
+			s.handleReply(h.ID, p)
+			s.letGo(len(p), false)
+		case s.handleCall(h.Type == wire.TypeNotify, h.ID, p, false, len(p)):
 			return errReaderMoved
 		}
 		return nil
@@ -89,18 +99,21 @@ func (s *Session) checkMessageID(h wire.Header) error {
 // A message in several frames gets a buffer of its announced size at
 // once, so that it is gathered without copies, while the buffers of this
 // connection's partial messages so sized add up to no more than the
-// connection's window (Session.reserved). Beyond that, a message's buffer
-// grows with the bytes that arrived, by doubling from smallChunk: a peer
-// announcing many large messages and sending a few bytes of each makes
-// this side hold the window and twice what arrived, not what it announced.
+// connection's window (Session.reserved) and the shared budget has room
+// for the bytes still to come, which the reservation charges it in
+// advance (partialMsg.prepaid). Otherwise a message's buffer grows with
+// the bytes that arrived, by doubling from smallChunk, and each frame is
+// charged as it comes: a peer announcing many large messages and sending
+// a few bytes of each makes this side hold what its budgets allow and
+// twice what arrived, not what it announced.
 const smallChunk = 4 << 10
 
 // initialCap returns the capacity of the buffer of pm, whose first frame
 // carries n bytes of body, and reserves it when it is the whole message.
 func (s *Session) initialCap(pm *partialMsg, n int) int {
-	if int(s.reserved)+pm.total <= int(s.cfg.Window) {
+	if int(s.reserved)+pm.total <= int(s.cfg.Window) && s.cfg.Budget.charge(pm.total-n) {
 		s.reserved += int32(pm.total)
-		pm.reserved = true
+		pm.reserved, pm.prepaid = true, pm.total-n
 		return pm.total
 	}
 	return min(pm.total, max(2*n, smallChunk))
@@ -142,7 +155,7 @@ func (s *Session) processContinuation(h wire.Header, p []byte) error {
 	if pm == nil {
 		return fmt.Errorf("CONTINUATION for id %d, which has no message arriving", h.ID)
 	}
-	fits, err := s.consume(len(p))
+	fits, err := s.consume(len(p), !pm.prepay(len(p)))
 	if err != nil {
 		return err
 	}
@@ -182,11 +195,13 @@ func (s *Session) processContinuation(h wire.Header, p []byte) error {
 	return s.finishPartial(pm, h.ID)
 }
 
-// unreserve ends pm's part of Session.reserved.
+// unreserve ends pm's part of Session.reserved, and gives the shared
+// budget back what it was charged for bytes that never came.
 func (s *Session) unreserve(pm *partialMsg) {
 	if pm.reserved {
 		s.reserved -= int32(pm.total)
-		pm.reserved = false
+		s.cfg.Budget.give(pm.prepaid)
+		pm.reserved, pm.prepaid = false, 0
 	}
 }
 
@@ -202,10 +217,15 @@ func (s *Session) finishPartial(pm *partialMsg, id uint32) error {
 	case pm.into != nil:
 		s.finishInto(pm, id)
 		s.letGo(pm.charged, true)
+	case pm.typ == wire.TypeReply:
+		s.handleReply(id, pm.buf)
+		s.letGo(pm.charged, true)
+		pm.release()
 	default:
-		// The message is decoded before dispatch returns (codecs keep
-		// nothing of it), so its buffer can serve again.
-		moved := s.dispatch(pm.typ, id, pm.buf, pm.bp == nil, pm.charged)
+		// The arguments are decoded before handleCall returns (codecs
+		// keep nothing of the message), so its buffer can serve again;
+		// a raw argument keeps an unpooled buffer (adoptRaw).
+		moved := s.handleCall(pm.typ == wire.TypeNotify, id, pm.buf, pm.bp == nil, pm.charged)
 		pm.release()
 		if moved {
 			return errReaderMoved
@@ -239,8 +259,10 @@ type partialMsg struct {
 	discard bool // nobody waits for it
 	busy    bool // did not fit the shared budget: the rest is discarded
 	// reserved says that buf was made at the announced size, counted in
-	// Session.reserved until the message ends.
+	// Session.reserved until the message ends; prepaid is what of the
+	// bytes still to come the reservation charged the shared budget for.
 	reserved bool
+	prepaid  int
 	// into is the call whose reply slice buf is, when the body of this
 	// REPLY goes straight there (replyInto); buf then holds the body only.
 	into *Call
@@ -249,19 +271,22 @@ type partialMsg struct {
 // keeps reports whether pm gathers its bytes (rather than discard them).
 func (pm *partialMsg) keeps() bool { return !pm.tooBig && !pm.discard && !pm.busy }
 
-// append adds p to the body, growing the buffer by doubling up to the
-// announced total.
+// prepay takes n bytes from what pm's reservation charged in advance, and
+// reports whether it covered them (then the frame is not charged again).
+func (pm *partialMsg) prepay(n int) bool {
+	if pm.prepaid < n {
+		return false
+	}
+	pm.prepaid -= n
+	return true
+}
+
+// append adds p to the body. A buffer made at the announced size
+// (reserved, possibly pooled) has room for all of it; another grows by
+// doubling up to the announced total.
 func (pm *partialMsg) append(p []byte) {
 	if n := len(pm.buf) + len(p); n > cap(pm.buf) {
-		size := min(pm.total, max(n, 2*cap(pm.buf)))
-		if pm.bp == nil {
-			pm.buf = append(make([]byte, 0, size), pm.buf...)
-		} else {
-			bp := bufpool.GetLarge(size)
-			nb := append((*bp)[:0], pm.buf...)
-			pm.release()
-			pm.bp, pm.buf = bp, nb
-		}
+		pm.buf = append(make([]byte, 0, min(pm.total, max(n, 2*cap(pm.buf)))), pm.buf...)
 	}
 	pm.buf = append(pm.buf, p...)
 }

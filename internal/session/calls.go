@@ -199,6 +199,7 @@ func (s *Session) enqueueLocked(bp *[]byte, id uint32, typ wire.FrameType, mark 
 		}
 		d.b = append(d.b, b...)
 		s.queued += uint64(len(b))
+		s.markFullLocked()
 		bufpool.Put(bp)
 		if mark != nil {
 			mark(s.queued, nil)
@@ -207,6 +208,7 @@ func (s *Session) enqueueLocked(bp *[]byte, id uint32, typ wire.FrameType, mark 
 	}
 	m := &outMsg{id: id, typ: typ, body: b[wire.HeaderSize:], buf: bp, small: small}
 	s.largeBytes += len(m.body)
+	s.markFullLocked()
 	if small {
 		s.smallWait++
 	}

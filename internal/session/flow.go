@@ -20,7 +20,10 @@ import (
 // A Budget, shared by every session of a Server or Client, bounds the sum
 // over its connections: a message whose bytes do not fit it is refused
 // (a CALL gets BUSY, a REPLY fails its call, a NOTIFY is dropped) and its
-// bytes are let go as they arrive. The budget does not hold credit back: a
+// bytes are let go as they arrive. A buffer made at a message's announced
+// size is charged for all of it when made (assemble.go). A REPLY in one
+// frame is not charged: it is decoded from the read buffer into its
+// caller's reply before the reader goes on, so it holds nothing. The budget does not hold credit back: a
 // connection whose message is half received would then wait for credit
 // that only the end of other half-received messages can free, and with
 // enough of them nothing would ever end.
@@ -100,15 +103,16 @@ func (e flowError) Error() string {
 }
 
 // consume accounts for a data frame of n payload bytes from the peer, by
-// the reader. It fails when the peer exceeded its credit; otherwise it
-// reports whether the bytes fit the shared budget (if not, they are let go
-// at once and the message they belong to is refused).
-func (s *Session) consume(n int) (fits bool, err error) {
+// the reader. It fails when the peer exceeded its credit; otherwise, when
+// charge is set, it reports whether the bytes fit the shared budget (if
+// not, they are let go at once and the message they belong to is
+// refused).
+func (s *Session) consume(n int, charge bool) (fits bool, err error) {
 	s.in.received += uint32(n)
 	if over := int32(s.in.received - s.in.granted.Load()); over > 0 {
 		return false, flowError{int(over), n}
 	}
-	if n == 0 {
+	if n == 0 || !charge {
 		return true, nil
 	}
 	if !s.cfg.Budget.charge(n) {
@@ -150,11 +154,7 @@ func (s *Session) processWindowUpdate(_ wire.Header, p []byte) error {
 		return flowOverflowError(c)
 	}
 	s.credit = int32(c)
-	if len(s.large) == 0 || s.writing {
-		s.mu.Unlock()
-		return nil
-	}
-	s.kickUnlock(false)
+	s.kickUnlock(false) // starts a writer only if messages wait and none runs
 	return nil
 }
 

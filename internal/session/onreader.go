@@ -105,7 +105,7 @@ func (s *Session) shard(n int) int {
 // whether the reader's job moved to another goroutine meanwhile. Called
 // by the reader.
 func (s *Session) serveOnReader(ctx context.Context, cancel context.CancelFunc, id uint32, msgBytes int, svc *service.Service, mt *service.Method, argv reflect.Value) (served, readerMoved bool) {
-	if s.park.socket() == nil || s.running.Load() != 1 || s.queueFull() {
+	if s.park.socket() == nil || s.running.Load() != 1 || s.sendFull.Load() {
 		return false, false
 	}
 	burst := s.fr.Buffered() != 0

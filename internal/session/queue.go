@@ -43,14 +43,6 @@ func (s *Session) outstandingLocked() int {
 	return int(s.queued-s.flushed.Load()) + s.largeBytes
 }
 
-// queueFull reports whether the send queue is at its bound: a reply then
-// waits for room on a worker, not on the reader.
-func (s *Session) queueFull() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.fullLocked(0)
-}
-
 // fullLocked reports whether a message of n more bytes must wait: the
 // queue holds something, and n would take it past the bound. Called with
 // s.mu held.
@@ -63,13 +55,10 @@ func (s *Session) fullLocked(n int) bool {
 }
 
 // waitRoomLocked waits until a message of n bytes fits the queue, the
-// session closes, or ctx ends. Called with s.mu held, which it holds
-// again when it returns; it returns nil when the message may be queued.
+// session closes, or ctx ends, whose error it then returns. Called with
+// s.mu held, which it holds again when it returns.
 func (s *Session) waitRoomLocked(ctx context.Context, n int) error {
-	for s.fullLocked(n) {
-		if err := s.refuseLocked(); err != nil {
-			return err
-		}
+	for s.fullLocked(n) && !s.closed {
 		if s.room == nil {
 			s.room = make(chan struct{})
 		}
@@ -108,10 +97,7 @@ func (s *Session) roomLocked(ctx context.Context, n, kind int) error {
 	case SlowDrop:
 		return ErrSlowConsumer
 	case SlowClose:
-		if !s.slowClosing {
-			s.slowClosing = true
-			go s.closeSlow(fmt.Sprintf("a notification found %d bytes queued (limit %d)", s.outstandingLocked(), s.cfg.MaxQueued))
-		}
+		s.closeSlowLocked("a notification found")
 		return ErrSlowConsumer
 	}
 	if err := s.waitRoomLocked(ctx, n); err != nil {
@@ -120,13 +106,27 @@ func (s *Session) roomLocked(ctx context.Context, n, kind int) error {
 	return s.refuseLocked()
 }
 
+// markFullLocked notes, after a message was queued, that the queue
+// reached its bound (sendFull). Called with s.mu held.
+func (s *Session) markFullLocked() {
+	if s.cfg.MaxQueued > 0 && !s.sendFull.Load() && s.outstandingLocked() >= s.cfg.MaxQueued {
+		s.sendFull.Store(true)
+	}
+}
+
 // wakeRoomLocked wakes those waiting for room, once there is some. The
 // writer calls it at each round, after the previous round's bytes are
 // accounted for. Called with s.mu held.
 func (s *Session) wakeRoomLocked() {
-	if s.room != nil && (s.cfg.MaxQueued <= 0 || s.outstandingLocked() < s.cfg.MaxQueued) {
-		close(s.room)
-		s.room = nil
+	if !s.sendFull.Load() && s.room == nil {
+		return
+	}
+	if s.cfg.MaxQueued <= 0 || s.outstandingLocked() < s.cfg.MaxQueued {
+		s.sendFull.Store(false)
+		if s.room != nil {
+			close(s.room)
+			s.room = nil
+		}
 	}
 }
 
@@ -134,15 +134,23 @@ func (s *Session) wakeRoomLocked() {
 // queued without waiting took the queue past twice its bound. Called with
 // s.mu held.
 func (s *Session) overflowLocked() {
-	if s.slowClosing || s.closed || s.cfg.MaxQueued <= 0 || s.outstandingLocked() <= 2*s.cfg.MaxQueued {
+	if s.cfg.MaxQueued > 0 && s.outstandingLocked() > 2*s.cfg.MaxQueued {
+		s.closeSlowLocked("the reader's answers took")
+	}
+}
+
+// closeSlowLocked closes the connection with GOAWAY "slow consumer", once,
+// from a goroutine of its own (the caller may be the reader, which must
+// not wait on a write). what says what found the queue full. Called with
+// s.mu held.
+func (s *Session) closeSlowLocked(what string) {
+	if s.slowClosing || s.closed {
 		return
 	}
 	s.slowClosing = true
-	go s.closeSlow(fmt.Sprintf("%d bytes queued for a peer that does not read them (limit %d)", s.outstandingLocked(), s.cfg.MaxQueued))
-}
-
-// closeSlow closes the connection with GOAWAY "slow consumer".
-func (s *Session) closeSlow(msg string) {
-	s.peerLog(logSlowConsumer, "pulse: closing a slow consumer", "why", msg)
-	s.goAway(wire.GoAwaySlowConsumer, msg, ReasonWriteStall, nil, time.Second)
+	msg := fmt.Sprintf("%s %d bytes queued for a peer that does not read them (limit %d)", what, s.outstandingLocked(), s.cfg.MaxQueued)
+	go func() {
+		s.peerLog(logSlowConsumer, "pulse: closing a slow consumer", "why", msg)
+		s.goAway(wire.GoAwaySlowConsumer, msg, ReasonWriteStall, nil, time.Second)
+	}()
 }

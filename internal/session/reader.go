@@ -220,56 +220,33 @@ func (s *Session) processGoAway(_ wire.Header, p []byte) error {
 
 // tooLarge answers a message that exceeded this side's limit.
 func (s *Session) tooLarge(typ wire.FrameType, id uint32) {
-	msg := fmt.Sprintf("message exceeds the limit of %d bytes", s.maxMsg)
-	if typ != wire.TypeReply {
-		defer s.handlerDone(0) // the call was counted when admitted
-	}
-	switch typ {
-	case wire.TypeCall:
-		s.replyError(id, wire.StatusTooLarge, msg, background)
-	case wire.TypeReply:
-		if call := s.takePending(id); call != nil {
-			call.done(&CallError{Status: wire.StatusTooLarge, Message: "reply " + msg, Err: ErrMessageTooLarge, Reached: true})
-		}
-	case wire.TypeNotify:
-		s.peerLog(logDropTooLarge, "pulse: dropped notification: "+msg)
-	}
-}
-
-// dispatch acts on a complete message. msg is valid only during the call,
-// unless owned: nothing else uses its memory (a message of several frames,
-// in a buffer of its own), and a raw argument may then keep it. It reports
-// whether the reader's job moved to another goroutine while it ran a
-// method (serveOnReader): the caller, no longer the reader, must return.
-//
-// held is the payload bytes of msg's frames that flow control counts: a
-// reply's are let go once it is decoded, a call's when its handler
-// returns.
-func (s *Session) dispatch(typ wire.FrameType, id uint32, msg []byte, owned bool, held int) (readerMoved bool) {
-	if typ == wire.TypeReply {
-		s.handleReply(id, msg)
-		s.letGo(held, true)
-		return false
-	}
-	return s.handleCall(typ == wire.TypeNotify, id, msg, owned, held)
+	s.refuseMessage(typ, id, wire.StatusTooLarge, fmt.Sprintf("message exceeds the limit of %d bytes", s.maxMsg), ErrMessageTooLarge, logDropTooLarge)
 }
 
 // overBudget answers a message refused because the shared budget had no
-// room for it; its bytes were let go as they arrived.
+// room for it.
 func (s *Session) overBudget(typ wire.FrameType, id uint32) {
 	b := s.cfg.Budget
 	b.refused.Add(1)
 	msg := fmt.Sprintf("the receiver's memory budget for messages (%d bytes, shared by its connections) is full", b.limit)
+	s.refuseMessage(typ, id, wire.StatusBusy, msg, nil, logDropBudget)
+}
+
+// refuseMessage answers a whole message that is not acted on, whose bytes
+// were let go already: a CALL gets status, the call waiting for a REPLY
+// fails with it (and err), a NOTIFY is dropped with a rate-limited log
+// line.
+func (s *Session) refuseMessage(typ wire.FrameType, id uint32, status wire.Status, msg string, err error, r logReason) {
 	switch typ {
 	case wire.TypeCall:
-		defer s.handlerDone(0)
-		s.replyError(id, wire.StatusBusy, msg, background)
+		defer s.handlerDone(0) // the call was counted when admitted
+		s.replyError(id, status, msg, background)
 	case wire.TypeReply:
 		if call := s.takePending(id); call != nil {
-			call.done(&CallError{Status: wire.StatusBusy, Message: "reply refused: " + msg, Reached: true})
+			call.done(&CallError{Status: status, Message: "reply: " + msg, Err: err, Reached: true})
 		}
 	case wire.TypeNotify:
 		defer s.handlerDone(0)
-		s.peerLog(logDropBudget, "pulse: dropped notification: "+msg)
+		s.peerLog(r, "pulse: dropped notification: "+msg)
 	}
 }

@@ -44,9 +44,12 @@ func (s *Session) replyErr(call *Call, msg []byte) error {
 // decoding happen here on the reader, so the read buffer need not be
 // copied; the method runs on the reader (serveOnReader) or on a worker.
 // It reports whether the reader's job moved to another goroutine
-// meanwhile.
+// meanwhile: the caller, no longer the reader, must return.
 //
-// held is the payload bytes of msg's frames, let go when the call ends.
+// msg is valid only during the call, unless owned: nothing else uses its
+// memory (a message of several frames, in a buffer of its own), and a raw
+// argument may then keep it. held is the payload bytes of msg's frames,
+// let go when the call ends.
 func (s *Session) handleCall(notify bool, id uint32, msg []byte, owned bool, held int) (readerMoved bool) {
 	method, timeout, args, err := wire.ParseCall(msg)
 	if err != nil {

@@ -64,6 +64,7 @@ type Session struct {
 	// Atomic.
 	parent   atomic.Pointer[handlerCtx] // parent of the handlers' contexts, made on first use (handlerParent)
 	running  atomic.Int32               // peer calls admitted and not finished: arriving, running, or being refused
+	sendFull atomic.Bool                // the send queue reached its bound (queue.go); set and cleared under mu
 	lastRead *atomic.Int64              // clock ns of the last read that returned bytes (reads.last)
 	drainSt  atomic.Pointer[drainState] // set when this side starts draining (drain.go)
 	flushed  atomic.Uint64              // bytes of the data lane written
