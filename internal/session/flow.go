@@ -62,9 +62,6 @@ func (b *Budget) give(n int) {
 // Used returns the bytes held now.
 func (b *Budget) Used() int64 { return b.used.Load() }
 
-// Limit returns the budget's size.
-func (b *Budget) Limit() int64 { return b.limit }
-
 // Refused returns how many messages were refused for want of room.
 func (b *Budget) Refused() int64 { return b.refused.Load() }
 
@@ -132,8 +129,11 @@ func (s *Session) letGo(n int, charged bool) {
 	if charged {
 		s.cfg.Budget.give(n)
 	}
-	u := s.in.unreturned.Add(int32(n))
-	if u < updateThreshold(s.cfg.Window, s.cfg.MaxMessageSize) || !s.in.unreturned.CompareAndSwap(u, 0) {
+	if s.in.unreturned.Add(int32(n)) < updateThreshold(s.cfg.Window, s.cfg.MaxMessageSize) {
+		return
+	}
+	u := s.in.unreturned.Swap(0) // 0 if another goroutine granted them first
+	if u <= 0 {
 		return
 	}
 	s.in.granted.Add(uint32(u))

@@ -33,10 +33,13 @@ type peerLogs struct {
 	skipped [nLogReasons]atomic.Int64 // lines left out since
 }
 
-// peerLog writes a warning that the peer caused, unless a line of the
-// same reason was written on this connection less than peerLogEvery ago;
-// then it only counts it. Any goroutine.
-func (s *Session) peerLog(r logReason, msg string, args ...any) {
+// peerLogTurn reports whether a line of reason r, which the peer caused,
+// may be written now: none of that reason was written on this connection
+// less than peerLogEvery ago. If not, it counts the line left out; if so,
+// it returns how many were left out since the last one. Callers build the
+// line only when it is their turn, so that a line left out costs no
+// allocation. Any goroutine.
+func (s *Session) peerLogTurn(r logReason) (suppressed int64, ok bool) {
 	l := s.logs.Load()
 	if l == nil {
 		l = new(peerLogs)
@@ -48,11 +51,16 @@ func (s *Session) peerLog(r logReason, msg string, args ...any) {
 	last := l.last[r].Load()
 	if last != 0 && now-last < int64(peerLogEvery) || !l.last[r].CompareAndSwap(last, now) {
 		l.skipped[r].Add(1)
-		return
+		return 0, false
 	}
-	args = append(args, "remote", s.conn.RemoteAddr())
-	if n := l.skipped[r].Swap(0); n > 0 {
-		args = append(args, "suppressed", n)
+	return l.skipped[r].Swap(0), true
+}
+
+// peerLog writes a warning of reason r that the peer caused, with the
+// peer's address and the count of lines of that reason left out, if it is
+// r's turn (peerLogTurn).
+func (s *Session) peerLog(r logReason, msg string, args ...any) {
+	if n, ok := s.peerLogTurn(r); ok {
+		s.log.Warn(msg, append(args, "remote", s.conn.RemoteAddr(), "suppressed", n)...)
 	}
-	s.log.Warn(msg, args...)
 }

@@ -189,7 +189,7 @@ func (s *Session) processPing(_ wire.Header, p []byte) error {
 		}
 		if s.pingStrikes == maxPingStrikes+1 {
 			msg := fmt.Sprintf("pings closer together than %v; the permitted rate is one ping per %v", s.minPingGap, s.minPingGap)
-			s.peerLog(logTooManyPings, "pulse: too many pings", "permitted", s.minPingGap)
+			s.peerLog(logTooManyPings, "pulse: too many pings", "permitted", s.minPingGap) // once per connection
 			go s.goAway(wire.GoAwayTooManyPings, msg, ReasonProtocol, nil, time.Second)
 		}
 		return nil
@@ -247,6 +247,8 @@ func (s *Session) refuseMessage(typ wire.FrameType, id uint32, status wire.Statu
 		}
 	case wire.TypeNotify:
 		defer s.handlerDone(0)
-		s.peerLog(r, "pulse: dropped notification: "+msg)
+		if n, ok := s.peerLogTurn(r); ok {
+			s.log.Warn("pulse: dropped notification: "+msg, "remote", s.conn.RemoteAddr(), "suppressed", n)
+		}
 	}
 }

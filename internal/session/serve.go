@@ -116,7 +116,10 @@ func (s *Session) handleCall(notify bool, id uint32, msg []byte, owned bool, hel
 func (s *Session) refuse(notify bool, held int, id uint32, status wire.Status, msg string, method []byte) {
 	defer s.handlerDone(held) // the call was counted when admitted
 	if notify {
-		s.peerLog(logDropNotify, "pulse: dropped notification", "method", string(method), "status", status, "err", msg)
+		if n, ok := s.peerLogTurn(logDropNotify); ok {
+			s.log.Warn("pulse: dropped notification", "method", string(method), "status", status, "err", msg,
+				"remote", s.conn.RemoteAddr(), "suppressed", n)
+		}
 		return
 	}
 	s.replyError(id, status, msg, background)
