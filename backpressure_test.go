@@ -11,41 +11,20 @@ import (
 	"github.com/pulse-rpc/pulse/wire"
 )
 
-// stalledAcceptor accepts one connection, answers its HELLO granting a
-// large window, and then reads nothing more until the test ends: a server
-// that has stopped. It returns the address.
+// stalledAcceptor accepts one connection, answers its HELLO granting the
+// largest window, and then reads nothing more until the test ends: a
+// server that has stopped. It returns the address.
 func stalledAcceptor(t *testing.T) string {
 	t.Helper()
-	l := listenTCP(t)
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		conn, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
+	return acceptOne(t, func(conn net.Conn, _ *wire.Reader, offer wire.Hello) {
 		if tc, ok := conn.(*net.TCPConn); ok {
 			tc.SetReadBuffer(4 << 10)
 		}
-		fr := wire.NewReader(conn, 4096)
-		h, p, err := fr.ReadFrame()
-		if err != nil || h.Type != wire.TypeHello {
-			return
-		}
-		offer, _ := wire.ParseHello(p)
 		b, _ := wire.AppendHello(nil, wire.Hello{Role: wire.RoleAcceptor, MaxFrameSize: wire.DefaultMaxFrameSize,
 			MaxMessageSize: 64 << 20, InitialWindow: wire.MaxWindow, Codecs: offer.Codecs[:1]})
 		conn.Write(b)
-		<-stop
-	}()
-	t.Cleanup(func() {
-		close(stop)
-		l.Close()
-		<-done
+		<-t.Context().Done()
 	})
-	return l.Addr().String()
 }
 
 // TestCallsWaitForQueueRoom: calls to a server that stopped reading fill

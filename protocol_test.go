@@ -607,12 +607,13 @@ func TestHandshakeNoMessageLimit(t *testing.T) {
 	}
 }
 
-// fakeAcceptor accepts one connection on 127.0.0.1, reads the dialer's
-// HELLO, answers with answer and sends back what it reads next.
-func fakeAcceptor(t *testing.T, answer wire.Hello) (addr string, next <-chan wire.GoAway) {
+// acceptOne accepts one connection on 127.0.0.1, reads the dialer's
+// HELLO and runs then with the connection, its reader and the HELLO; the
+// listener and the connection close, and then returns, before the test
+// ends (then may wait for t.Context to end). It returns the address.
+func acceptOne(t *testing.T, then func(conn net.Conn, fr *wire.Reader, offer wire.Hello)) string {
 	t.Helper()
 	l := listenTCP(t)
-	gc := make(chan wire.GoAway, 1)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -623,9 +624,29 @@ func fakeAcceptor(t *testing.T, answer wire.Hello) (addr string, next <-chan wir
 		defer conn.Close()
 		conn.SetDeadline(time.Now().Add(defaultTestTimeout))
 		fr := wire.NewReader(conn, 4096)
-		if _, _, err := fr.ReadFrame(); err != nil {
+		h, p, err := fr.ReadFrame()
+		if err != nil || h.Type != wire.TypeHello {
 			return
 		}
+		offer, err := wire.ParseHello(p)
+		if err != nil {
+			return
+		}
+		then(conn, fr, offer)
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+	})
+	return l.Addr().String()
+}
+
+// fakeAcceptor accepts one connection on 127.0.0.1, reads the dialer's
+// HELLO, answers with answer and sends back what it reads next.
+func fakeAcceptor(t *testing.T, answer wire.Hello) (addr string, next <-chan wire.GoAway) {
+	t.Helper()
+	gc := make(chan wire.GoAway, 1)
+	addr = acceptOne(t, func(conn net.Conn, fr *wire.Reader, _ wire.Hello) {
 		b, _ := wire.AppendHello(nil, answer)
 		conn.Write(b)
 		h, p, err := fr.ReadFrame()
@@ -635,12 +656,8 @@ func fakeAcceptor(t *testing.T, answer wire.Hello) (addr string, next <-chan wir
 		if g, err := wire.ParseGoAway(p); err == nil {
 			gc <- g
 		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		<-done
 	})
-	return l.Addr().String(), gc
+	return addr, gc
 }
 
 // TestDialerRefusesBadHello has an acceptor choose a codec the client did
