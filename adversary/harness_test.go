@@ -83,40 +83,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// stats is the target's answer to "stats" (target/measure.go, Stats).
-type stats struct {
-	Role           string           `json:"role"`
-	UptimeMS       int64            `json:"uptime_ms"`
-	HeapBytes      uint64           `json:"heap_bytes"`
-	PeakHeapBytes  uint64           `json:"peak_heap_bytes"`
-	Goroutines     uint64           `json:"goroutines"`
-	PeakGoroutines uint64           `json:"peak_goroutines"`
-	RSSBytes       uint64           `json:"rss_bytes"`
-	HWMBytes       uint64           `json:"hwm_bytes"`
-	LogLines       int64            `json:"log_lines"`
-	LogBytes       int64            `json:"log_bytes"`
-	Conns          int64            `json:"conns"`
-	Calls          map[string]int64 `json:"calls"`
-	Broadcast      *struct {
-		Count     int64 `json:"count"`
-		Pending   int64 `json:"pending"`
-		MaxMicros int64 `json:"max_micros"`
-		Late      int64 `json:"late"`
-		Errors    int64 `json:"errors"`
-		Unreached int64 `json:"unreached"`
-		Peers     int64 `json:"peers"`
-		Reached   int64 `json:"reached"`
-	} `json:"broadcast"`
-	Client *struct {
-		OK         int64            `json:"ok"`
-		Typed      int64            `json:"typed"`
-		Untyped    int64            `json:"untyped"`
-		Hung       int64            `json:"hung"`
-		InFlight   int64            `json:"in_flight"`
-		Done       bool             `json:"done"`
-		ErrSamples map[string]int64 `json:"err_samples"`
-	} `json:"client"`
-}
+// stats is the target's answer to "stats".
+type stats = Stats
 
 // target is one running target process.
 type target struct {

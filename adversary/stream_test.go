@@ -68,32 +68,24 @@ func isTimeout(err error) bool {
 // replies. A server whose replies cannot drain must stop admitting calls
 // from that connection instead of queueing them: it holds no more than its
 // inbound budget and one outbound queue, and other clients are served.
-func TestNeverReads(t *testing.T) {
-	tg := startTarget(t, "never-reads", "server", serverArgs()...)
-	lg := startLegit(t, tg.addr)
-	base := tg.baseline()
-	stop := tg.watch()
-	sent, err := replyFlood(t, tg.addr, 0, 6*time.Second)
-	stop()
-	peak := tg.stats()
-	t.Logf("sent %s of calls (%v)", mib(uint64(sent)), err)
-	legitSummary := lg.check(t, "never-reads", 1)
-	measure(t, "never-reads", base, peak, limits{held: procBudget + outQueue},
-		fmt.Sprintf("sent_mib=%d", sent>>20), legitSummary)
-}
+func TestNeverReads(t *testing.T) { replyFloodAttack(t, "never-reads", 0, 6*time.Second) }
 
 // TestSlowReader (attack 2b): the same, reading the replies at 64 KiB/s.
-func TestSlowReader(t *testing.T) {
-	tg := startTarget(t, "slow-reader-64k", "server", serverArgs()...)
+func TestSlowReader(t *testing.T) { replyFloodAttack(t, "slow-reader-64k", 64<<10, 8*time.Second) }
+
+// replyFloodAttack plays replyFlood, reading the replies at rate bytes a
+// second (0: never) for d, against a fresh server, and measures it.
+func replyFloodAttack(t *testing.T, attack string, rate int, d time.Duration) {
+	tg := startTarget(t, attack, "server", serverArgs()...)
 	lg := startLegit(t, tg.addr)
 	base := tg.baseline()
 	stop := tg.watch()
-	sent, err := replyFlood(t, tg.addr, 64<<10, 8*time.Second)
+	sent, err := replyFlood(t, tg.addr, rate, d)
 	stop()
 	peak := tg.stats()
 	t.Logf("sent %s of calls (%v)", mib(uint64(sent)), err)
-	legitSummary := lg.check(t, "slow-reader-64k", 1)
-	measure(t, "slow-reader-64k", base, peak, limits{held: procBudget + outQueue},
+	legitSummary := lg.check(t, attack, 1)
+	measure(t, attack, base, peak, limits{held: procBudget + outQueue},
 		fmt.Sprintf("sent_mib=%d", sent>>20), legitSummary)
 }
 
@@ -107,7 +99,11 @@ func TestBroadcastNonReader(t *testing.T) {
 	tg := startTarget(t, "broadcast-non-reader", "server", serverArgs(
 		"-broadcast-every", every.String(), "-broadcast-timeout", timeout.String(), "-broadcast-bytes", "16384")...)
 	lg := startLegit(t, tg.addr)
-	time.Sleep(200 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); lg.pushes.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the legitimate client got no push in 10 s")
+		}
+	}
 	base := tg.baseline()
 	pushes0 := lg.pushes.Load()
 	stop := tg.watch()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pulse-rpc/pulse"
+	"github.com/pulse-rpc/pulse/adversary"
 )
 
 // The client role's results.
@@ -109,14 +110,14 @@ func oneCall(c *pulse.Client, cfg *config, payload []byte) {
 	}
 }
 
-func clientStats() *ClientStats {
+func clientStats() *adversary.ClientStats {
 	cErrMu.Lock()
 	errs := make(map[string]int64, len(cErrs))
 	for k, v := range cErrs {
 		errs[k] = v
 	}
 	cErrMu.Unlock()
-	return &ClientStats{
+	return &adversary.ClientStats{
 		OK: cOK.Load(), Typed: cTyped.Load(), Untyped: cUntyped.Load(), Hung: cHung.Load(),
 		InFlight: cInFlight.Load(), Done: cDone.Load(), ErrSamples: errs,
 	}

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/pulse-rpc/pulse"
+	"github.com/pulse-rpc/pulse/adversary"
 )
 
 type config struct {
@@ -229,9 +230,9 @@ func commands(cfg *config, out *json.Encoder) {
 	os.Exit(0)
 }
 
-func stats(cfg *config) *Stats {
+func stats(cfg *config) *adversary.Stats {
 	rss, hwm := procStatus()
-	st := &Stats{
+	st := &adversary.Stats{
 		Role:          cfg.role,
 		UptimeMS:      time.Since(started).Milliseconds(),
 		HeapBytes:     heapNow.Load(),

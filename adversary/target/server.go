@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pulse-rpc/pulse"
+	"github.com/pulse-rpc/pulse/adversary"
 )
 
 // counters counts the invocations of each method of Svc, so that a test can
@@ -161,7 +162,7 @@ func startServer(cfg *config, logger *slog.Logger) (string, *pulse.Server, error
 // The periodic Broadcasts of -broadcast-every: one at a time, each with a
 // context of -broadcast-timeout.
 var (
-	bcast        BroadcastStats
+	bcast        adversary.BroadcastStats
 	bcastMu      sync.Mutex
 	bcastRunning atomic.Int64 // start of the running Broadcast, UnixNano; 0 if none
 )
@@ -198,7 +199,7 @@ func broadcastLoop(srv *pulse.Server, cfg *config) {
 	}
 }
 
-func broadcastStats() *BroadcastStats {
+func broadcastStats() *adversary.BroadcastStats {
 	bcastMu.Lock()
 	b := bcast
 	bcastMu.Unlock()
