@@ -92,6 +92,9 @@ func newOptions(opts []Option) (*options, error) {
 	if c.MaxQueued < 1 {
 		return nil, fmt.Errorf("pulse: max queued bytes must be positive, got %d", c.MaxQueued)
 	}
+	if c.Slow > session.SlowClose {
+		return nil, fmt.Errorf("pulse: unknown slow-consumer policy %d", c.Slow)
+	}
 	var hb Heartbeat
 	if o.hb != nil {
 		hb = *o.hb
@@ -203,7 +206,7 @@ func WithMaxMessageSize(n int) Option {
 // size plus 4 bytes. Default DefaultConnBudget, or twice the max message
 // size when that is larger.
 func WithConnBudget(n int) Option {
-	return optionFunc(func(o *options) { o.connBudget = max(n, -1) })
+	return optionFunc(func(o *options) { o.connBudget = n })
 }
 
 // WithSharedBudget sets the most message bytes all the connections of this
@@ -213,7 +216,7 @@ func WithConnBudget(n int) Option {
 // with ErrBusy, a notification is dropped. Default DefaultSharedBudget, or
 // the connection budget when that is larger.
 func WithSharedBudget(n int64) Option {
-	return optionFunc(func(o *options) { o.sharedBudget = max(n, -1) })
+	return optionFunc(func(o *options) { o.sharedBudget = n })
 }
 
 // WithMaxQueued sets the most bytes of messages one connection queues for

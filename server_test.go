@@ -103,6 +103,12 @@ func TestNewServerInvalidOptions(t *testing.T) {
 		{"handshake timeout zero", pulse.WithHandshakeTimeout(0), "handshake timeout"},
 		{"handshake timeout negative", pulse.WithHandshakeTimeout(-time.Second), "handshake timeout"},
 		{"unknown codec", pulse.WithCodec("json", "nope"), `"nope"`},
+		{"connection budget under a message", pulse.WithConnBudget(pulse.DefaultMaxMessageSize), "connection budget"},
+		{"connection budget negative", pulse.WithConnBudget(-1), "connection budget"},
+		{"shared budget under the connection's", pulse.WithSharedBudget(pulse.DefaultConnBudget - 1), "shared budget"},
+		{"shared budget negative", pulse.WithSharedBudget(-1), "shared budget"},
+		{"max queued zero", pulse.WithMaxQueued(0), "max queued"},
+		{"unknown slow-consumer policy", pulse.WithSlowConsumer(9), "slow-consumer policy"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
