@@ -23,10 +23,11 @@ import (
 // bytes are let go as they arrive. A buffer made at a message's announced
 // size is charged for all of it when made (assemble.go). A REPLY in one
 // frame is not charged: it is decoded from the read buffer into its
-// caller's reply before the reader goes on, so it holds nothing. The budget does not hold credit back: a
-// connection whose message is half received would then wait for credit
-// that only the end of other half-received messages can free, and with
-// enough of them nothing would ever end.
+// caller's reply before the reader goes on, so it holds nothing. The
+// budget does not hold credit back: a connection whose message is half
+// received would then wait for credit that only the end of other
+// half-received messages can free, and with enough of them nothing would
+// ever end.
 
 // Budget bounds the inbound message bytes held at once by all the
 // sessions that share it. Its zero value is unusable; NewBudget makes one.
@@ -40,7 +41,9 @@ type Budget struct {
 // NewBudget returns a budget of limit bytes.
 func NewBudget(limit int64) *Budget { return &Budget{limit: limit} }
 
-// charge takes n bytes from b, if they fit.
+// charge takes n bytes from b, if they fit. A charge that does not fit
+// is taken and given back, so a concurrent one may fail for it: near the
+// limit, the budget errs on the side of refusing.
 func (b *Budget) charge(n int) bool {
 	if b == nil {
 		return true
@@ -137,7 +140,10 @@ func (s *Session) letGo(n int, charged bool) {
 		return
 	}
 	s.in.granted.Add(uint32(u))
-	s.queueControl(func(b []byte) []byte { return wire.AppendWindowUpdate(b, uint32(u)) }, background)
+	// Written at once when the socket takes it (noWait), as a PONG is: a
+	// writer goroutine for every update of a busy connection would cost
+	// its allocation.
+	s.queueControl(func(b []byte) []byte { return wire.AppendWindowUpdate(b, uint32(u)) }, noWait)
 }
 
 // processWindowUpdate adds the peer's grant to this side's credit and

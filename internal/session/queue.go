@@ -9,15 +9,17 @@ import (
 	"github.com/pulse-rpc/pulse/wire"
 )
 
-// Back-pressure outward. The messages a connection queues for sending
-// (the data lane and the large queue, written or not) are bounded by
+// Back-pressure outward. The bytes of messages a connection has queued
+// and not yet written (the data lane and the large queue) are bounded by
 // Config.MaxQueued: a call or notification that would take the queue past
 // it waits for room within its context, and a handler's reply waits for
 // room before the handler's message is let go, so that a peer that does
 // not read its replies stops getting credit and so stops sending calls.
-// What cannot wait (the reader's refusals and control frames) may go past
-// the bound; past twice the bound the peer is a slow consumer and the
-// connection closes with GOAWAY "slow consumer".
+// The reader's answers (refusals, replies of methods run on the reader),
+// which cannot wait, may go past the bound; past twice the bound the peer
+// is a slow consumer and the connection closes with GOAWAY "slow
+// consumer". Control frames are small, few (one PONG per permitted PING,
+// one WINDOW_UPDATE per quarter window let go) and not counted.
 
 // SlowPolicy says what a notification does when its connection's queue is
 // full.
