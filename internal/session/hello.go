@@ -45,12 +45,22 @@ func LooksLikePulse(b []byte) bool {
 // readHello reads one frame of at most wire.MaxHelloSize bytes from conn.
 // Its payload is valid until release is called.
 func readHello(conn net.Conn) (hdr wire.Header, payload []byte, release func(), err error) {
+	// The header is read as io.ReadFull would, but looked at as soon as
+	// two bytes are in: a TLS record (a 7-byte alert, say) may be shorter
+	// than a header.
 	var hb [wire.HeaderSize]byte
-	if _, err := io.ReadFull(conn, hb[:]); err != nil {
-		return hdr, nil, nil, err
-	}
-	if looksLikeTLS(hb[:]) {
-		return hdr, nil, nil, ErrTLSPeer
+	for n := 0; n < len(hb); {
+		m, err := conn.Read(hb[n:])
+		n += m
+		if n >= 2 && looksLikeTLS(hb[:n]) {
+			return hdr, nil, nil, ErrTLSPeer
+		}
+		if err != nil && n < len(hb) {
+			if err == io.EOF && n > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return hdr, nil, nil, err
+		}
 	}
 	if hdr, err = wire.ParseHeader(hb[:], wire.MaxHelloSize); err != nil {
 		return hdr, nil, nil, err
