@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -149,6 +150,13 @@ var closedChan = func() chan struct{} {
 }()
 
 func newClient(addr string, opts []Option, redial bool) (*Client, error) {
+	ctor := "Dial"
+	if !redial {
+		ctor = "NewClient"
+	}
+	if err := checkSide(opts, forClients, ctor); err != nil {
+		return nil, err
+	}
 	o, err := newOptions(opts)
 	if err != nil {
 		return nil, err
@@ -190,7 +198,7 @@ func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 		cancel()
 		if err != nil {
 			conn.Close()
-			return nil, &ConnError{Reason: ReasonHandshake, Message: "TLS handshake with " + c.addr, Err: err}
+			return nil, &ConnError{Reason: ReasonHandshake, Message: "TLS handshake with " + c.addr, Err: tlsDialErr(err)}
 		}
 		conn = tc
 	}
@@ -641,4 +649,16 @@ func (h *hookQueue) wait() {
 	for h.running {
 		h.idle.Wait()
 	}
+}
+
+// tlsDialErr names a TLS/plaintext mismatch in the error of a TLS
+// handshake: a Pulse server on a plaintext port answers a TLS client with a
+// GOAWAY frame, which crypto/tls reports as a first record that is not TLS,
+// with its first bytes.
+func tlsDialErr(err error) error {
+	var rhe tls.RecordHeaderError
+	if errors.As(err, &rhe) && session.LooksLikePulse(rhe.RecordHeader[:]) {
+		return fmt.Errorf("%w: the server speaks plaintext Pulse on this port, not TLS; dial without WithTLS (%v)", ErrTLSMismatch, err)
+	}
+	return err
 }

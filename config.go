@@ -123,20 +123,76 @@ func (h Heartbeat) session() session.Heartbeat {
 // "short connection" mode. Each ends with GOAWAY, so that clients move to
 // a new connection without failing calls, then a hard close after the
 // grace period. The zero value means no limit.
+//
+// The grace and the jitter default when zero, like the other settings of
+// Pulse, so "none" is written with a named sentinel, NoGrace or NoJitter,
+// rather than with a pointer or a second field: the struct stays a plain
+// comparable value, a literal stays one line, and no combination of fields
+// contradicts another. grpc-go's keepalive.ServerParameters is the model;
+// there a zero MaxConnectionAgeGrace means an infinite grace, here it means
+// DefaultMaxConnAgeGrace, as it always has.
 type ConnLimits struct {
 	// MaxConnIdle closes a connection that has carried no call for this
 	// long.
 	MaxConnIdle time.Duration
-	// MaxConnAge closes a connection this long after it opened, give or
-	// take 10 % of random jitter so that clients do not all reconnect at
-	// once.
+	// MaxConnAge closes a connection this long after it opened, moved at
+	// random by up to MaxConnAgeJitter either way so that clients do not
+	// all reconnect at once.
 	MaxConnAge time.Duration
 	// MaxConnAgeGrace is how long calls in flight may take to finish after
-	// the GOAWAY (default DefaultMaxConnAgeGrace).
+	// the GOAWAY of MaxConnIdle or MaxConnAge (zero: DefaultMaxConnAgeGrace).
+	// NoGrace closes the connection right after the GOAWAY: calls still in
+	// flight then fail on the client with a *ConnError.
 	MaxConnAgeGrace time.Duration
+	// MaxConnAgeJitter is the fraction of MaxConnAge by which each
+	// connection's age limit is moved at random, either way, in [0, 1)
+	// (zero: DefaultMaxConnAgeJitter, ±10 %). NoJitter makes the age
+	// exact: with MaxConnAge 10 s and NoGrace, every connection gets its
+	// GOAWAY and is closed 10 s after its handshake, the absolute
+	// deadline of the short-connection servers Pulse grew from.
+	MaxConnAgeJitter float64
 }
 
-// WithConnLimits sets a server's idle and age limits. Server only.
+// NoGrace, as ConnLimits.MaxConnAgeGrace, closes a connection right after
+// its idle or age GOAWAY, without waiting for calls in flight.
+const NoGrace time.Duration = -1
+
+// NoJitter, as ConnLimits.MaxConnAgeJitter, makes MaxConnAge exact.
+const NoJitter = -1.0
+
+// WithConnLimits sets a server's idle and age limits. Server only: Dial
+// and NewClient refuse it.
 func WithConnLimits(l ConnLimits) Option {
-	return optionFunc(func(o *options) { o.sess.Limits = session.Limits(l) })
+	return serverOption("WithConnLimits", func(o *options) { o.limits = l })
+}
+
+// validate refuses limits that cannot work, naming the field.
+func (l ConnLimits) validate() error {
+	switch {
+	case l.MaxConnIdle < 0 || l.MaxConnAge < 0:
+		return fmt.Errorf("pulse: ConnLimits.MaxConnIdle and MaxConnAge must not be negative: %+v", l)
+	case l.MaxConnAgeGrace < 0 && l.MaxConnAgeGrace != NoGrace:
+		return fmt.Errorf("pulse: ConnLimits.MaxConnAgeGrace is %v: it must be positive, zero (the default, %v) or NoGrace", l.MaxConnAgeGrace, DefaultMaxConnAgeGrace)
+	case l.MaxConnAgeJitter != NoJitter && (l.MaxConnAgeJitter < 0 || l.MaxConnAgeJitter >= 1):
+		return fmt.Errorf("pulse: ConnLimits.MaxConnAgeJitter is %v: it must be in [0, 1) (0: the default, %v) or NoJitter", l.MaxConnAgeJitter, DefaultMaxConnAgeJitter)
+	}
+	return nil
+}
+
+// session is l with its defaults filled in, as the session layer takes it
+// (where zero grace and zero jitter mean none).
+func (l ConnLimits) session() session.Limits {
+	switch l.MaxConnAgeGrace {
+	case 0:
+		l.MaxConnAgeGrace = DefaultMaxConnAgeGrace
+	case NoGrace:
+		l.MaxConnAgeGrace = 0
+	}
+	switch l.MaxConnAgeJitter {
+	case 0:
+		l.MaxConnAgeJitter = DefaultMaxConnAgeJitter
+	case NoJitter:
+		l.MaxConnAgeJitter = 0
+	}
+	return session.Limits(l)
 }

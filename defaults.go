@@ -54,4 +54,40 @@ const (
 	// DefaultMaxConnAgeGrace is how long a connection told to go away for
 	// its age or idleness may finish its calls before it is closed.
 	DefaultMaxConnAgeGrace = 10 * time.Second
+	// DefaultMaxConnAgeJitter is the fraction of MaxConnAge by which a
+	// connection's age limit moves at random, either way (±10 %), so that
+	// clients that connected together do not reconnect together.
+	DefaultMaxConnAgeJitter = 0.1
+)
+
+// Server-wide limits (ServerLimits). Each bounds what all the connections
+// of one Server hold together, whatever their number. NoLimit turns one
+// off.
+const (
+	// NoLimit, as a field of ServerLimits, means no limit.
+	NoLimit = -1
+	// DefaultMaxConns is how many connections a Server holds at once: no
+	// limit, as in net/http and grpc-go; the process's open-file limit
+	// bounds them (Serve backs off when it is reached), and an idle
+	// connection costs a few KiB (docs/idle-100k.md). Set one for a
+	// server facing the internet.
+	DefaultMaxConns = NoLimit
+	// DefaultMaxConnsPerIP is how many connections one remote IP address
+	// may hold: no limit by default, since many clients may share an
+	// address (NAT, a proxy, a load balancer).
+	DefaultMaxConnsPerIP = NoLimit
+	// DefaultMaxPendingHandshakes bounds the connections accepted whose
+	// handshake (TLS and Pulse) has not finished. Each holds a goroutine
+	// and, once its HELLO's header has arrived, a buffer of
+	// wire.MaxHelloSize bytes; a handshake takes one round trip, so
+	// healthy clients rarely have more than a few pending at once.
+	DefaultMaxPendingHandshakes = 4096
+	// DefaultMaxPendingHandshakesPerIP bounds pending handshakes from one
+	// remote IP address, so that one host cannot take them all.
+	DefaultMaxPendingHandshakesPerIP = 256
+	// DefaultMaxHandlers bounds the handlers running at once across all the
+	// connections of a Server (each holds a goroutine with at least 8 KiB
+	// of stack), so that DefaultMaxConcurrentCalls is not multiplied by
+	// the number of connections.
+	DefaultMaxHandlers = 16384
 )

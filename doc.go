@@ -90,6 +90,21 @@ a pulled cable or a half-open TCP connection is found within Timeout plus
 scheduling slack, and a slow but healthy link is never declared dead.
 docs/liveness.md has the guarantee and every setting.
 
+# Options and limits
+
+NewServer, Dial and NewClient take Options. An option that only one side
+uses (WithConnLimits, WithServerLimits and WithConnHook for servers;
+WithDialer, WithBackoff, WithFailFast and WithStateHook for clients) is
+refused by the other side with an error naming it. WithTLS on a Server
+makes everything it serves TLS, whatever the listener.
+
+A Server bounds what its peers can make it hold, each limit with a named
+default in defaults.go: connections and pending handshakes, in total and
+per remote IP, and handlers running across all connections
+(WithServerLimits); handlers per connection (WithMaxConcurrentCalls);
+message and frame sizes. A peer that reaches one gets an error naming it.
+docs/limits.md lists them all.
+
 # Structure
 
 This package is the public API. One connection's machinery (framing,

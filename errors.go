@@ -29,6 +29,11 @@ var (
 	ErrProtocol = errors.New("pulse: protocol error")
 	// ErrHandshake means the connection never got past the handshake.
 	ErrHandshake = errors.New("pulse: handshake failed")
+	// ErrTLSMismatch means one side of a connection speaks TLS and the
+	// other does not: a client with WithTLS at a plaintext port, or one
+	// without it at a TLS port. The *ConnError (ErrHandshake too) says
+	// which. Either side's error wraps it.
+	ErrTLSMismatch = session.ErrTLSPeer
 
 	// ErrUnknownService, ErrUnknownMethod, ErrBadArgs, ErrHandlerPanic,
 	// ErrBusy and ErrMessageTooLarge are per-call failures (*CallError).

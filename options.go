@@ -15,12 +15,59 @@ import (
 )
 
 // An Option configures a Server or a Client. Options that concern only one
-// side say so and are ignored by the other.
+// side say so ("Server only", "Client only"), and the other side refuses
+// them with an error naming the option: an option that cannot take effect
+// is a mistake to report, not to ignore.
 type Option interface{ apply(*options) }
 
+// optionFunc is an option for both sides.
 type optionFunc func(*options)
 
 func (f optionFunc) apply(o *options) { f(o) }
+
+// side is the side of a connection an option is for.
+type side uint8
+
+const (
+	forServers side = iota + 1
+	forClients
+)
+
+func (sd side) String() string {
+	if sd == forServers {
+		return "servers"
+	}
+	return "clients"
+}
+
+// sideOption is an option for one side only, named for the error that
+// the other side's constructor returns.
+type sideOption struct {
+	name string
+	side side
+	f    func(*options)
+}
+
+func (so sideOption) apply(o *options) { so.f(o) }
+
+func serverOption(name string, f func(*options)) Option {
+	return sideOption{name: name, side: forServers, f: f}
+}
+
+func clientOption(name string, f func(*options)) Option {
+	return sideOption{name: name, side: forClients, f: f}
+}
+
+// checkSide refuses the options of opts that are for the other side than
+// sd; ctor names the function that was given them.
+func checkSide(opts []Option, sd side, ctor string) error {
+	for _, opt := range opts {
+		if so, ok := opt.(sideOption); ok && so.side != sd {
+			return fmt.Errorf("pulse: option %s is for %s; %s does not use it", so.name, so.side, ctor)
+		}
+	}
+	return nil
+}
 
 type options struct {
 	// sess is what the sessions of this Server or Client get: the options
@@ -31,6 +78,8 @@ type options struct {
 	// hb is the Heartbeat given with WithHeartbeat, until newOptions
 	// checks it and keeps it in sess.
 	hb        *Heartbeat
+	limits    ConnLimits
+	srvLimits ServerLimits
 	tlsConfig *tls.Config
 	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
 	backoff   liveness.Backoff
@@ -105,8 +154,11 @@ func newOptions(opts []Option) (*options, error) {
 		return nil, err
 	}
 	c.Heartbeat = hb.session()
-	if l := c.Limits; l.MaxConnIdle < 0 || l.MaxConnAge < 0 || l.MaxConnAgeGrace < 0 {
-		return nil, fmt.Errorf("pulse: ConnLimits must not be negative: %+v", ConnLimits(l))
+	if err := o.limits.validate(); err != nil {
+		return nil, err
+	}
+	if err := o.srvLimits.validate(); err != nil {
+		return nil, err
 	}
 	if o.backoff == (liveness.Backoff{}) {
 		o.backoff = liveness.DefaultBackoff()
@@ -149,9 +201,7 @@ func (o *options) budgets() error {
 // or Client made inside a testing/synctest bubble reads the bubble's time.
 func (o *options) sessionConfig() {
 	c := &o.sess
-	if c.Limits.MaxConnAgeGrace <= 0 {
-		c.Limits.MaxConnAgeGrace = DefaultMaxConnAgeGrace
-	}
+	c.Limits = o.limits.session()
 	c.BaseContext = peerContext
 	c.PublicErr = publicErr
 	c.Clock = session.NewClock()
@@ -175,9 +225,11 @@ func WithCodec(names ...string) Option {
 	return optionFunc(func(o *options) { o.sess.Codecs = append([]string(nil), names...) })
 }
 
-// WithTLS makes a Client dial with TLS, or makes Server.ListenAndServe
-// serve TLS. A client config without ServerName gets the host of the
-// dialed address.
+// WithTLS makes a Client dial with TLS, and a Server serve TLS: on
+// ListenAndServe, on Serve (each accepted connection that is not a
+// *tls.Conn already, as from a listener made by tls.NewListener, is
+// wrapped with tls.Server) and on ServeConn (likewise). A client config
+// without ServerName gets the host of the dialed address.
 func WithTLS(cfg *tls.Config) Option {
 	return optionFunc(func(o *options) { o.tlsConfig = cfg })
 }
@@ -284,8 +336,10 @@ func WithLogger(l *slog.Logger) Option {
 // (TCP_NOTSENT_LOWAT) only on a *net.TCPConn or a
 // *tls.Conn over one; a connection wrapped in another type keeps the
 // dialer's settings.
+//
+// Client only: NewServer refuses it.
 func WithDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
-	return optionFunc(func(o *options) { o.dial = dial })
+	return clientOption("WithDialer", func(o *options) { o.dial = dial })
 }
 
 func clampU32(n int) uint32 {
@@ -302,24 +356,25 @@ func clampU32(n int) uint32 {
 // exponential from Base by Factor up to Cap, each delay drawn uniformly
 // from zero to that value (full jitter), so that clients cut off together
 // do not come back together. The default is liveness.DefaultBackoff():
-// 100 ms, x1.6, capped at 10 s. Client only.
+// 100 ms, x1.6, capped at 10 s. Client only: NewServer refuses it.
 func WithBackoff(b liveness.Backoff) Option {
-	return optionFunc(func(o *options) { o.backoff = b })
+	return clientOption("WithBackoff", func(o *options) { o.backoff = b })
 }
 
 // WithFailFast makes calls fail at once, with a *ConnError that is not
 // Sent, while the Client has no ready connection, instead of waiting for
-// one within their context. Client only.
+// one within their context. Client only: NewServer refuses it.
 func WithFailFast() Option {
-	return optionFunc(func(o *options) { o.failFast = true })
+	return clientOption("WithFailFast", func(o *options) { o.failFast = true })
 }
 
 // WithStateHook makes a Client report each change of its connection state
 // to f. Calls to f are made one at a time, in order, on a goroutine of
 // their own, never with a lock held; f may call the Client. A push
-// subscriber uses it to subscribe again after a reconnect. Client only.
+// subscriber uses it to subscribe again after a reconnect. Client only:
+// NewServer refuses it.
 func WithStateHook(f func(StateChange)) Option {
-	return optionFunc(func(o *options) { o.stateHook = f })
+	return clientOption("WithStateHook", func(o *options) { o.stateHook = f })
 }
 
 // ConnEvent is a connection opening or closing on a Server, as given to
@@ -336,7 +391,7 @@ type ConnEvent struct {
 // WithConnHook makes a Server call f when a connection opens (after its
 // handshake) and when it closes, with the reason. f runs on the
 // connection's own goroutines, never with a lock held; it must not block
-// for long. Server only.
+// for long. Server only: Dial and NewClient refuse it.
 func WithConnHook(f func(ConnEvent)) Option {
-	return optionFunc(func(o *options) { o.connHook = f })
+	return serverOption("WithConnHook", func(o *options) { o.connHook = f })
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"syscall"
 	"time"
@@ -22,6 +23,7 @@ import (
 type Server struct {
 	opts *options
 	reg  *service.Registry
+	adm  *admission // ServerLimits on connections and handshakes
 
 	mu        sync.Mutex // protects following
 	listeners map[net.Listener]struct{}
@@ -36,6 +38,9 @@ type Server struct {
 // NewServer returns a server configured by opts. It fails when an option
 // is invalid, saying which and why.
 func NewServer(opts ...Option) (*Server, error) {
+	if err := checkSide(opts, forServers, "NewServer"); err != nil {
+		return nil, err
+	}
 	o, err := newOptions(opts)
 	if err != nil {
 		return nil, err
@@ -49,9 +54,14 @@ func NewServer(opts ...Option) (*Server, error) {
 		o.sess.Slow = session.SlowClose
 	}
 	o.sessionConfig()
+	o.srvLimits = o.srvLimits.withDefaults()
+	if n := o.srvLimits.MaxHandlers; n != NoLimit {
+		o.sess.Gate = session.NewGate(n)
+	}
 	return &Server{
 		opts:      o,
 		reg:       service.NewRegistry(),
+		adm:       newAdmission(o.srvLimits, o.sess.Logger),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[net.Conn]struct{}),
 		sessions:  make(map[*session.Session]struct{}),
@@ -78,7 +88,8 @@ func (srv *Server) RegisterName(name string, rcvr any) error {
 }
 
 // ListenAndServe listens on the TCP address addr (with TLS when the server
-// has WithTLS) and serves it. It returns ErrServerClosed after Close.
+// has WithTLS) and serves it, as Serve does. It returns ErrServerClosed
+// after Close.
 func (srv *Server) ListenAndServe(addr string) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -94,6 +105,13 @@ func (srv *Server) ListenAndServe(addr string) error {
 // returns ErrServerClosed after Close, or the listener's error. Temporary
 // accept errors (such as running out of file descriptors) are retried with
 // a growing delay, as net/http does.
+//
+// With WithTLS, Serve serves TLS whatever l is: it wraps each accepted
+// connection with tls.Server unless it is a *tls.Conn already (l made by
+// tls.NewListener, whose configuration then applies). A connection over
+// the pending-handshake limits (ServerLimits) is closed at once; one over
+// the connection limits gets its handshake refused with a message naming
+// the limit.
 func (srv *Server) Serve(l net.Listener) error {
 	srv.mu.Lock()
 	if srv.closed {
@@ -129,19 +147,25 @@ func (srv *Server) Serve(l net.Listener) error {
 			return err
 		}
 		tempDelay = 0
+		ip := remoteIP(conn.RemoteAddr())
+		if !srv.adm.startHandshake(ip) {
+			conn.Close()
+			continue
+		}
 		// Added under mu, which Close takes to mark the server closed
 		// before it waits: no connection starts after that.
 		srv.mu.Lock()
 		if srv.closed {
 			srv.mu.Unlock()
 			conn.Close()
+			srv.adm.endHandshake(ip)
 			return ErrServerClosed
 		}
 		srv.wg.Add(1)
 		srv.mu.Unlock()
 		go func() {
 			defer srv.wg.Done()
-			srv.serveConn(conn)
+			srv.serveConn(conn, ip)
 		}()
 	}
 }
@@ -156,11 +180,17 @@ func isTemporaryAccept(err error) bool {
 }
 
 // ServeConn serves one connection (any net.Conn) and blocks until it
-// closes, like net/rpc's ServeConn.
+// closes, like net/rpc's ServeConn. With WithTLS it serves TLS, unless
+// conn is a *tls.Conn already. The ServerLimits apply as in Serve.
 func (srv *Server) ServeConn(conn net.Conn) {
+	ip := remoteIP(conn.RemoteAddr())
+	if !srv.adm.startHandshake(ip) {
+		conn.Close()
+		return
+	}
 	srv.wg.Add(1)
 	defer srv.wg.Done()
-	srv.serveConn(conn)
+	srv.serveConn(conn, ip)
 }
 
 func (srv *Server) isClosed() bool {
@@ -169,24 +199,41 @@ func (srv *Server) isClosed() bool {
 	return srv.closed
 }
 
-func (srv *Server) serveConn(conn net.Conn) {
+// serveConn serves conn, counted as a pending handshake from ip, which it
+// ends once the handshake is over.
+func (srv *Server) serveConn(conn net.Conn, ip netip.Addr) {
 	srv.mu.Lock()
 	if srv.closed {
 		srv.mu.Unlock()
 		conn.Close()
+		srv.adm.endHandshake(ip)
 		return
 	}
 	srv.conns[conn] = struct{}{}
 	srv.mu.Unlock()
 	session.Tune(conn)
+	raw := conn
+	conn = srv.serverTLS(conn)
+	if msg := srv.adm.reserveConn(ip); msg != "" {
+		srv.refuseConn(conn, msg)
+		srv.adm.endHandshake(ip)
+		srv.mu.Lock()
+		delete(srv.conns, raw)
+		srv.mu.Unlock()
+		return
+	}
 
 	s, err := session.Start(context.Background(), conn, false, &srv.opts.sess, srv.reg, func(s *session.Session) session.Hooks {
 		newPeer(s)
 		return session.Hooks{OnClose: srv.removeSession}
 	})
 
+	srv.adm.endHandshake(ip)
+	if err != nil {
+		srv.adm.releaseConn(ip) // a session releases it when it closes
+	}
 	srv.mu.Lock()
-	delete(srv.conns, conn)
+	delete(srv.conns, raw)
 	if err == nil && srv.closed {
 		err = ErrServerClosed
 		srv.mu.Unlock()
@@ -209,6 +256,7 @@ func (srv *Server) serveConn(conn net.Conn) {
 }
 
 func (srv *Server) removeSession(s *session.Session) {
+	srv.adm.releaseConn(remoteIP(s.RemoteAddr()))
 	srv.mu.Lock()
 	_, known := srv.sessions[s]
 	delete(srv.sessions, s)

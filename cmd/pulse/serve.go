@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -29,8 +30,14 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	var hb heartbeatFlags
 	hb.register(fs)
 	maxIdle := fs.Duration("max-conn-idle", 0, "close connections without calls for this long (0: never)")
-	maxAge := fs.Duration("max-conn-age", 0, "close connections this old, ±10% (0: never)")
+	maxAge := fs.Duration("max-conn-age", 0, "close connections this old, give or take -max-conn-age-jitter (0: never)")
+	ageJitter := fs.Float64("max-conn-age-jitter", pulse.DefaultMaxConnAgeJitter, "random spread of -max-conn-age, as a fraction either way (0: none, the age is exact)")
+	grace := fs.Duration("max-conn-age-grace", pulse.DefaultMaxConnAgeGrace, "after the GOAWAY of -max-conn-idle or -max-conn-age, how long calls in flight may finish (0: none, close at once)")
 	maxCalls := fs.Int("max-calls", pulse.DefaultMaxConcurrentCalls, "handlers running at once per connection")
+	var lim limitFlags
+	lim.register(fs)
+	chatMembers := fs.Int("chat-max-members", DefaultChatMaxMembers, "members the chat room holds at once")
+	chatLine := fs.Int("chat-max-line", DefaultChatMaxLine, "longest line said in the chat room, in bytes")
 	tlsCert := fs.String("tls-cert", "", "serve TLS with this PEM certificate (with -tls-key)")
 	tlsKey := fs.String("tls-key", "", "PEM private key for -tls-cert")
 	selfSigned := fs.Bool("tls-self-signed", false, "serve TLS with a fresh self-signed certificate for the listen host (testing)")
@@ -55,7 +62,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		pulse.WithLogger(logger),
 		pulse.WithHeartbeat(heartbeat),
 		pulse.WithMaxConcurrentCalls(*maxCalls),
-		pulse.WithConnLimits(pulse.ConnLimits{MaxConnIdle: *maxIdle, MaxConnAge: *maxAge}),
+		pulse.WithConnLimits(connLimits(*maxIdle, *maxAge, *grace, *ageJitter)),
+		pulse.WithServerLimits(lim.limits()),
 		pulse.WithConnHook(func(ev pulse.ConnEvent) {
 			if ev.Open {
 				logger.Info("connection open", "remote", ev.Peer.RemoteAddr(), "codec", ev.Peer.Codec(),
@@ -89,7 +97,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	if err := registerDemoServices(srv); err != nil {
+	if err := registerServices(srv, &Chat{srv: srv, MaxMembers: *chatMembers, MaxLine: *chatLine}); err != nil {
 		return err
 	}
 	l, err := net.Listen("tcp", *addr)
@@ -134,4 +142,46 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// connLimits turns the flags' values, where 0 means none, into
+// ConnLimits, where zero means the default.
+func connLimits(idle, age, grace time.Duration, jitter float64) pulse.ConnLimits {
+	l := pulse.ConnLimits{MaxConnIdle: idle, MaxConnAge: age, MaxConnAgeGrace: grace, MaxConnAgeJitter: jitter}
+	if grace == 0 {
+		l.MaxConnAgeGrace = pulse.NoGrace
+	}
+	if jitter == 0 {
+		l.MaxConnAgeJitter = pulse.NoJitter
+	}
+	return l
+}
+
+// limitFlags are the flags of the server-wide limits (pulse.ServerLimits).
+// On the command line 0 means no limit.
+type limitFlags struct {
+	conns, connsPerIP, pending, pendingPerIP, handlers *int
+}
+
+func (f *limitFlags) register(fs *flag.FlagSet) {
+	def := func(n int) int { return max(n, 0) } // NoLimit shows as 0
+	f.conns = fs.Int("max-conns", def(pulse.DefaultMaxConns), "connections open at once (0: no limit)")
+	f.connsPerIP = fs.Int("max-conns-per-ip", def(pulse.DefaultMaxConnsPerIP), "connections open at once from one IP address (0: no limit)")
+	f.pending = fs.Int("max-pending-handshakes", pulse.DefaultMaxPendingHandshakes, "connections whose handshake has not finished; more are closed at once (0: no limit)")
+	f.pendingPerIP = fs.Int("max-pending-handshakes-per-ip", pulse.DefaultMaxPendingHandshakesPerIP, "pending handshakes from one IP address (0: no limit)")
+	f.handlers = fs.Int("max-handlers", pulse.DefaultMaxHandlers, "handlers running at once across all connections (0: no limit)")
+}
+
+func (f *limitFlags) limits() pulse.ServerLimits {
+	v := func(n int) int {
+		if n <= 0 {
+			return pulse.NoLimit
+		}
+		return n
+	}
+	return pulse.ServerLimits{
+		MaxConns: v(*f.conns), MaxConnsPerIP: v(*f.connsPerIP),
+		MaxPendingHandshakes: v(*f.pending), MaxPendingHandshakesPerIP: v(*f.pendingPerIP),
+		MaxHandlers: v(*f.handlers),
+	}
 }

@@ -33,6 +33,9 @@ type Config struct {
 	Logger           *slog.Logger
 	Heartbeat        Heartbeat
 	Limits           Limits
+	// Gate, when set, bounds the handlers running at once across every
+	// session that shares it (a Server's connections). Nil: no bound.
+	Gate *Gate
 
 	// BaseContext returns the parent of the contexts of s's handlers
 	// (net/http's Server.BaseContext): the root puts the Peer in it. It
@@ -67,10 +70,16 @@ type Heartbeat struct {
 	MinInterval, MaxInterval time.Duration
 }
 
-// Limits are a server's idle and age limits (zero: none), and the grace
-// that connections told to go away for them get.
+// Limits are a server's idle and age limits (zero: none), the grace that
+// connections told to go away for them get (zero: none, the connection
+// closes right after its GOAWAY), and the jitter of the age: a fraction of
+// MaxConnAge by which each connection's age limit is moved at random,
+// either way (zero: none, the age is exact). The root fills in its
+// defaults; the session takes the values as they are. The fields match
+// the root's ConnLimits, which converts to Limits.
 type Limits struct {
 	MaxConnIdle, MaxConnAge, MaxConnAgeGrace time.Duration
+	MaxConnAgeJitter                         float64
 }
 
 // grant returns the interval a server grants for a client's proposal: 0
@@ -122,8 +131,6 @@ const (
 	// NotsentLowat is TCP_NOTSENT_LOWAT: unsent bytes the kernel may hold
 	// ahead of a heartbeat.
 	NotsentLowat = 16 << 10
-	// defaultGrace is the grace of Limits when MaxConnAgeGrace is zero.
-	defaultGrace = 10 * time.Second
 )
 
 // localHello is what this side states in its HELLO.

@@ -31,7 +31,8 @@ func deadlineFor(ctx context.Context, conn net.Conn, timeout time.Duration) (sto
 }
 
 // clientHandshake runs the dialer's side of the handshake: offer, then read
-// the acceptor's answer. It returns a reader that may hold frames already.
+// the acceptor's answer. It returns the reader of the session; the frames
+// the acceptor sent after its HELLO are still unread.
 func clientHandshake(ctx context.Context, conn net.Conn, cfg *Config) (*wire.Reader, codec.Codec, wire.Hello, error) {
 	stop := deadlineFor(ctx, conn, cfg.DialHandshakeTimeout())
 	defer stop()
@@ -44,14 +45,17 @@ func clientHandshake(ctx context.Context, conn net.Conn, cfg *Config) (*wire.Rea
 	if _, err := conn.Write(b); err != nil {
 		return nil, nil, wire.Hello{}, handshakeErr("sending HELLO: %w", ctxErr(ctx, err))
 	}
-	fr := newFrameReader(conn)
-	hdr, p, err := fr.ReadFrame()
+	hdr, p, release, err := readHello(conn)
 	if err != nil {
-		if errors.Is(err, wire.ErrVersion) || errors.Is(err, wire.ErrFrameType) || errors.Is(err, wire.ErrFrameTooLarge) {
+		switch {
+		case errors.Is(err, ErrTLSPeer):
+			return nil, nil, wire.Hello{}, handshakeErr("%w: %s answered with a TLS record: the server speaks TLS on this port; dial with WithTLS", err, conn.RemoteAddr())
+		case errors.Is(err, wire.ErrVersion) || errors.Is(err, wire.ErrFrameType) || errors.Is(err, wire.ErrFrameTooLarge):
 			return nil, nil, wire.Hello{}, handshakeErr("%w (is %s a Pulse server?)", err, conn.RemoteAddr())
 		}
 		return nil, nil, wire.Hello{}, handshakeErr("reading HELLO: %w", ctxErr(ctx, err))
 	}
+	defer release()
 	switch hdr.Type {
 	case wire.TypeHello:
 	case wire.TypeGoAway:
@@ -85,7 +89,7 @@ func clientHandshake(ctx context.Context, conn net.Conn, cfg *Config) (*wire.Rea
 			"or have the server allow a shorter interval (Heartbeat.MinInterval)", peer.Interval, h.Interval, hb.Timeout, 2*peer.Interval))
 	}
 	conn.SetDeadline(time.Time{})
-	return fr, codec.Get(peer.Codecs[0]), peer, nil
+	return newFrameReader(conn), codec.Get(peer.Codecs[0]), peer, nil
 }
 
 // serverHandshake runs the acceptor's side: read the offer, choose a codec
@@ -94,15 +98,11 @@ func clientHandshake(ctx context.Context, conn net.Conn, cfg *Config) (*wire.Rea
 func serverHandshake(conn net.Conn, cfg *Config) (*wire.Reader, codec.Codec, wire.Hello, error) {
 	stop := deadlineFor(context.Background(), conn, cfg.HandshakeTimeout)
 	defer stop()
-	fr := newFrameReader(conn)
-	hdr, p, err := fr.ReadFrame()
+	hdr, p, release, err := readHello(conn)
 	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return nil, nil, wire.Hello{}, handshakeErr("no HELLO within %v", cfg.HandshakeTimeout)
-		}
-		return nil, nil, wire.Hello{}, handshakeErr("reading HELLO: %w", err)
+		return nil, nil, wire.Hello{}, helloReadErr(conn, cfg, err)
 	}
+	defer release()
 	// PROTOCOL.md 4.1: a first frame that is not a dialer's HELLO gets
 	// GOAWAY code 3; settings or codecs refused get code 8.
 	refuse := func(code wire.GoAwayCode, err error) (*wire.Reader, codec.Codec, wire.Hello, error) {
@@ -147,7 +147,7 @@ func serverHandshake(conn net.Conn, cfg *Config) (*wire.Reader, codec.Codec, wir
 		return nil, nil, wire.Hello{}, handshakeErr("sending HELLO: %w", err)
 	}
 	conn.SetDeadline(time.Time{})
-	return fr, codec.Get(chosen), peer, nil
+	return newFrameReader(conn), codec.Get(chosen), peer, nil
 }
 
 // checkPeerHello refuses settings this side cannot work with.
@@ -223,6 +223,12 @@ func Start(ctx context.Context, conn net.Conn, dialer bool, cfg *Config, handler
 		conn.Close()
 		return nil, err
 	}
+	// The handshake read exactly the peer's HELLO (readHello), never
+	// asking for more, so its last read did not show the socket empty.
+	// Take it as empty, as it nearly always is (a dialer sends nothing
+	// before the answer): the reader may park at once, and a socket that
+	// holds bytes after all is found readable by the parker at once.
+	rd.drained = true
 	s := newSession(conn, fr, c, dialer, cfg, handlers, peer, rd)
 	h := setup(s)
 	s.onClose, s.onGoAway, s.onSuspect = h.OnClose, h.OnGoAway, h.OnSuspect

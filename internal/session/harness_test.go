@@ -49,7 +49,7 @@ func testConfig(hb Heartbeat) *Config {
 		HandshakeTimeout:   10 * time.Second,
 		Logger:             slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Heartbeat:          hb,
-		Limits:             Limits{MaxConnAgeGrace: defaultGrace},
+		Limits:             Limits{MaxConnAgeGrace: 10 * time.Second},
 		Clock:              NewClock(),
 	}
 }

@@ -103,13 +103,15 @@ func newMonitor(s *Session, hb Heartbeat, interval time.Duration, limits Limits)
 	if !s.dialer {
 		m.idleLimit = limits.MaxConnIdle
 		if limits.MaxConnAge > 0 {
-			jitter := time.Duration((rand.Float64()*0.2 - 0.1) * float64(limits.MaxConnAge))
+			// Jitter spreads the reconnections of clients that connected
+			// together; without it the age is exact (short-connection mode).
+			var jitter time.Duration
+			if j := limits.MaxConnAgeJitter; j > 0 {
+				jitter = time.Duration((rand.Float64()*2 - 1) * j * float64(limits.MaxConnAge))
+			}
 			m.ageAt = now + int64(limits.MaxConnAge+jitter)
 		}
 		m.grace = limits.MaxConnAgeGrace
-		if m.grace <= 0 {
-			m.grace = defaultGrace
-		}
 	}
 	return m
 }

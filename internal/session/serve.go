@@ -76,6 +76,10 @@ func (s *Session) handleCall(notify bool, id uint32, msg []byte, owned bool, hel
 		s.refuse(notify, held, id, wire.StatusBusy, fmt.Sprintf("%d calls already running on this connection", s.cfg.MaxConcurrentCalls), method)
 		return false
 	}
+	if !s.cfg.Gate.acquire() { // released in serve
+		s.refuse(notify, held, id, wire.StatusBusy, s.cfg.Gate.busy, method)
+		return false
+	}
 	// A method that takes a context gets one that carries the caller's
 	// deadline and ends when the caller cancels (CANCEL, via inflight) or
 	// the connection dies. A method without one cannot see cancellation,
@@ -130,6 +134,7 @@ func (s *Session) refuse(notify bool, held int, id uint32, status wire.Status, m
 // returns.
 func (s *Session) serve(ctx context.Context, cancel context.CancelFunc, notify bool, id uint32, held int, svc *service.Service, mt *service.Method, argv reflect.Value, mode writeMode) {
 	defer s.handlerDone(held)
+	defer s.cfg.Gate.release() // acquired in handleCall
 	replyv := mt.NewReply()
 	err, panicked := s.invoke(ctx, svc, mt, argv, replyv)
 	if cancel != nil {
