@@ -29,6 +29,7 @@ func TestPublicCodesMatchTheWire(t *testing.T) {
 		CloseProtocolError: wire.GoAwayProtocolError, CloseMaxAge: wire.GoAwayMaxAge, CloseIdle: wire.GoAwayIdle,
 		ClosePeerSilent: wire.GoAwayPeerSilent, CloseInternal: wire.GoAwayInternal, CloseHandshake: wire.GoAwayHandshake,
 		CloseTooManyStreams: wire.GoAwayTooManyStreams, CloseFlowControl: wire.GoAwayFlowControl, CloseSlowConsumer: wire.GoAwaySlowConsumer,
+		CloseStalled: wire.GoAwayStalled,
 	}
 	for pub, w := range codes {
 		if uint32(pub) != uint32(w) || pub.String() != w.String() {

@@ -22,6 +22,11 @@ const (
 	// DefaultHandshakeTimeout bounds the handshake: a peer that connects and
 	// says nothing is dropped after it.
 	DefaultHandshakeTimeout = 10 * time.Second
+
+	// DefaultMessageTimeout is how long a frame or message the peer has
+	// started may go without progress before the connection is closed
+	// (WithMessageTimeout).
+	DefaultMessageTimeout = 30 * time.Second
 	// DefaultConnBudget is the most message bytes one connection can make
 	// this side hold: the flow-control window it grants its peer (see
 	// WithConnBudget). Two default-size messages; it moves a single

@@ -239,6 +239,7 @@ const (
 	CloseTooManyStreams                  // too many messages arriving at once
 	CloseFlowControl                     // the peer sent more than the credit it was granted
 	CloseSlowConsumer                    // the peer did not read what was queued for it
+	CloseStalled                         // a frame or message the peer started made no progress within the message timeout
 )
 
 func (c CloseCode) String() string { return wire.GoAwayCode(c).String() }

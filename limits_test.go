@@ -314,6 +314,50 @@ func TestMaxHandlers(t *testing.T) {
 	}
 }
 
+// TestMaxHandlersKeepsRoomForLight: one connection sending as many calls
+// as it may cannot take the whole server-wide bound: its calls past three
+// quarters of it are refused with ErrBusy, and another connection's calls
+// still run.
+func TestMaxHandlersKeepsRoomForLight(t *testing.T) {
+	checkLeaks(t)
+	const limit, heavy = 64, 48 // heavy: three quarters
+	ts := newTestServer(t, transportTCP, pulse.WithServerLimits(pulse.ServerLimits{MaxHandlers: limit}))
+	b := newBlocker(t)
+	ts.register(t, b)
+	ts.register(t, new(Arith))
+	c1, c2 := ts.dial(t), ts.dial(t)
+	calls := make([]*pulse.Call, 2*limit)
+	for i := range calls {
+		calls[i] = goCall(c1, "Blocker.Wait", i, new(int))
+	}
+	b.waitStarted(t, heavy)
+	waitFor(t, "the calls past three quarters to be refused", func() bool {
+		done := 0
+		for _, call := range calls {
+			done += len(call.Done)
+		}
+		return done == len(calls)-heavy
+	})
+	for i := range 8 {
+		var r Reply
+		if err := c2.Call(testContext(t), "Arith.Add", Args{i, 1}, &r); err != nil || r.C != i+1 {
+			t.Fatalf("a light connection's call with %d handlers running = %d, %v; want %d, nil", heavy, r.C, err, i+1)
+		}
+	}
+	b.Release()
+	ran := 0
+	for _, call := range calls {
+		if err := waitCall(t, call); err == nil {
+			ran++
+		} else if !errors.Is(err, pulse.ErrBusy) {
+			t.Errorf("a call = %v, want success or ErrBusy", err)
+		}
+	}
+	if ran != heavy {
+		t.Errorf("%d of the heavy connection's %d calls ran, want %d (three quarters of MaxHandlers %d)", ran, len(calls), heavy, limit)
+	}
+}
+
 // countingListener signals on reads each time a connection it accepted
 // has read its first bytes.
 type countingListener struct {

@@ -104,6 +104,7 @@ func newOptions(opts []Option) (*options, error) {
 		MaxMessageSize:     DefaultMaxMessageSize,
 		MaxConcurrentCalls: DefaultMaxConcurrentCalls,
 		HandshakeTimeout:   DefaultHandshakeTimeout,
+		MessageTimeout:     DefaultMessageTimeout,
 		MaxQueued:          DefaultMaxQueued,
 	}}
 	for _, opt := range opts {
@@ -134,6 +135,9 @@ func newOptions(opts []Option) (*options, error) {
 	}
 	if c.HandshakeTimeout <= 0 {
 		return nil, fmt.Errorf("pulse: handshake timeout must be positive, got %v", c.HandshakeTimeout)
+	}
+	if c.MessageTimeout <= 0 || c.MessageTimeout > session.MaxMessageTimeout {
+		return nil, fmt.Errorf("pulse: message timeout %v outside (0, %v]", c.MessageTimeout, session.MaxMessageTimeout)
 	}
 	if err := o.budgets(); err != nil {
 		return nil, err
@@ -322,6 +326,25 @@ func WithMaxConcurrentCalls(n int) Option {
 // its heartbeat Timeout as well, whichever is shorter.
 func WithHandshakeTimeout(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.sess.HandshakeTimeout = d })
+}
+
+// WithMessageTimeout bounds how long a frame or message the peer has
+// started may go without progress (default DefaultMessageTimeout, 30 s).
+// A frame must arrive whole within d of its first byte; while messages
+// are arriving in several frames, one of their frames carrying at least
+// 1 KiB, or ending one, must arrive within d of the last, not counting
+// time the peer waited for credit (WithConnBudget). Otherwise the
+// connection is closed with GOAWAY "stalled message" (CloseStalled), and
+// what the peer's partial frame and messages held is let go.
+//
+// It never bounds how long a whole message takes: Pulse sends the frames
+// of a started message back to back, so a slow but moving link progresses
+// many times per second. What it asks of a path is a frame per d: 16 KiB
+// (the default MaxFrameSize) per 30 s is about 4.4 kbit/s. A peer that
+// stops in the middle of a frame or message, or dribbles bytes to look
+// alive, is closed within d. docs/limits.md has the details.
+func WithMessageTimeout(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.sess.MessageTimeout = d })
 }
 
 // WithLogger sets the logger for connection events and handler panics

@@ -102,6 +102,8 @@ func TestNewServerInvalidOptions(t *testing.T) {
 		{"concurrent calls zero", pulse.WithMaxConcurrentCalls(0), "concurrent calls"},
 		{"handshake timeout zero", pulse.WithHandshakeTimeout(0), "handshake timeout"},
 		{"handshake timeout negative", pulse.WithHandshakeTimeout(-time.Second), "handshake timeout"},
+		{"message timeout zero", pulse.WithMessageTimeout(0), "message timeout"},
+		{"message timeout over a day", pulse.WithMessageTimeout(25 * time.Hour), "message timeout"},
 		{"unknown codec", pulse.WithCodec("json", "nope"), `"nope"`},
 		{"connection budget under a message", pulse.WithConnBudget(pulse.DefaultMaxMessageSize), "connection budget"},
 		{"connection budget negative", pulse.WithConnBudget(-1), "connection budget"},

@@ -157,7 +157,8 @@ const (
 	GoAwayTooManyStreams GoAwayCode = 9  // too many concurrent messages in reassembly
 	GoAwayFlowControl    GoAwayCode = 10 // the peer sent more data than its credit, or overflowed it
 	GoAwaySlowConsumer   GoAwayCode = 11 // the peer does not read what the sender queues for it
-	maxGoAwayCode                   = GoAwaySlowConsumer
+	GoAwayStalled        GoAwayCode = 12 // a frame or message the peer started made no progress for too long
+	maxGoAwayCode                   = GoAwayStalled
 )
 
 var goAwayNames = [...]string{
@@ -173,6 +174,7 @@ var goAwayNames = [...]string{
 	GoAwayTooManyStreams: "too many concurrent messages",
 	GoAwayFlowControl:    "flow control error",
 	GoAwaySlowConsumer:   "slow consumer",
+	GoAwayStalled:        "stalled message",
 }
 
 func (c GoAwayCode) String() string {

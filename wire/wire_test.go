@@ -99,6 +99,8 @@ func TestWireConstants(t *testing.T) {
 		{"GoAwayHandshake", uint64(GoAwayHandshake), 8},
 		{"GoAwayTooManyStreams", uint64(GoAwayTooManyStreams), 9},
 		{"GoAwayFlowControl", uint64(GoAwayFlowControl), 10},
+		{"GoAwaySlowConsumer", uint64(GoAwaySlowConsumer), 11},
+		{"GoAwayStalled", uint64(GoAwayStalled), 12},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %d, want %d (wire value: do not change)", c.name, c.got, c.want)
@@ -1548,6 +1550,8 @@ func TestStrings(t *testing.T) {
 		{GoAwayHandshake, "handshake refused"},
 		{GoAwayTooManyStreams, "too many concurrent messages"},
 		{GoAwayFlowControl, "flow control error"},
+		{GoAwaySlowConsumer, "slow consumer"},
+		{GoAwayStalled, "stalled message"},
 		{GoAwayCode(100), "goaway code 100"},
 		{GoAwayCode(1<<32 - 1), "goaway code 4294967295"},
 

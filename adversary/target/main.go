@@ -63,16 +63,15 @@ type config struct {
 	limits limits
 }
 
-// limits are the budgets and limits of issue 19 that the library does not
-// have yet. The tests pass them and assert against them; until they are
-// wired to options (limitOptions), they have no effect on the library.
+// limits are the budgets and limits of issue 19, each passed to its
+// option by limitOptions (0: the library's default).
 type limits struct {
 	connBudget     int           // per-connection budget for inbound message bytes
 	processBudget  int           // process-wide budget for inbound message bytes (all connections)
 	maxConns       int           // server: connections at once
 	maxPending     int           // server: handshakes in progress at once
 	maxHandlers    int           // server: handlers running at once, all connections
-	messageTimeout time.Duration // how long a started frame or message may take to complete
+	messageTimeout time.Duration // how long a started frame or message may go without progress
 	outQueue       int           // bytes queued for writing per connection
 	slowConsumer   string        // policy for pushes to a peer that does not read: wait, drop or close
 }
@@ -102,28 +101,30 @@ func parseFlags() *config {
 	flag.IntVar(&c.payload, "payload", 64, "client: Echo argument bytes")
 
 	// ---- Budgets and limits (issue 19). -------------------------------
-	// The flags marked "not wired yet" are accepted and reported, and the
-	// tests assert against them, but the library has no such option yet.
 	flag.IntVar(&c.limits.connBudget, "conn-budget", 0, "per-connection budget for inbound message bytes (WithConnBudget)")
 	flag.IntVar(&c.limits.processBudget, "process-budget", 0, "process-wide budget for inbound message bytes (WithSharedBudget)")
-	flag.IntVar(&c.limits.maxConns, "max-conns", 0, "server: most connections (not wired yet)")
-	flag.IntVar(&c.limits.maxPending, "max-pending-handshakes", 0, "server: most handshakes in progress (not wired yet)")
-	flag.IntVar(&c.limits.maxHandlers, "max-handlers", 0, "server: most handlers running, all connections (not wired yet)")
-	flag.DurationVar(&c.limits.messageTimeout, "message-timeout", 0, "most time a started frame or message may take (not wired yet)")
+	flag.IntVar(&c.limits.maxConns, "max-conns", 0, "server: most connections (ServerLimits.MaxConns)")
+	flag.IntVar(&c.limits.maxPending, "max-pending-handshakes", 0, "server: most handshakes in progress (ServerLimits.MaxPendingHandshakes)")
+	flag.IntVar(&c.limits.maxHandlers, "max-handlers", 0, "server: most handlers running, all connections (ServerLimits.MaxHandlers)")
+	flag.DurationVar(&c.limits.messageTimeout, "message-timeout", 0, "most time a started frame or message may go without progress (WithMessageTimeout)")
 	flag.IntVar(&c.limits.outQueue, "out-queue", 0, "bytes queued for writing per connection (WithMaxQueued)")
 	flag.StringVar(&c.limits.slowConsumer, "slow-consumer", "", "wait, drop or close (WithSlowConsumer)")
 	flag.Parse()
 	return c
 }
 
-// limitOptions turns the limits into options.
-//
-// limitOptions returns the library options for the limit flags. The
-// connection and server-wide limits (max-conns, max-pending-handshakes,
-// max-handlers, message-timeout) have no option yet.
+// limitOptions returns the library options for the limit flags.
 func limitOptions(role string, l limits) []pulse.Option {
-	_ = role
 	var opts []pulse.Option
+	if role == "server" {
+		sl := pulse.ServerLimits{MaxConns: l.maxConns, MaxPendingHandshakes: l.maxPending, MaxHandlers: l.maxHandlers}
+		if sl != (pulse.ServerLimits{}) {
+			opts = append(opts, pulse.WithServerLimits(sl))
+		}
+	}
+	if l.messageTimeout > 0 {
+		opts = append(opts, pulse.WithMessageTimeout(l.messageTimeout))
+	}
 	if l.connBudget > 0 {
 		opts = append(opts, pulse.WithConnBudget(l.connBudget))
 	}

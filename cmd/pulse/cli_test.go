@@ -206,4 +206,16 @@ func TestUsage(t *testing.T) {
 	if r.code != 2 {
 		t.Errorf("pulse serve -nosuchflag: exit %d, want 2", r.code)
 	}
+	// Bounds the library refuses are usage errors naming them.
+	for _, bad := range [][]string{
+		{"-slow-consumer", "sometimes", "-slow-consumer"},
+		{"-message-timeout", "0s", "message timeout"},
+		{"-conn-budget", "1000", "connection budget"},
+		{"-max-queued", "0", "max queued"},
+	} {
+		r = runPulse(t, "serve", "-addr", "127.0.0.1:0", bad[0], bad[1])
+		if r.code != 2 || !strings.Contains(r.stderr, bad[2]) {
+			t.Errorf("pulse serve %s %s: exit %d, stderr %q; want 2 and an error naming %s", bad[0], bad[1], r.code, r.stderr, bad[2])
+		}
+	}
 }

@@ -58,6 +58,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	bounds, err := lim.options()
+	if err != nil {
+		return err
+	}
 	opts := []pulse.Option{
 		pulse.WithLogger(logger),
 		pulse.WithHeartbeat(heartbeat),
@@ -73,6 +77,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			logger.Info("connection closed", "remote", ev.Peer.RemoteAddr(), "reason", ev.Err)
 		}),
 	}
+	opts = append(opts, bounds...)
 	var tlsConfig *tls.Config
 	switch {
 	case *tlsCert != "" || *tlsKey != "":
@@ -161,6 +166,13 @@ func connLimits(idle, age, grace time.Duration, jitter float64) pulse.ConnLimits
 // On the command line 0 means no limit.
 type limitFlags struct {
 	conns, connsPerIP, pending, pendingPerIP, handlers *int
+
+	// The per-connection bounds of what a peer can make the server hold
+	// (docs/limits.md).
+	maxMessage, connBudget, maxQueued *int
+	sharedBudget                      *int64
+	messageTimeout, handshakeTimeout  *time.Duration
+	slowConsumer                      *string
 }
 
 func (f *limitFlags) register(fs *flag.FlagSet) {
@@ -170,6 +182,37 @@ func (f *limitFlags) register(fs *flag.FlagSet) {
 	f.pending = fs.Int("max-pending-handshakes", pulse.DefaultMaxPendingHandshakes, "connections whose handshake has not finished; more are closed at once (0: no limit)")
 	f.pendingPerIP = fs.Int("max-pending-handshakes-per-ip", pulse.DefaultMaxPendingHandshakesPerIP, "pending handshakes from one IP address (0: no limit)")
 	f.handlers = fs.Int("max-handlers", pulse.DefaultMaxHandlers, "handlers running at once across all connections (0: no limit)")
+	f.maxMessage = fs.Int("max-message-size", pulse.DefaultMaxMessageSize, "largest message accepted, in bytes")
+	f.connBudget = fs.Int("conn-budget", 0, "message bytes one connection can make the server hold: its flow-control window (0: the default, 8 MiB or twice -max-message-size)")
+	f.sharedBudget = fs.Int64("shared-budget", pulse.DefaultSharedBudget, "message bytes all connections together can make the server hold")
+	f.maxQueued = fs.Int("max-queued", pulse.DefaultMaxQueued, "bytes queued for sending per connection")
+	f.slowConsumer = fs.String("slow-consumer", "close", "what a push to a peer whose send queue is full does: wait, drop or close")
+	f.messageTimeout = fs.Duration("message-timeout", pulse.DefaultMessageTimeout, "how long a frame or message a peer started may go without progress")
+	f.handshakeTimeout = fs.Duration("handshake-timeout", pulse.DefaultHandshakeTimeout, "how long a connection may take to finish its handshake")
+}
+
+// options returns the options of the per-connection bounds.
+func (f *limitFlags) options() ([]pulse.Option, error) {
+	var slow pulse.SlowConsumerPolicy
+	switch *f.slowConsumer {
+	case "wait":
+		slow = pulse.SlowConsumerWait
+	case "drop":
+		slow = pulse.SlowConsumerDrop
+	case "close":
+		slow = pulse.SlowConsumerClose
+	default:
+		return nil, usageError{fmt.Sprintf("-slow-consumer %q: want wait, drop or close", *f.slowConsumer)}
+	}
+	return []pulse.Option{
+		pulse.WithMaxMessageSize(*f.maxMessage),
+		pulse.WithConnBudget(*f.connBudget),
+		pulse.WithSharedBudget(*f.sharedBudget),
+		pulse.WithMaxQueued(*f.maxQueued),
+		pulse.WithSlowConsumer(slow),
+		pulse.WithMessageTimeout(*f.messageTimeout),
+		pulse.WithHandshakeTimeout(*f.handshakeTimeout),
+	}, nil
 }
 
 func (f *limitFlags) limits() pulse.ServerLimits {

@@ -62,6 +62,7 @@ func (s *Session) processMessage(h wire.Header, p []byte) error {
 		s.partial = make(map[uint32]*partialMsg)
 	}
 	s.partial[h.ID] = pm
+	s.messageFrame(len(p), false)
 	return nil
 }
 
@@ -161,6 +162,7 @@ func (s *Session) processContinuation(h wire.Header, p []byte) error {
 	}
 	if h.Flags&wire.FlagAbort != 0 {
 		delete(s.partial, h.ID)
+		s.messageFrame(len(p), true)
 		s.letGo(len(p), fits)
 		s.dropPartial(pm)
 		if pm.typ != wire.TypeReply && !pm.discard {
@@ -186,12 +188,14 @@ func (s *Session) processContinuation(h wire.Header, p []byte) error {
 		pm.append(p)
 	}
 	if h.Flags&wire.FlagEnd == 0 {
+		s.messageFrame(len(p), false)
 		return nil
 	}
 	if pm.got != pm.total {
 		return fmt.Errorf("message id %d ended after %d bytes, %d announced", h.ID, pm.got, pm.total)
 	}
 	delete(s.partial, h.ID)
+	s.messageFrame(len(p), true)
 	return s.finishPartial(pm, h.ID)
 }
 

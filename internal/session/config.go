@@ -30,9 +30,12 @@ type Config struct {
 	MaxQueued        int
 	Slow             SlowPolicy
 	HandshakeTimeout time.Duration
-	Logger           *slog.Logger
-	Heartbeat        Heartbeat
-	Limits           Limits
+	// MessageTimeout bounds how long a frame or message the peer started
+	// may go without progress (stall.go); 0 for no bound.
+	MessageTimeout time.Duration
+	Logger         *slog.Logger
+	Heartbeat      Heartbeat
+	Limits         Limits
 	// Gate, when set, bounds the handlers running at once across every
 	// session that shares it (a Server's connections). Nil: no bound.
 	Gate *Gate

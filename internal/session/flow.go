@@ -72,14 +72,18 @@ func (b *Budget) Refused() int64 { return b.refused.Load() }
 // around 2³²: the credit outstanding, granted minus received, is at most
 // wire.MaxWindow, so their difference as an int32 is exact.
 type flowIn struct {
-	// received counts the data-frame payload bytes read (reader).
-	received uint32
+	// received counts the data-frame payload bytes read (written by the
+	// reader only; atomic for the monitor's look at the peer's credit).
+	received atomic.Uint32
 	// granted counts the credit given to the peer: the window, plus every
 	// WINDOW_UPDATE queued (atomic; added before the update is queued, so
 	// the reader may accept bytes a little early, never refuse them).
 	granted atomic.Uint32
 	// unreturned counts bytes let go but not yet granted back (atomic).
 	unreturned atomic.Int32
+	// grantAt is when this side last granted credit back, a stamp
+	// (stall.go; atomic).
+	grantAt atomic.Uint32
 }
 
 // updateThreshold returns the unreturned bytes from which a side with the
@@ -108,8 +112,9 @@ func (e flowError) Error() string {
 // not, they are let go at once and the message they belong to is
 // refused).
 func (s *Session) consume(n int, charge bool) (fits bool, err error) {
-	s.in.received += uint32(n)
-	if over := int32(s.in.received - s.in.granted.Load()); over > 0 {
+	received := s.in.received.Load() + uint32(n)
+	s.in.received.Store(received)
+	if over := int32(received - s.in.granted.Load()); over > 0 {
 		return false, flowError{int(over), n}
 	}
 	if n == 0 || !charge {
@@ -140,6 +145,7 @@ func (s *Session) letGo(n int, charged bool) {
 		return
 	}
 	s.in.granted.Add(uint32(u))
+	s.in.grantAt.Store(stampOf(s.now())) // the peer's stalled message is judged from here (stall.go)
 	// Written at once when the socket takes it (noWait), as a PONG is: a
 	// writer goroutine for every update of a busy connection would cost
 	// its allocation.

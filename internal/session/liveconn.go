@@ -19,10 +19,9 @@ type liveConn struct {
 // reads is the state liveConn updates. mon is set before the session's
 // reader starts and not changed after.
 type reads struct {
-	last    atomic.Int64
-	clock   *Clock
-	mon     *monitor
-	drained bool // the last read returned less than asked: the socket was empty then (reader only)
+	last  atomic.Int64
+	clock *Clock
+	mon   *monitor
 	// frames counts the calls, replies, notifications and continuation
 	// frames handled since the last read, and perRead is its moving
 	// average over the connection's reads, in sixteenths of a frame, for
@@ -33,6 +32,13 @@ type reads struct {
 	// held calls, replies or notifications, for the wait before parking
 	// (lingerReader; Linux; reader only).
 	prevData int64
+	// The clocks of what the peer started (stall.go), stamps, 0 for none:
+	// frameAt, since when a frame is partly read (set by got and
+	// frameDone); msgAt, when the messages in reassembly last progressed
+	// (messageFrame). The reader writes them; the monitor reads them.
+	frameAt atomic.Uint32
+	msgAt   atomic.Uint32
+	drained bool // the last read returned less than asked: the socket was empty then (reader only)
 	// busy is set while the reader may be waiting in a read that has no
 	// end but the next frame, with calls of the peer's running: the call
 	// that ends them shortens that read (Session.readSoon), so that the
@@ -92,6 +98,9 @@ func (r *reads) got(n, asked int) {
 	if n > 0 {
 		now := r.clock.Now()
 		prev := r.last.Swap(now)
+		if r.frameAt.Load() == 0 {
+			r.frameAt.Store(stampOf(now)) // bytes of a frame: its start, unless a frame ends with them (frameDone)
+		}
 		if r.mon != nil {
 			r.mon.observe(now, prev)
 		}

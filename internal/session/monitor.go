@@ -120,7 +120,8 @@ func newMonitor(s *Session, hb Heartbeat, interval time.Duration, limits Limits)
 func (m *monitor) start() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	next := m.nextLocked(m.s.now())
+	now := m.s.now()
+	next := m.nextLocked(now)
 	if next == 0 {
 		return
 	}
@@ -398,12 +399,12 @@ func (m *monitor) nextLocked(now int64) int64 {
 		at(m.lastWrite.Load() + int64(m.pingAfter))
 	}
 	if m.det != nil {
-		v := m.det.Check(time.Duration(now), time.Duration(m.lastSign(m.s.lastRead.Load())))
+		v := m.det.Check(time.Duration(now), time.Duration(m.lastSign(m.s.rd.last.Load())))
 		if v.NextCheck != liveness.Never {
 			at(int64(v.NextCheck))
 		}
 		if !m.isSuspect {
-			at(m.s.lastRead.Load() + int64(m.suspect+m.suspectLate()))
+			at(m.s.rd.last.Load() + int64(m.suspect+m.suspectLate()))
 		} else {
 			// Look again soon to see the peer recover; without a
 			// heartbeat interval (a client that sends none), at a
@@ -431,6 +432,9 @@ func (m *monitor) nextLocked(now int64) int64 {
 	if m.ageAt > 0 && !m.closing {
 		at(m.ageAt)
 	}
+	if _, n := m.stallLocked(now); n != 0 {
+		at(n)
+	}
 	if next != 0 && next <= now {
 		next = now + int64(time.Millisecond)
 	}
@@ -448,7 +452,7 @@ func (m *monitor) check() {
 	m.checks++
 	now := m.s.now()
 	v := m.judgeLocked(now)
-	if v.dead == "" && !v.stalled {
+	if v.dead == "" && !v.stalled && v.stalledPeer == "" {
 		next := m.nextLocked(now)
 		if v.recheck && m.scheduled > now {
 			next = min(next, m.scheduled)
@@ -471,6 +475,7 @@ type verdict struct {
 	ping           bool          // send a PING
 	goAway         wire.GoAwayCode
 	goAwayMsg      string // a GOAWAY for the idle or age limit, when not ""
+	stalledPeer    string // why a frame or message of the peer's stalled (stall.go), when not ""
 	suspect        bool
 	suspectChanged bool
 }
@@ -480,7 +485,7 @@ type verdict struct {
 func (m *monitor) judgeLocked(now int64) verdict {
 	var v verdict
 	late := m.stall.Late(time.Duration(m.scheduled), time.Duration(now))
-	lastRead := m.s.lastRead.Load()
+	lastRead := m.s.rd.last.Load()
 	v.stalled, v.stallAfter = m.watchWriteLocked(now, late)
 	v.suspect = m.isSuspect
 	if m.det != nil {
@@ -495,6 +500,7 @@ func (m *monitor) judgeLocked(now int64) verdict {
 		m.lastWrite.Store(now) // the PING is the write; do not send two
 	}
 	v.goAway, v.goAwayMsg = m.limitsLocked(now)
+	v.stalledPeer, _ = m.stallLocked(now)
 	v.suspectChanged = v.suspect != m.isSuspect
 	m.isSuspect = v.suspect
 	return v
@@ -587,6 +593,9 @@ func (m *monitor) act(now int64, v verdict) {
 		// Tell a peer that is only silent, not gone, why it is cut off;
 		// do not wait long for a path that may be dead.
 		s.goAway(wire.GoAwayPeerSilent, v.dead, ReasonSilent, nil, 50*time.Millisecond)
+		return
+	case v.stalledPeer != "":
+		s.closeStalled(v.stalledPeer)
 		return
 	}
 	if v.ping {

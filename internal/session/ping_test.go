@@ -73,7 +73,7 @@ func TestPingerSilentPeer(t *testing.T) {
 				synctest.Wait()
 				tap.mute()
 				muted := time.Now()
-				lastHeard := time.Duration(judge.now() - judge.lastRead.Load())
+				lastHeard := time.Duration(judge.now() - judge.rd.last.Load())
 				<-judge.Done()
 				after := time.Since(muted)
 				if err := judge.Err(); err == nil || err.Reason != ReasonSilent {

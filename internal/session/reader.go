@@ -64,6 +64,7 @@ func (s *Session) readFrames() {
 			s.endReading()
 			return
 		}
+		s.frameDone()
 		if h.Type <= wire.TypeContinuation {
 			s.park.sawData = true
 			if rd := s.park.rd; rd != nil {

@@ -76,7 +76,7 @@ func (s *Session) handleCall(notify bool, id uint32, msg []byte, owned bool, hel
 		s.refuse(notify, held, id, wire.StatusBusy, fmt.Sprintf("%d calls already running on this connection", s.cfg.MaxConcurrentCalls), method)
 		return false
 	}
-	if !s.cfg.Gate.acquire() { // released in serve
+	if !s.cfg.Gate.acquire(s.running.Load()) { // released in serve
 		s.refuse(notify, held, id, wire.StatusBusy, s.cfg.Gate.busy, method)
 		return false
 	}

@@ -65,7 +65,7 @@ type Session struct {
 	parent   atomic.Pointer[handlerCtx] // parent of the handlers' contexts, made on first use (handlerParent)
 	running  atomic.Int32               // peer calls admitted and not finished: arriving, running, or being refused
 	sendFull atomic.Bool                // the send queue reached its bound (queue.go); set and cleared under mu
-	lastRead *atomic.Int64              // clock ns of the last read that returned bytes (reads.last)
+	rd       *reads                     // the connection's reads: time of the last (rd.last), the started frame and message (stall.go)
 	drainSt  atomic.Pointer[drainState] // set when this side starts draining (drain.go)
 	flushed  atomic.Uint64              // bytes of the data lane written
 	logs     atomic.Pointer[peerLogs]   // peer-caused log lines' rate limits, made on first use (peerlog.go)
@@ -145,7 +145,7 @@ func newSession(conn net.Conn, fr *wire.Reader, c codec.Codec, dialer bool, cfg 
 		maxFrame:    int(peerHello.MaxFrameSize),
 		maxMsg:      int(cfg.MaxMessageSize),
 		pending:     make(map[uint32]*Call),
-		lastRead:    &rd.last,
+		rd:          rd,
 	}
 	s.initParking(conn, rd)
 	s.peerMaxMsg = int(peerHello.MaxMessageSize)
@@ -158,8 +158,9 @@ func newSession(conn net.Conn, fr *wire.Reader, c codec.Codec, dialer bool, cfg 
 	if dialer {
 		s.nextID = 1
 	}
-	s.lastRead.Store(s.now())
+	s.rd.last.Store(s.now())
 	fr.SetMaxPayload(cfg.MaxFrameSize)
+	s.frameDone() // the handshake's reads are not a frame of the session's
 	return s
 }
 
@@ -385,7 +386,7 @@ func (s *Session) Stats() Stats {
 	st := Stats{
 		RemoteAddr:  s.conn.RemoteAddr().String(),
 		Codec:       s.codec.Name(),
-		SinceRead:   time.Duration(s.now() - s.lastRead.Load()),
+		SinceRead:   time.Duration(s.now() - s.rd.last.Load()),
 		PeerTimeout: s.peerTimeout,
 		Running:     int(s.running.Load()),
 	}
@@ -402,7 +403,7 @@ func (s *Session) Stats() Stats {
 		st.Timeout = m.timeout
 		m.mu.Lock()
 		st.Suspect = m.isSuspect
-		lastSign := m.lastSign(s.lastRead.Load())
+		lastSign := m.lastSign(s.rd.last.Load())
 		m.mu.Unlock()
 		if p, ok := m.det.(*liveness.PhiAccrual); ok {
 			// Judged as the detector judges it: from the last sign of
