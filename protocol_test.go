@@ -333,6 +333,13 @@ func TestProtocolViolations(t *testing.T) {
 		{"data beyond the credit granted", overCredit(), wire.GoAwayFlowControl, 105},
 		{"frame over the limit", wire.AppendHeader(nil, wire.TypeCall, 0, 5, wire.DefaultMaxFrameSize+1), wire.GoAwayProtocolError, 0},
 		{"short PING", wire.AppendFrame(nil, wire.TypePing, 0, 0, []byte{1, 2, 3}), wire.GoAwayProtocolError, 0},
+		// Call ids (PROTOCOL.md §5): the valid call below used 3, skipping 1.
+		{"CALL with an id used before", wire.AppendFrame(nil, wire.TypeCall, wire.FlagEnd, 3, []byte{0}), wire.GoAwayProtocolError, 0},
+		{"NOTIFY with a call's id", wire.AppendFrame(nil, wire.TypeNotify, wire.FlagEnd, 3, []byte{0}), wire.GoAwayProtocolError, 0},
+		{"CALL with a skipped id, twice", append(wire.AppendFrame(nil, wire.TypeCall, wire.FlagEnd, 1, []byte{0}),
+			wire.AppendFrame(nil, wire.TypeCall, wire.FlagEnd, 1, []byte{0})...), wire.GoAwayProtocolError, 0},
+		{"CALL with an id skipped too long ago", append(wire.AppendFrame(nil, wire.TypeCall, wire.FlagEnd, 3+2*2000, []byte{0}),
+			wire.AppendFrame(nil, wire.TypeCall, wire.FlagEnd, 5, []byte{0})...), wire.GoAwayProtocolError, 3 + 2*2000},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

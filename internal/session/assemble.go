@@ -90,6 +90,9 @@ func (s *Session) checkMessageID(h wire.Header) error {
 		case !s.isPeerID(h.ID):
 			return fmt.Errorf("%v with id %d, which belongs to this side", h.Type, h.ID)
 		}
+		if err := s.checkPeerID(h.Type, h.ID); err != nil {
+			return err
+		}
 	}
 	if _, dup := s.partial[h.ID]; dup {
 		return fmt.Errorf("%v id %d while a message with that id is still arriving", h.Type, h.ID)

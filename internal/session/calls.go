@@ -189,7 +189,10 @@ func (s *Session) enqueueLocked(bp *[]byte, id uint32, typ wire.FrameType, mark 
 	b := *bp
 	n := len(b) - wire.HeaderSize
 	small := n <= s.maxFrame
-	if small && s.smallWait == 0 && int(s.credit) >= n {
+	// A small message goes ahead of the large ones queued, but of no more
+	// than maxOvertaken of them, so that the peer waits for few of this
+	// side's ids at a time (ids.go); a reply carries the peer's id.
+	if small && s.smallWait == 0 && int(s.credit) >= n && (len(s.large) < maxOvertaken || typ == wire.TypeReply) {
 		s.credit -= int32(n)
 		binary.BigEndian.PutUint32(b[4:8], id)
 		wire.PutLength(b, len(b)-wire.HeaderSize)

@@ -95,9 +95,9 @@ type Session struct {
 	nextID     uint32
 	credit     int32                         // bytes of data-frame payload the peer lets this side send now (flow.go)
 	smallWait  int32                         // messages of one frame in large, waiting for credit
+	lastPeerID uint32                        // highest call id from the peer accepted here
 	largeBytes int                           // bytes of the messages in large not yet handed to a write
 	room       chan struct{}                 // closed when the send queue has room again, for those waiting (queue.go)
-	lastPeerID uint32                        // highest call id from the peer accepted here
 	pending    map[uint32]*Call              // calls this side started
 	inflight   map[uint32]context.CancelFunc // peer calls running here
 	ctrl       *wbuf                         // queued control frames
@@ -113,10 +113,15 @@ type Session struct {
 	// have failed), readerDone when the reader ends for good. Few wait
 	// for them, so they are made on first use (Done, ReaderDone): an
 	// idle connection carries neither.
-	done        chan struct{}
-	readerDone  chan struct{}
-	notifyQ     []pendingNotify // notifications waiting for their turn
-	writing     bool            // a writer runs (the writer role)
+	done       chan struct{}
+	readerDone chan struct{}
+	notifyQ    []pendingNotify // notifications waiting for their turn
+
+	// Reader, here for the alignment of the fields around it: the peer's
+	// ids below lastPeerID not arrived yet, nil for none (ids.go).
+	gaps *idGaps
+
+	writing     bool // a writer runs (the writer role)
 	closed      bool
 	goAwayOut   bool // this side sent GOAWAY, naming lastPeerID
 	writeClosed bool // this side half-closed the connection: nothing more is written
