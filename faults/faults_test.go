@@ -231,7 +231,7 @@ func TestSlowLink(t *testing.T) {
 			perT := int(linkRate * s.hb.Timeout.Seconds())
 			n := max(6*perT, 1<<20)
 			s.net.shape("1mbit", "10kb", "500ms")
-			s.bigTransfer(n, perT)
+			s.bigTransfer(n, perT, false)
 		})
 	}
 }
@@ -247,7 +247,7 @@ func TestDeepQueue(t *testing.T) {
 			perT := int(linkRate * s.hb.Timeout.Seconds())
 			s.net.setCC("reno")
 			s.net.shape("1mbit", "10kb", "3s")
-			s.bigTransfer(2<<20, perT)
+			s.bigTransfer(2<<20, perT, true)
 		})
 	}
 }
@@ -255,14 +255,25 @@ func TestDeepQueue(t *testing.T) {
 // bigTransfer has client 0 fetch an n-byte reply over the shaped link
 // while a small call goes every 2 s (between them the client pings, so
 // the heartbeat RTT is measured), and checks that nothing was detected.
-func (s *scenario) bigTransfer(n, perT int) {
+// With inflight, it also samples the bytes in flight toward the client
+// (inflight_test.go) from before the client starts until the reply is in.
+func (s *scenario) bigTransfer(n, perT int, inflight bool) {
 	s.t.Helper()
 	srv := s.startServer("server", agentOpts{})
+	var sampler *inflightSampler
+	if inflight {
+		sampler = s.net.sampleInflight()
+	}
 	cli := s.startClients("client", serverAddr, 1, agentOpts{},
 		"-rate", "0.5", "-call-timeout", "30s", "-big", fmt.Sprint(n), "-big-after", "1s", "-big-timeout", "150s")
 	expect := time.Duration(float64(n) / linkRate * float64(time.Second))
 	big := cli.mustWait(2*expect+30*time.Second, "the Big reply", func(e event.Event) bool { return e.Ev == "big" })
 	transfer := time.Duration(big.End - big.Start)
+	inflightWords := ""
+	if sampler != nil {
+		st := summarize(sampler, sampler.stop(), time.Unix(0, big.Start), time.Unix(0, big.End))
+		inflightWords = "; " + s.recordInflight(st)
+	}
 	s.res.TransferBytes, s.res.TransferMS, s.res.LinkPerTimeout = n, ptr(ms(transfer)), perT
 	if big.Outcome != "ok" {
 		s.fail("the Big call of %d bytes failed after %v: %s", n, transfer.Round(time.Millisecond), big.Err)
@@ -279,8 +290,8 @@ func (s *scenario) bigTransfer(n, perT int) {
 	if big.Outcome != "ok" {
 		done = "failed after " + secs(ms(transfer))
 	}
-	s.res.Measured = fmt.Sprintf("%.1f MiB (%.1f× what the link carries in Timeout) %s; heartbeat RTT up to %s",
-		float64(n)/(1<<20), float64(n)/float64(perT), done, secsPtr(s.res.MaxRTTMS))
+	s.res.Measured = fmt.Sprintf("%.1f MiB (%.1f× what the link carries in Timeout) %s; heartbeat RTT up to %s%s",
+		float64(n)/(1<<20), float64(n)/float64(perT), done, secsPtr(s.res.MaxRTTMS), inflightWords)
 }
 
 // Scenario 6: 100 ms ± 50 ms of delay each way through the relay, and 5 %
