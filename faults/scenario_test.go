@@ -31,6 +31,7 @@ const hungAfter = 2 * time.Second
 var (
 	writeDoc    = flag.Bool("write-doc", false, "write docs/faults.md and faults/testdata/results.json from this run")
 	resultsPath = flag.String("results", "", "where to write the results (JSON); default $PULSE_FAULTS_RESULTS, or pulse-faults/results.json in the temporary directory")
+	deepqWindow = flag.Bool("deepq-window", false, "run TestDeepQueueWindow, a measured variant of scenario 7 that is not part of the suite")
 )
 
 // hbSetting is a heartbeat setting under test.
@@ -108,6 +109,7 @@ type Result struct {
 	MaxQueueBytes    *int     `json:"max_queue_bytes,omitempty"`
 	MedianQueueBytes *int     `json:"median_queue_bytes,omitempty"`
 	MaxTCPRTTMS      *float64 `json:"max_tcp_rtt_ms,omitempty"`
+	Window           int      `json:"window_bytes,omitempty"` // the client's flow-control window, when set (TestDeepQueueWindow)
 
 	Measured   string   `json:"measured"` // the scenario's own numbers, in words
 	DurationMS float64  `json:"duration_ms"`
