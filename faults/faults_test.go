@@ -231,7 +231,7 @@ func TestSlowLink(t *testing.T) {
 			perT := int(linkRate * s.hb.Timeout.Seconds())
 			n := max(6*perT, 1<<20)
 			s.net.shape("1mbit", "10kb", "500ms")
-			s.bigTransfer(n, perT)
+			s.bigTransfer(n, perT, false)
 		})
 	}
 }
@@ -247,22 +247,74 @@ func TestDeepQueue(t *testing.T) {
 			perT := int(linkRate * s.hb.Timeout.Seconds())
 			s.net.setCC("reno")
 			s.net.shape("1mbit", "10kb", "3s")
-			s.bigTransfer(2<<20, perT)
+			s.bigTransfer(2<<20, perT, true)
 		})
+	}
+}
+
+// TestDeepQueueWindow is scenario 7 with the reply split into 32 replies of
+// 64 KiB, asked for at once, and the client's flow-control window at its
+// default (8 MiB) and at its smallest for them (one reply). It is not
+// part of the suite (it runs with -deepq-window): it measures what a
+// window smaller than what the link queues does to the bytes in flight
+// and the heartbeat round trips, for docs/limits.md. A window cannot be
+// smaller than one message, so scenario 7's single 2 MiB reply cannot
+// show it.
+func TestDeepQueueWindow(t *testing.T) {
+	if !*deepqWindow {
+		t.Skip("a measured variant, not part of the suite: run with -args -deepq-window")
+	}
+	const (
+		total = 2 << 20
+		parts = 32
+		// maxMessage holds one part's reply: 64 KiB of bytes and their
+		// encoding, with room to spare.
+		maxMessage = total/parts + 1024
+		small      = maxMessage + 4 // the smallest window it allows
+	)
+	for _, hb := range settings {
+		for _, window := range []int{0, small} {
+			name, what := hb.name()+"-default-window", "default window"
+			extra := []string{"-big-n", fmt.Sprint(parts)}
+			if window > 0 {
+				name, what = fmt.Sprintf("%s-window-%d", hb.name(), window), fmt.Sprintf("window %d bytes", window)
+				extra = append(extra, "-max-message", fmt.Sprint(maxMessage), "-conn-budget", fmt.Sprint(window))
+			}
+			t.Run(name, func(t *testing.T) {
+				s := newScenario(t, "7w", fmt.Sprintf("slow-link trap, %d replies of %d KiB at once, client %s", parts, total/parts>>10, what), hb, "fixed")
+				s.res.Window = window
+				perT := int(linkRate * s.hb.Timeout.Seconds())
+				s.net.setCC("reno")
+				s.net.shape("1mbit", "10kb", "3s")
+				s.bigTransfer(total, perT, true, extra...)
+			})
+		}
 	}
 }
 
 // bigTransfer has client 0 fetch an n-byte reply over the shaped link
 // while a small call goes every 2 s (between them the client pings, so
 // the heartbeat RTT is measured), and checks that nothing was detected.
-func (s *scenario) bigTransfer(n, perT int) {
+// With inflight, it also samples the bytes in flight toward the client
+// (inflight_test.go) from before the client starts until the reply is in.
+// Extra client flags go to the client agent.
+func (s *scenario) bigTransfer(n, perT int, inflight bool, extra ...string) {
 	s.t.Helper()
 	srv := s.startServer("server", agentOpts{})
-	cli := s.startClients("client", serverAddr, 1, agentOpts{},
-		"-rate", "0.5", "-call-timeout", "30s", "-big", fmt.Sprint(n), "-big-after", "1s", "-big-timeout", "150s")
+	var sampler *inflightSampler
+	if inflight {
+		sampler = s.net.sampleInflight()
+	}
+	cli := s.startClients("client", serverAddr, 1, agentOpts{}, append([]string{
+		"-rate", "0.5", "-call-timeout", "30s", "-big", fmt.Sprint(n), "-big-after", "1s", "-big-timeout", "150s"}, extra...)...)
 	expect := time.Duration(float64(n) / linkRate * float64(time.Second))
 	big := cli.mustWait(2*expect+30*time.Second, "the Big reply", func(e event.Event) bool { return e.Ev == "big" })
 	transfer := time.Duration(big.End - big.Start)
+	inflightWords := ""
+	if sampler != nil {
+		st := summarize(sampler, sampler.stop(), time.Unix(0, big.Start), time.Unix(0, big.End))
+		inflightWords = "; " + s.recordInflight(st)
+	}
 	s.res.TransferBytes, s.res.TransferMS, s.res.LinkPerTimeout = n, ptr(ms(transfer)), perT
 	if big.Outcome != "ok" {
 		s.fail("the Big call of %d bytes failed after %v: %s", n, transfer.Round(time.Millisecond), big.Err)
@@ -279,8 +331,8 @@ func (s *scenario) bigTransfer(n, perT int) {
 	if big.Outcome != "ok" {
 		done = "failed after " + secs(ms(transfer))
 	}
-	s.res.Measured = fmt.Sprintf("%.1f MiB (%.1f× what the link carries in Timeout) %s; heartbeat RTT up to %s",
-		float64(n)/(1<<20), float64(n)/float64(perT), done, secsPtr(s.res.MaxRTTMS))
+	s.res.Measured = fmt.Sprintf("%.1f MiB (%.1f× what the link carries in Timeout) %s; heartbeat RTT up to %s%s",
+		float64(n)/(1<<20), float64(n)/float64(perT), done, secsPtr(s.res.MaxRTTMS), inflightWords)
 }
 
 // Scenario 6: 100 ms ± 50 ms of delay each way through the relay, and 5 %

@@ -31,6 +31,7 @@ const hungAfter = 2 * time.Second
 var (
 	writeDoc    = flag.Bool("write-doc", false, "write docs/faults.md and faults/testdata/results.json from this run")
 	resultsPath = flag.String("results", "", "where to write the results (JSON); default $PULSE_FAULTS_RESULTS, or pulse-faults/results.json in the temporary directory")
+	deepqWindow = flag.Bool("deepq-window", false, "run TestDeepQueueWindow, a measured variant of scenario 7 that is not part of the suite")
 )
 
 // hbSetting is a heartbeat setting under test.
@@ -94,6 +95,21 @@ type Result struct {
 	MaxPauseMS      *float64  `json:"max_gc_pause_ms,omitempty"`
 	MaxStallMS      *float64  `json:"max_stall_ms,omitempty"` // the server process's longest late wake-up
 	Dropped         int       `json:"packets_dropped,omitempty"`
+
+	// Bytes in flight from the server toward the client (scenario 7),
+	// sampled every 100 ms: the server socket's Send-Q (written, not yet
+	// acknowledged by the client; the medians are over the samples taken
+	// during the large reply), the unsent part of it, and the backlog of
+	// the router's queue toward the client; the server socket's largest
+	// smoothed TCP RTT (ss), which counts the wait in that queue.
+	InflightSamples  int      `json:"inflight_samples,omitempty"`
+	MaxInflight      *int     `json:"max_inflight_bytes,omitempty"`
+	MedianInflight   *int     `json:"median_inflight_bytes,omitempty"`
+	MaxNotsent       *int     `json:"max_notsent_bytes,omitempty"`
+	MaxQueueBytes    *int     `json:"max_queue_bytes,omitempty"`
+	MedianQueueBytes *int     `json:"median_queue_bytes,omitempty"`
+	MaxTCPRTTMS      *float64 `json:"max_tcp_rtt_ms,omitempty"`
+	Window           int      `json:"window_bytes,omitempty"` // the client's flow-control window, when set (TestDeepQueueWindow)
 
 	Measured   string   `json:"measured"` // the scenario's own numbers, in words
 	DurationMS float64  `json:"duration_ms"`

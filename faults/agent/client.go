@@ -24,6 +24,9 @@ type clientConfig struct {
 	payload     int
 	inflight    bool
 	big         int
+	bigN        int
+	maxMessage  int
+	connBudget  int
 	bigAfter    time.Duration
 	bigTimeout  time.Duration
 	statsEvery  time.Duration
@@ -166,6 +169,12 @@ func runClient(ctx context.Context, addr string, hb pulse.Heartbeat, cfg clientC
 			pulse.WithHeartbeat(hb),
 			pulse.WithLogger(discardLogger()),
 			pulse.WithStateHook(func(sc pulse.StateChange) { c.stateChanged(sc) }),
+		}
+		if cfg.maxMessage > 0 {
+			opts = append(opts, pulse.WithMaxMessageSize(cfg.maxMessage))
+		}
+		if cfg.connBudget > 0 {
+			opts = append(opts, pulse.WithConnBudget(cfg.connBudget))
 		}
 		var (
 			pc  *pulse.Client
@@ -373,8 +382,10 @@ func (c *client) inflight(ctx context.Context, pc *pulse.Client) {
 	}
 }
 
-// bigCall makes one Big call of cfg.big bytes once the client has been
-// ready for cfg.bigAfter.
+// bigCall makes cfg.bigN Big calls at once, of cfg.big/cfg.bigN bytes
+// each, once the client has been ready for cfg.bigAfter, and reports them
+// in one "big" event: from the first call's start to the last one's end,
+// with the bytes received and the first error.
 func (c *client) bigCall(ctx, root context.Context, cs *calls, pc *pulse.Client, cfg clientConfig) {
 	select {
 	case <-ctx.Done():
@@ -384,22 +395,40 @@ func (c *client) bigCall(ctx, root context.Context, cs *calls, pc *pulse.Client,
 	cctx, cancel := context.WithTimeout(root, cfg.bigTimeout)
 	defer cancel()
 	dl, _ := cctx.Deadline()
-	id := cs.begin(c, "Svc.Big", dl)
+	size := cfg.big / cfg.bigN
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		got   int
+		first error
+	)
 	start := time.Now()
-	var reply []byte
-	err := pc.Call(cctx, "Svc.Big", cfg.big, &reply)
-	if err == nil && len(reply) != cfg.big {
-		err = fmt.Errorf("Big returned %d bytes, want %d", len(reply), cfg.big)
+	for range cfg.bigN {
+		id := cs.begin(c, "Svc.Big", dl)
+		wg.Go(func() {
+			var reply []byte
+			err := pc.Call(cctx, "Svc.Big", size, &reply)
+			if err == nil && len(reply) != size {
+				err = fmt.Errorf("Big returned %d bytes, want %d", len(reply), size)
+			}
+			mu.Lock()
+			got += len(reply)
+			if first == nil {
+				first = err
+			}
+			mu.Unlock()
+			cs.end(id, err)
+		})
 	}
+	wg.Wait()
 	end := time.Now()
-	e := event.Event{Ev: "big", C: c.i, Method: "Svc.Big", Start: start.UnixNano(), End: end.UnixNano(), N: len(reply), Outcome: "ok"}
-	if err != nil {
+	e := event.Event{Ev: "big", C: c.i, Method: "Svc.Big", Start: start.UnixNano(), End: end.UnixNano(), N: got, Outcome: "ok"}
+	if first != nil {
 		e.Outcome = "failed"
-		e.Kind, e.Sent, e.Reason = classify(err)
-		e.Err = err.Error()
+		e.Kind, e.Sent, e.Reason = classify(first)
+		e.Err = first.Error()
 	}
 	out.Emit(e)
-	cs.end(id, err)
 }
 
 // classify names the type of err: "ConnError", "CallError",

@@ -50,6 +50,9 @@ func main() {
 	flag.IntVar(&cc.payload, "payload", 64, "client: Echo payload bytes")
 	flag.BoolVar(&cc.inflight, "inflight", false, "client: keep one long Slow call in flight per client")
 	flag.IntVar(&cc.big, "big", 0, "client: bytes of one Big call made by client 0 after it is ready (0 for none)")
+	flag.IntVar(&cc.bigN, "big-n", 1, "client: split -big into this many Big calls of equal size, made at once")
+	flag.IntVar(&cc.maxMessage, "max-message", 0, "client: WithMaxMessageSize (0 for the default)")
+	flag.IntVar(&cc.connBudget, "conn-budget", 0, "client: WithConnBudget, the flow-control window it grants the server (0 for the default)")
 	flag.DurationVar(&cc.bigAfter, "big-after", time.Second, "client: wait this long after ready before the Big call")
 	flag.DurationVar(&cc.bigTimeout, "big-timeout", time.Minute, "client: deadline of the Big call")
 	flag.DurationVar(&cc.statsEvery, "stats-every", 50*time.Millisecond, "client: how often Stats() is sampled")
@@ -61,6 +64,9 @@ func main() {
 	flag.DurationVar(&rc.jitter, "jitter", 50*time.Millisecond, "relay: each chunk's delay is uniform in delay±jitter (order is kept)")
 	spin := flag.Int("spin", 1, "burn: spinning goroutines")
 	flag.Parse()
+	if cc.bigN < 1 || cc.big%cc.bigN != 0 {
+		fatalf("-big-n must be positive and divide -big, not %d for %d", cc.bigN, cc.big)
+	}
 
 	hb := pulse.Heartbeat{Interval: *interval, Timeout: *timeout, MinInterval: 10 * time.Millisecond}
 	switch *detector {
