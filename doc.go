@@ -102,8 +102,12 @@ A Server bounds what its peers can make it hold, each limit with a named
 default in defaults.go: connections and pending handshakes, in total and
 per remote IP, and handlers running across all connections
 (WithServerLimits); handlers per connection (WithMaxConcurrentCalls);
-message and frame sizes. A peer that reaches one gets an error naming it.
-docs/limits.md lists them all.
+message and frame sizes. Both sides bound the message bytes a peer can
+make them hold, per connection (WithConnBudget, the flow-control window)
+and together (WithSharedBudget), the bytes they queue for a peer
+(WithMaxQueued, WithSlowConsumer), and how long a frame or message the
+peer started may go without progress (WithMessageTimeout). A peer that
+reaches a limit gets an error naming it. docs/limits.md lists them all.
 
 # Structure
 

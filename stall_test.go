@@ -1,6 +1,7 @@
 package pulse_test
 
 import (
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -48,12 +49,20 @@ func TestStalledFrameClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	dribble(conn, frame[wire.HeaderSize+10:], 20*time.Millisecond)
+	checkStalled(t, conn, fr, start, timeout, "frame")
+}
+
+// checkStalled reads the GOAWAY that closes conn, which must be code 12
+// (stalled message) with a message containing about, not earlier than
+// timeout after start, and then the end of the connection.
+func checkStalled(t *testing.T, conn net.Conn, fr *wire.Reader, start time.Time, timeout time.Duration, about string) {
+	t.Helper()
 	g := readGoAway(t, fr)
-	if g.Code != wire.GoAwayStalled || !strings.Contains(g.Message, "frame") {
-		t.Errorf("GOAWAY %v %q, want %v about the frame", g.Code, g.Message, wire.GoAwayStalled)
+	if g.Code != wire.GoAwayStalled || !strings.Contains(g.Message, about) {
+		t.Errorf("GOAWAY %v %q, want %v saying %q", g.Code, g.Message, wire.GoAwayStalled, about)
 	}
 	if d := time.Since(start); d < timeout {
-		t.Errorf("closed %v after the frame began, before the message timeout %v", d, timeout)
+		t.Errorf("closed %v after it began, before the message timeout %v", d, timeout)
 	}
 	checkClosedByPeer(t, readUntilClosed(conn))
 }
@@ -93,14 +102,7 @@ func TestStalledMessageClosed(t *testing.T) {
 		}
 		errc <- nil
 	}()
-	g := readGoAway(t, fr)
-	if g.Code != wire.GoAwayStalled || !strings.Contains(g.Message, "no progress") {
-		t.Errorf("GOAWAY %v %q, want %v about the message", g.Code, g.Message, wire.GoAwayStalled)
-	}
-	if d := time.Since(start); d < timeout {
-		t.Errorf("closed %v after the message began, before the message timeout %v", d, timeout)
-	}
-	checkClosedByPeer(t, readUntilClosed(conn))
+	checkStalled(t, conn, fr, start, timeout, "no progress")
 	<-errc
 	waitFor(t, "the server to let go of the stalled message", func() bool { return pulse.BudgetUsed(ts.Server) == 0 })
 }
