@@ -5,8 +5,10 @@ package adversary
 import (
 	"bytes"
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/pulse-rpc/pulse/wire"
 )
@@ -87,6 +89,76 @@ func replyFloodAttack(t *testing.T, attack string, rate int, d time.Duration) {
 	legitSummary := lg.check(t, attack, 1)
 	measure(t, attack, base, peak, limits{held: procBudget + outQueue},
 		fmt.Sprintf("sent_mib=%d", sent>>20), legitSummary)
+}
+
+// TestStalledWriter (attack 2c): a client fills its credit with calls,
+// then never reads the replies but keeps sending PINGs, so that the
+// server hears from it all the time: only the server's write watchdog can
+// tell that its writes make no progress. The server must close the
+// connection within its heartbeat Timeout (plus slack) of the replies'
+// first stalled write, while another client is served meanwhile.
+func TestStalledWriter(t *testing.T) {
+	const (
+		interval = 200 * time.Millisecond
+		timeout  = 2 * time.Second
+		slack    = 2 * time.Second // the fault suite's detection slack
+		calls    = 48              // 48 × 64 KiB: within the 4 MiB credit
+	)
+	tg := startTarget(t, "stalled-writer", "server", serverArgs("-interval", interval.String(), "-timeout", timeout.String())...)
+	lg := startLegit(t, tg.addr)
+	base := tg.baseline()
+	stop := tg.watch()
+	c := dialRaw(t, tg.addr, smallRcvbuf)
+	p := handshake(t, c)
+	args := jsonBytes(bytes.Repeat([]byte("0123456789abcdef"), 4096))
+	msg := callMessage("Svc.Echo", args)
+	var buf []byte
+	for i := range calls {
+		buf = appendMessage(buf, wire.TypeCall, uint32(1+2*i), msg, int(p.hello.MaxFrameSize))
+	}
+	if _, err := writeFor(c, buf, time.Now().Add(5*time.Second)); err != nil {
+		t.Fatalf("writing calls within the credit: %v", err)
+	}
+	stalled := time.Now() // the replies fill the small receive buffer at once
+	var closed time.Duration
+	inq := func() int {
+		raw, _ := c.SyscallConn()
+		n := -1
+		var v int32
+		raw.Control(func(fd uintptr) {
+			syscall.Syscall(syscall.SYS_IOCTL, fd, 0x541B /* SIOCINQ */, uintptr(unsafe.Pointer(&v)))
+		})
+		n = int(v)
+		return n
+	}
+	lastInq, grewAt := inq(), time.Duration(0)
+	for i := uint64(0); closed == 0; i++ {
+		if q := inq(); q != lastInq {
+			lastInq, grewAt = q, time.Since(stalled)
+			t.Logf("the attacker's kernel holds %d unread bytes %v after the stall began: the server's writes moved", q, grewAt.Round(time.Millisecond))
+		}
+		if _, err := writeFor(c, wire.AppendPing(nil, wire.TypePing, i), time.Now().Add(time.Second)); err != nil {
+			closed = time.Since(stalled) // the server closed: the PING met a reset
+		}
+		if st := tg.stats(); st.Conns <= 1 && closed == 0 {
+			closed = time.Since(stalled)
+		}
+		if time.Since(stalled) > timeout+2*slack {
+			break
+		}
+		time.Sleep(interval / 2)
+	}
+	stop()
+	peak := tg.stats()
+	legitSummary := lg.check(t, "stalled-writer", 1)
+	switch {
+	case closed == 0:
+		t.Errorf("stalled-writer: the server kept a connection whose replies made no progress for %v (Timeout %v)", time.Since(stalled).Round(time.Millisecond), timeout)
+	case closed > timeout+slack:
+		t.Errorf("stalled-writer: the server closed the connection %v after its writes stalled, over Timeout %v + %v", closed.Round(time.Millisecond), timeout, slack)
+	}
+	measure(t, "stalled-writer", base, peak, limits{held: procBudget + outQueue},
+		fmt.Sprintf("closed_after_ms=%d timeout_ms=%d", closed.Milliseconds(), timeout.Milliseconds()), legitSummary)
 }
 
 // TestBroadcastNonReader (attack 3): the server broadcasts 16 KiB every
