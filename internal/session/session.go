@@ -89,6 +89,11 @@ type Session struct {
 	// dialer is fixed: this side dialed and uses odd call ids. Beside
 	// heldN to save padding.
 	dialer bool
+	// dataFirst says that the data lane starts with the rest of a frame
+	// that a write without waiting left half written: the next write
+	// must send it before the control lane (writer.go). Under mu; here
+	// for the padding.
+	dataFirst bool
 
 	mu         sync.Mutex    // protects following
 	draining   chan struct{} // closed when this side starts draining; made on first use (Draining)

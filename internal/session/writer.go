@@ -205,6 +205,7 @@ type writeRound struct {
 	ctrlw, dataw *wbuf   // the lanes taken, given back after the write
 	ctrl, data   []byte  // their bytes
 	abort        []byte  // an abort frame for a message abandoned part way
+	dataFirst    bool    // data starts with the rest of a half-written frame: it goes before ctrl
 	m            *outMsg // the large message whose frames this round carries
 	arr          [3][]byte
 	yielded      bool        // the writer yielded once already
@@ -246,6 +247,7 @@ func (s *Session) planLocked(r *writeRound, inline bool) int {
 		return roundYield
 	}
 	r.ctrlw, r.dataw = s.ctrl, s.data
+	r.dataFirst, s.dataFirst = s.dataFirst, false
 	r.ctrl, r.data = nil, nil
 	if r.ctrlw != nil {
 		r.ctrl = r.ctrlw.b
@@ -321,7 +323,11 @@ func (s *Session) planLargeLocked(r *writeRound) {
 // it. It returns the write's error.
 func (s *Session) writeRound(r *writeRound) error {
 	bufs := r.arr[:0]
-	for _, b := range [...][]byte{r.ctrl, r.data, r.abort} {
+	first, second := r.ctrl, r.data
+	if r.dataFirst {
+		first, second = r.data, r.ctrl
+	}
+	for _, b := range [...][]byte{first, second, r.abort} {
 		if len(b) > 0 {
 			bufs = append(bufs, b)
 		}
@@ -348,7 +354,11 @@ func (s *Session) writeRound(r *writeRound) error {
 // out (for Call.sent), a large message whose last frame went out, and the
 // lanes' buffers, which go back to the pool.
 func (s *Session) accountRound(r *writeRound, n int64, done *outMsg, err error) {
-	wrote := min(max(n-int64(len(r.ctrl)), 0), int64(len(r.data)))
+	before := int64(len(r.ctrl)) // bytes written ahead of the data lane's
+	if r.dataFirst {
+		before = 0
+	}
+	wrote := min(max(n-before, 0), int64(len(r.data)))
 	s.flushed.Add(uint64(wrote))
 	putWbuf(r.ctrlw)
 	putWbuf(r.dataw)
@@ -498,26 +508,42 @@ func (s *Session) flushNowUnlock() {
 	}
 	s.writing = true
 	s.ctrl, s.data = nil, nil
+	dataFirst := s.dataFirst
+	s.dataFirst = false
 	s.handed = s.queued
 	s.mu.Unlock()
 
-	// One buffer: the control frames, then the data frames.
-	w, ctrlLen, dataLen := c, 0, 0
-	switch {
-	case c == nil:
-		w, dataLen = d, len(d.b)
-	case d != nil:
-		ctrlLen, dataLen = len(c.b), len(d.b)
-		if n := len(c.b) + len(d.b); n > cap(c.b) {
-			growLane(c, n)
-		}
-		c.b = append(c.b, d.b...)
-		putWbuf(d)
-	default:
+	// Where each lane's bytes will lie in the one buffer written.
+	ctrlLen, dataLen := 0, 0
+	if c != nil {
 		ctrlLen = len(c.b)
 	}
+	if d != nil {
+		dataLen = len(d.b)
+	}
+	ctrlAt, dataAt := 0, ctrlLen
+	if dataFirst {
+		ctrlAt, dataAt = dataLen, 0
+	}
+	// One buffer: the control frames, then the data frames (the other
+	// way round when the data lane starts with the rest of a frame).
+	first, second := c, d
+	if dataFirst {
+		first, second = d, c
+	}
+	w := first
+	switch {
+	case first == nil:
+		w = second
+	case second != nil:
+		if n := len(first.b) + len(second.b); n > cap(first.b) {
+			growLane(first, n)
+		}
+		first.b = append(first.b, second.b...)
+		putWbuf(second)
+	}
 	n := s.writeNow(w.b)
-	s.flushed.Add(uint64(min(max(n-ctrlLen, 0), dataLen)))
+	s.flushed.Add(uint64(min(max(n-dataAt, 0), dataLen)))
 	if h := testHookNoWaitWritten.Load(); h != nil {
 		(*h)(s)
 	}
@@ -535,16 +561,23 @@ func (s *Session) flushNowUnlock() {
 		return
 	}
 	// The rest goes first, each part in front of its lane (the data lane
-	// counts what it carries, for Call.sent).
-	if n < ctrlLen {
-		s.ctrl = prependLane(s.ctrl, w.b[n:ctrlLen])
-		s.data = prependLane(s.data, w.b[ctrlLen:])
-	} else {
-		s.data = prependLane(s.data, w.b[n:])
-	}
+	// counts what it carries, for Call.sent). A write that stopped inside
+	// the data lane leaves half a frame there: that lane must go first
+	// next time, ahead of control frames that other goroutines queued
+	// meanwhile, or they would land inside the frame.
+	dataRest := restOf(w.b, n, dataAt, dataLen)
+	s.ctrl = prependLane(s.ctrl, restOf(w.b, n, ctrlAt, ctrlLen))
+	s.data = prependLane(s.data, dataRest)
+	s.dataFirst = len(dataRest) > 0 && (len(dataRest) < dataLen || dataFirst)
 	putWbuf(w)
 	s.writing = false
 	s.kickUnlock(false)
+}
+
+// restOf returns the part of b[at:at+n] that a write of the first
+// written bytes of b did not take.
+func restOf(b []byte, written, at, n int) []byte {
+	return b[min(max(written, at), at+n) : at+n]
 }
 
 // testHookNoWaitWritten, when set, runs in flushNowUnlock between the
