@@ -147,10 +147,7 @@ func (m *monitor) answered() {
 		// be: where it waits for a background writer (TLS, pipes) the
 		// write would otherwise count only once it is done.
 		m.lastWrite.Store(now)
-		// Usually later (the ping deadline moved); earlier when a write
-		// has blocked since the timer was set, whose looks
-		// (watchWriteLocked) are due before it.
-		if next := m.nextLocked(now); next != 0 && next != m.scheduled {
+		if next := m.nextLocked(now); next > m.scheduled {
 			m.scheduled = next
 			m.timer.Reset(time.Duration(next - now))
 		}
@@ -427,13 +424,7 @@ func (m *monitor) nextLocked(now int64) int64 {
 		}
 	}
 	if ws := m.writeStart.Load(); ws != 0 && m.timeout > 0 {
-		// A blocked write is looked at every quarter of stallAfter from
-		// its start, so that acknowledgements seen at a look are at most
-		// that old (watchWriteLocked). The looks are fixed to the
-		// write's start: a call made for something else (a PING
-		// answered) must not move them later.
-		q := max(int64(m.stallAfterLocked())/4, 1)
-		at(ws + (max(now-ws, 0)/q+1)*q)
+		at(ws + int64(m.stallAfterLocked()))
 	}
 	if m.idleLimit > 0 && !m.closing {
 		at(m.lastActive.Load() + int64(m.idleLimit))
@@ -515,22 +506,12 @@ func (m *monitor) judgeLocked(now int64) verdict {
 	return v
 }
 
-// watchWriteLocked is the write watchdog: a write blocked for stallAfter
-// (the Timeout, or two round trips) with no acknowledgement from the peer
-// meanwhile is stalled. A blocked write is looked at every quarter of
-// stallAfter (nextLocked): acknowledgements seen at a look arrived since
-// the previous one, so judging from the look that saw the last of them
-// convicts within stallAfter and a quarter of the last progress, never
-// sooner than stallAfter after it. (Looking only at stallAfter, the first
-// look would see the acknowledgements of the write's first moments and
-// judge from then: twice stallAfter.) Called with m.mu held.
+// watchWriteLocked is the write watchdog: a write blocked for the Timeout
+// with no acknowledgement from the peer meanwhile is stalled. Called with
+// m.mu held.
 func (m *monitor) watchWriteLocked(now int64, late bool) (stalled bool, stallAfter time.Duration) {
 	ws := m.writeStart.Load()
-	if ws == 0 || m.timeout <= 0 {
-		return false, 0
-	}
-	stallAfter = m.stallAfterLocked()
-	if now-ws < int64(stallAfter)/4 {
+	if ws == 0 || m.timeout <= 0 || now-ws < int64(m.timeout) {
 		return false, 0
 	}
 	switch {
@@ -542,7 +523,8 @@ func (m *monitor) watchWriteLocked(now int64, late bool) (stalled bool, stallAft
 		// stalled one. Judge from now on.
 		m.writeStart.CompareAndSwap(ws, now)
 	default:
-		stalled = now-ws >= int64(stallAfter) // else nextLocked looks again
+		stallAfter = m.stallAfterLocked()
+		stalled = now-ws >= int64(stallAfter) // else nextLocked looks again then
 	}
 	return stalled, stallAfter
 }
