@@ -180,18 +180,22 @@ type loadResult struct {
 	Mallocs       uint64  `json:"mallocs"`
 	AllocsPerCall float64 `json:"allocs_per_call"`
 
-	ClientCPUNs       int64   `json:"client_cpu_ns"`
-	ServerCPUNs       int64   `json:"server_cpu_ns"`
-	CPUSource         string  `json:"cpu_source"`
-	ClientCPUPerCall  float64 `json:"client_cpu_us_per_call"`
-	ServerCPUPerCall  float64 `json:"server_cpu_us_per_call"`
-	ClientSyscalls    uint64  `json:"client_syscalls"`
-	ServerSyscalls    uint64  `json:"server_syscalls"`
-	ClientSysPerCall  float64 `json:"client_syscalls_per_call"`
-	ServerSysPerCall  float64 `json:"server_syscalls_per_call"`
-	ClientGoroutines  int     `json:"client_goroutines"`
-	ServerRSSKiBAtEnd int64   `json:"server_rss_kib"`
-	ClientRSSKiBAtEnd int64   `json:"client_rss_kib"`
+	ClientCPUNs      int64   `json:"client_cpu_ns"`
+	ServerCPUNs      int64   `json:"server_cpu_ns"`
+	CPUSource        string  `json:"cpu_source"`
+	ClientCPUPerCall float64 `json:"client_cpu_us_per_call"`
+	ServerCPUPerCall float64 `json:"server_cpu_us_per_call"`
+	ClientSyscalls   uint64  `json:"client_syscalls"`
+	ServerSyscalls   uint64  `json:"server_syscalls"`
+	ClientSysPerCall float64 `json:"client_syscalls_per_call"`
+	ServerSysPerCall float64 `json:"server_syscalls_per_call"`
+	// ClientWrites and ServerWrites are the write-like system calls
+	// (syscw) among them: how well each side batches its frames.
+	ClientWrites      uint64 `json:"client_writes"`
+	ServerWrites      uint64 `json:"server_writes"`
+	ClientGoroutines  int    `json:"client_goroutines"`
+	ServerRSSKiBAtEnd int64  `json:"server_rss_kib"`
+	ClientRSSKiBAtEnd int64  `json:"client_rss_kib"`
 }
 
 type loadConfig struct {
@@ -420,6 +424,8 @@ func runLoad(cfg loadConfig) (loadResult, error) {
 	}
 	res.ClientSyscalls = syscallDelta(self0, self1)
 	res.ServerSyscalls = syscallDelta(srv0, srv1)
+	res.ClientWrites = self1.SysW - self0.SysW
+	res.ServerWrites = srv1.SysW - srv0.SysW
 	res.ServerRSSKiBAtEnd = srv1.RSSKiB
 	res.ClientRSSKiBAtEnd = self1.RSSKiB
 	if n := float64(total.Count()); n > 0 {

@@ -151,14 +151,15 @@ func (fr *Reader) newBuf(n int) ([]byte, *[]byte) {
 	return make([]byte, fr.size), nil
 }
 
-// rewind starts the buffer over when nothing in it is unread, and then
-// lets go of a pooled buffer, so that a connection does not hold one
-// while it waits, unless a message is half read. The small inline array
-// is kept: reading takes one again at once.
+// rewind starts the buffer over when nothing in it is unread. A buffer of
+// the usual size is kept: bytes are flowing, and the next burst should
+// take one read, not a small one first (the owner lets it go with Release
+// when the connection goes quiet). A larger one, taken for a large
+// message, is let go once that message is read.
 func (fr *Reader) rewind() {
 	if fr.r == fr.w && fr.buf != nil {
 		fr.r, fr.w = 0, 0
-		if fr.pool != nil && !fr.more && !fr.isSmall() {
+		if fr.pool != nil && !fr.more && !fr.isSmall() && len(fr.buf) != fr.size {
 			fr.dropBuf()
 		}
 	}

@@ -1585,7 +1585,7 @@ func TestMessageLen(t *testing.T) {
 // TestReaderBufferPool reads the same stream of frames of many sizes with
 // and without a buffer pool, through readers that return a few bytes at a
 // time: the frames must be identical, and the pooled reader must hold no
-// pooled buffer between frames when it has nothing unread.
+// pooled buffer once it is released with nothing unread.
 func TestReaderBufferPool(t *testing.T) {
 	var stream []byte
 	var want [][]byte
@@ -1614,8 +1614,12 @@ func TestReaderBufferPool(t *testing.T) {
 			if _, _, err := fr.ReadFrame(); err != io.EOF {
 				t.Fatalf("ReadFrame() at the end = %v, want io.EOF", err)
 			}
+			if fr.buf != nil && len(fr.buf) > size {
+				t.Errorf("the reader holds a %d-byte buffer at the end of the stream, want at most its usual %d", len(fr.buf), size)
+			}
+			fr.Release()
 			if fr.buf != nil && !fr.isSmall() {
-				t.Errorf("the reader holds a %d-byte buffer at the end of the stream, want none or its inline one", len(fr.buf))
+				t.Errorf("the reader holds a %d-byte buffer once released, want none or its inline one", len(fr.buf))
 			}
 		})
 	}
@@ -1625,7 +1629,7 @@ func TestReaderBufferPool(t *testing.T) {
 // heartbeat, through a pooled reader: while the message continues, the
 // reader keeps a StreamBufSize buffer even when it runs empty and reads
 // in large pieces; after the message's last frame it lets go of that
-// buffer once it has nothing unread.
+// buffer once it has nothing unread, and of any once released.
 func TestReaderStreamBuffer(t *testing.T) {
 	const frame = 16 << 10
 	msg := make([]byte, 1<<20)
@@ -1719,8 +1723,12 @@ func TestReaderStreamBuffer(t *testing.T) {
 			if _, _, err := fr.ReadFrame(); err != io.EOF {
 				t.Fatalf("at the end: %v, want io.EOF", err)
 			}
+			if len(fr.buf) > 32<<10 {
+				t.Errorf("the reader holds a %d-byte buffer after the message, want at most its usual one", len(fr.buf))
+			}
+			fr.Release()
 			if fr.buf != nil && !fr.isSmall() {
-				t.Errorf("the reader holds a %d-byte buffer after the message, want none or its inline one", len(fr.buf))
+				t.Errorf("the reader holds a %d-byte buffer once released, want none or its inline one", len(fr.buf))
 			}
 		})
 	}

@@ -48,8 +48,17 @@ func (s *Session) readFrames() {
 			s.mu.Lock()
 			s.flushNowUnlock()
 		}
-		if s.fr.Buffered() == 0 && s.mayPark() && s.parkReader() {
-			return // parkReader released the role
+		if s.fr.Buffered() == 0 {
+			if s.mayPark() && s.parkReader() {
+				return // parkReader released the role
+			}
+			if s.park.socket() == nil && s.quiet() {
+				// A reader that cannot park waits here with nothing in
+				// flight: until bytes arrive it holds no read buffer.
+				// (A busy connection keeps its buffer, so that each
+				// burst takes one read.)
+				s.fr.Release()
+			}
 		}
 		h, p, err := s.fr.ReadFrame()
 		if err != nil {
