@@ -17,16 +17,18 @@ import (
 // back to reading. For the short methods most services have, that
 // hand-over is most of what the call costs: waking the worker wakes a
 // second thread, and the two trade the connection's state between their
-// caches. So when no other call of the peer's is running, the reader runs
-// the call itself, as an event loop would, if the call is alone or its
-// method is short (it took under burstMax lately: running longer methods
-// one after another would keep workers on other cores idle while calls
-// wait). When more calls are buffered
-// behind it, its reply is queued and held (up to heldMax replies), and the
-// reader writes the held replies in one system call once it has handled
-// what it read (readFrames); a lone call's reply is written at once. No
-// write waits for the socket (flushNowUnlock). A burst of small calls
-// thus costs one read, one write and no goroutine switch.
+// caches. So the reader runs the call itself, as an event loop would, if
+// the call is alone or its method is short (it took under burstMax
+// lately: running longer methods one after another would keep workers on
+// other cores idle while calls wait), whether or not other calls of the
+// peer's run on workers meanwhile: under a steady load some always do, and
+// requiring none would send every call to a worker for good once one had
+// gone there. When more calls are buffered behind it, its reply is queued
+// and held (up to heldMax replies and heldBytes queued), and the reader
+// writes the held replies in one system call once it has handled what it
+// read (readFrames); a lone call's reply is written at once. No write
+// waits for the socket (flushNowUnlock). A burst of small calls thus
+// costs one read, one write and no goroutine switch.
 //
 // A reader busy in a method cannot read, and must not stay so for long:
 // heartbeats from the peer would go unanswered, CANCEL frames unread, and
@@ -36,7 +38,9 @@ import (
 // the calls behind go to workers while the slow one runs), the held
 // replies are written, and the goroutine that ran the method, once it
 // returns, is no longer the reader. The method then runs on workers for
-// its next offReaderCalls calls. So a slow method costs what it always
+// its next offReaderCalls calls, from the moment the watchdog moves the
+// reader (so that the calls of a slow method that arrive meanwhile do
+// not each take a reader for onReaderMax). So a slow method costs what it always
 // did, plus now and then about two onReaderMax of delay for the frames
 // behind it; a fast one (the usual case) costs no goroutine switch.
 //
@@ -62,9 +66,12 @@ const (
 	// slowStep and slowScore: see timedOnReader.
 	slowStep  = 4
 	slowScore = 16
-	// heldMax is how many replies of methods run on the reader wait for
-	// the reader to flush them together.
-	heldMax = 16
+	// heldMax and heldBytes bound the replies of methods run on the
+	// reader that wait for the reader to flush them together: how many
+	// (heldN is a uint8), and how many bytes may be queued (the size of a
+	// read buffer: one write per read of small calls).
+	heldMax   = 255
+	heldBytes = readBufferSize
 )
 
 // errReaderMoved tells the reader loop that it is no longer the reader.
@@ -81,6 +88,7 @@ type onReaderShard struct {
 
 type onReaderRun struct {
 	s     *Session
+	mt    *service.Method
 	start int64 // procNanotime
 	moved bool  // the watchdog gave the reader's job to a worker
 }
@@ -97,15 +105,14 @@ func (s *Session) shard(n int) int {
 	return int(uintptr(unsafe.Pointer(s)) / unsafe.Sizeof(Session{}) % uintptr(n))
 }
 
-// serveOnReader runs the call on the reader goroutine if it may: no other
-// call of the peer's runs, the reply can be written without waiting, mt
-// has not held a reader too long lately (nor been long lately, with calls
-// waiting behind it), and no method of this session still runs on a
-// goroutine that was the reader. It reports whether it ran the call, and
+// serveOnReader runs the call on the reader goroutine if it may: the reply
+// can be written without waiting, mt has not held a reader too long
+// lately (nor been long lately, with calls waiting behind it), and no
+// method of this session still runs on a goroutine that was the reader. It reports whether it ran the call, and
 // whether the reader's job moved to another goroutine meanwhile. Called
 // by the reader.
 func (s *Session) serveOnReader(ctx context.Context, cancel context.CancelFunc, id uint32, msgBytes int, svc *service.Service, mt *service.Method, argv reflect.Value) (served, readerMoved bool) {
-	if s.park.socket() == nil || s.running.Load() != 1 || s.sendFull.Load() {
+	if s.park.socket() == nil || s.sendFull.Load() {
 		return false, false
 	}
 	burst := s.fr.Buffered() != 0
@@ -142,7 +149,7 @@ func (s *Session) serveOnReader(ctx context.Context, cancel context.CancelFunc, 
 		s.heldN = 0
 	}
 	start := procNanotime()
-	sh.runs = append(sh.runs, onReaderRun{s: s, start: start})
+	sh.runs = append(sh.runs, onReaderRun{s: s, mt: mt, start: start})
 	if !sh.watching {
 		sh.watching = true
 		go sh.watch()
@@ -240,6 +247,7 @@ func (sh *onReaderShard) watch() {
 		for i := range sh.runs {
 			if r := &sh.runs[i]; !r.moved && now-r.start >= int64(onReaderMax) {
 				r.moved = true
+				r.mt.Sched.OffReader.Store(offReaderCalls)
 				move = append(move, r.s)
 			}
 		}

@@ -480,8 +480,11 @@ func (s *Session) queueControl(build func([]byte) []byte, mode writeMode) {
 // Called with s.mu held; it unlocks it.
 func (s *Session) writeQueuedUnlock(mode writeMode) {
 	if mode == held {
-		s.mu.Unlock()
-		return
+		if s.data == nil || len(s.data.b) < heldBytes {
+			s.mu.Unlock()
+			return
+		}
+		mode = noWait // enough for one write: do not hold more
 	}
 	if mode == noWait {
 		s.flushNowUnlock()
