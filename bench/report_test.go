@@ -86,8 +86,9 @@ func TestTargets(t *testing.T) {
 		{"calls/s: Pulse ≥ 3× net/rpc", "64B/32x1", "**missed**"},
 		{"calls/s: Pulse ≥ 3× net/rpc", "64B/256x1", "met"},
 		{"calls/s: Pulse ≥ 8× grpc-go", "64B/32x1", "met"},
-		{"calls/s: Pulse ≥ 0.5× raw TCP", "64B/32x1", "**missed**"},
-		{"calls/s: Pulse ≥ 0.5× raw TCP", "64B/256x1", "met"},
+		{"calls/s: Pulse ≥ 0.9× raw TCP", "64B/1x1", "**missed**"},
+		{"calls/s: Pulse ≥ 0.9× raw TCP", "64B/32x1", "**missed**"},
+		{"p99: Pulse ≤ 1.2× raw TCP", "64B/1x1", "**missed**"},
 		{"p99: Pulse below", "64B/1x1", "met"},
 		{"p99: Pulse below", "1MiB/1x1", "met"},
 		{"client allocations", "64B cells", "met"},
@@ -104,11 +105,16 @@ func TestTargets(t *testing.T) {
 			t.Errorf("%s at %s: %q (%s), want %q", c.target, c.where, row.Met, row.Measured, c.met)
 		}
 	}
+	// The targets against raw TCP cover the 64 B and 4 KiB cells only.
+	if row, ok := targetByWhere(rows, "calls/s: Pulse ≥ 0.9× raw TCP", "1MiB/1x1"); ok {
+		t.Errorf("a raw TCP target for the 1 MiB cell: %+v", row)
+	}
 	// Ratios to a peer give the raw TCP echo's own ratio to it.
 	for _, c := range []struct{ target, where, measured string }{
 		{"calls/s: Pulse ≥ 1.5× net/rpc", "64B/1x1", "2.00× (20,000 vs 10,000 calls/s); raw TCP itself: 3.00×"},
 		{"calls/s: Pulse ≥ 8× grpc-go", "64B/32x1", "10.0× (100,000 vs 10,000 calls/s); raw TCP itself: 25.0×"},
-		{"calls/s: Pulse ≥ 0.5× raw TCP", "64B/32x1", "0.40× (100,000 vs 250,000 calls/s)"},
+		{"calls/s: Pulse ≥ 0.9× raw TCP", "64B/32x1", "0.40× (100,000 vs 250,000 calls/s)"},
+		{"p99: Pulse ≤ 1.2× raw TCP", "64B/32x1", "2.00× (400µs vs 200µs)"},
 	} {
 		if row, _ := targetByWhere(rows, c.target, c.where); row.Measured != c.measured {
 			t.Errorf("%s at %s: %q, want %q", c.target, c.where, row.Measured, c.measured)
