@@ -150,3 +150,28 @@ func BenchmarkCallParallel(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCallNatural measures the calls of naturalCalls (allocs_test.go)
+// over loopback TCP to a server in a process of its own, so that the
+// allocations reported are the client's alone: the raw codec with the
+// payload passed as []byte and as *[]byte, with a fresh or a reused reply
+// slice, and the default codec with a small struct.
+func BenchmarkCallNatural(b *testing.B) {
+	for _, nc := range naturalCalls {
+		b.Run(nc.name, func(b *testing.B) {
+			addr := startEchoServer(b, nc.codec)
+			var opts []pulse.Option
+			if nc.codec != "default" {
+				opts = append(opts, pulse.WithCodec(nc.codec))
+			}
+			c := dialEcho(b, addr, opts...)
+			call := nc.loop(c, context.Background(), make([]byte, 64))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := call(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

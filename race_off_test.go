@@ -1,0 +1,5 @@
+//go:build !race
+
+package pulse_test
+
+const raceEnabled = false
