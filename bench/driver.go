@@ -239,7 +239,7 @@ const usageText = `pulse-bench compares Pulse with net/rpc, grpc-go and a raw-TC
 
 Run from the repository root:
 
-	go -C bench run .            full run (~9 min on 2 cores): writes docs/benchmarks.md,
+	go -C bench run .            full run (~13 min on 2 cores; -tls adds ~5): writes docs/benchmarks.md,
 	                             docs/benchmarks.svg and bench/results/latest.json
 	go -C bench run . -quick     ~1 min smoke run; writes to a temporary directory
 	go -C bench run . -report results/latest.json
