@@ -3,7 +3,9 @@ package main
 // The hidden subcommands the driver runs as separate processes. Each
 // prints JSON lines on stdout (one per request) and logs on stderr.
 //
-//	__server -system S [-idle]       serve on 127.0.0.1:0; prints {"addr","pid"};
+//	__server -system S [-idle] [-tls]
+//	                                 serve on 127.0.0.1:0; prints {"addr","pid"}
+//	                                 (and with -tls the certificate, "cert");
 //	                                 then answers "stats"/"stats gc" lines on stdin
 //	                                 until "quit" or end of input
 //	__load -system S -addr A ...     one throughput/latency run; prints a loadResult
@@ -16,6 +18,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -100,8 +103,11 @@ func lookupSystem(name string) (system, error) {
 // ---- server ----
 
 type serverReady struct {
-	Addr  string `json:"addr"`
-	PID   int    `json:"pid"`
+	Addr string `json:"addr"`
+	PID  int    `json:"pid"`
+	// Cert is, with -tls, the server's certificate (DER; base64 in JSON),
+	// which the clients are to trust.
+	Cert  []byte `json:"cert,omitempty"`
 	Error string `json:"error,omitempty"`
 }
 
@@ -112,6 +118,7 @@ func serverChild(args []string) int {
 	nofile := fs.Uint64("nofile", 0, "file descriptors needed")
 	interval := fs.Duration("interval", idleHeartbeat, "heartbeat interval of the idle test (timeout: four of them)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole process life here")
+	useTLS := fs.Bool("tls", false, "serve TLS 1.3 with a self-signed certificate made now")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -133,14 +140,22 @@ func serverChild(args []string) int {
 		jsonOut(serverReady{Error: err.Error()})
 		return 1
 	}
+	o := serveOptions{Idle: *idle}
+	var cert []byte
+	if *useTLS {
+		if o.TLS, cert, err = newTLSServerConfig(); err != nil {
+			jsonOut(serverReady{Error: err.Error()})
+			return 1
+		}
+	}
 	// The server is never stopped gracefully: "quit" or the end of stdin
 	// exits the process, which closes every connection.
-	_, err = sys.Serve(l, serveOptions{Idle: *idle})
+	_, err = sys.Serve(l, o)
 	if err != nil {
 		jsonOut(serverReady{Error: err.Error()})
 		return 1
 	}
-	jsonOut(serverReady{Addr: l.Addr().String(), PID: os.Getpid()})
+	jsonOut(serverReady{Addr: l.Addr().String(), PID: os.Getpid(), Cert: cert})
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		cmd := strings.TrimSpace(sc.Text())
@@ -167,6 +182,10 @@ type loadResult struct {
 	Errors     uint64 `json:"errors"`
 	FirstError string `json:"first_error,omitempty"`
 	Capped     bool   `json:"capped,omitempty"`
+
+	// RequestBytes is, in the struct cells, the size of one request's
+	// arguments in the system's codec (without its framing).
+	RequestBytes int `json:"request_bytes,omitempty"`
 
 	WindowSec   float64 `json:"window_s"`
 	CallsPerSec float64 `json:"calls_per_s"`
@@ -203,10 +222,15 @@ type loadConfig struct {
 	Addr      string
 	ServerPID int
 	Payload   int
-	G, C      int
-	Warmup    time.Duration
-	Duration  time.Duration
-	MaxCalls  int64
+	// Kind is the cell's kind (structs.go): "" for Payload bytes.
+	Kind string
+	// TLSCert, when set, makes the connections TLS connections that
+	// trust this certificate (DER) alone.
+	TLSCert  []byte
+	G, C     int
+	Warmup   time.Duration
+	Duration time.Duration
+	MaxCalls int64
 	// CPUProfile, when set, is where a CPU profile of the warm-up and
 	// the window is written.
 	CPUProfile string
@@ -219,6 +243,11 @@ func loadChild(args []string) int {
 	fs.StringVar(&cfg.Addr, "addr", "", "server address")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "server pid, for /proc")
 	fs.IntVar(&cfg.Payload, "payload", 64, "payload bytes")
+	fs.StringVar(&cfg.Kind, "kind", kindBytes, "cell kind: empty for bytes, "+kindSmall+" or "+kindBig)
+	fs.Func("tls-cert", "dial TLS, trusting this certificate (DER, base64)", func(v string) (err error) {
+		cfg.TLSCert, err = base64.StdEncoding.DecodeString(v)
+		return err
+	})
 	fs.IntVar(&cfg.G, "g", 1, "goroutines")
 	fs.IntVar(&cfg.C, "c", 1, "connections")
 	fs.DurationVar(&cfg.Warmup, "warmup", 300*time.Millisecond, "warm-up")
@@ -281,11 +310,17 @@ func runLoad(cfg loadConfig) (loadResult, error) {
 	if cfg.G < 1 || cfg.C < 1 || cfg.C > cfg.G {
 		return res, fmt.Errorf("need 1 <= connections <= goroutines, got %d goroutines over %d connections", cfg.G, cfg.C)
 	}
+	do := dialOptions{Structs: cfg.Kind != kindBytes}
+	if cfg.TLSCert != nil {
+		if do.TLS, err = newTLSClientConfig(cfg.TLSCert); err != nil {
+			return res, err
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conns := make([]echoConn, cfg.C)
 	for i := range conns {
-		c, err := sys.Dial(ctx, cfg.Addr, dialOptions{})
+		c, err := sys.Dial(ctx, cfg.Addr, do)
 		if err != nil {
 			for _, c := range conns[:i] {
 				c.Close()
@@ -301,9 +336,27 @@ func runLoad(cfg loadConfig) (loadResult, error) {
 	}()
 
 	// One checked call per connection before anything is timed.
+	check := func(c echoConn) error { return checkEcho(c, cfg.Payload) }
+	if do.Structs {
+		check = func(c echoConn) error { return checkStructEcho(c, cfg.Kind) }
+	}
 	for _, c := range conns {
-		if err := checkEcho(c, cfg.Payload); err != nil {
+		if err := check(c); err != nil {
 			return res, err
+		}
+	}
+	// The callers of the struct cells, made before the workers start.
+	var callers []structCaller
+	if do.Structs {
+		callers = make([]structCaller, cfg.G)
+		for i := range callers {
+			sc, ok := conns[i%cfg.C].(structConn)
+			if !ok {
+				return res, fmt.Errorf("%s does not take part in the struct cells", cfg.System)
+			}
+			if callers[i], res.RequestBytes, err = sc.structCaller(cfg.Kind, i); err != nil {
+				return res, err
+			}
 		}
 	}
 
@@ -325,6 +378,10 @@ func runLoad(cfg loadConfig) (loadResult, error) {
 			req := make([]byte, cfg.Payload)
 			fillPayload(req, seed)
 			resp := make([]byte, 0, cfg.Payload)
+			var call structCaller
+			if callers != nil {
+				call = callers[seed]
+			}
 			workerWG.Done()
 			for n := int64(0); ; n++ {
 				if n >= perG {
@@ -336,8 +393,17 @@ func runLoad(cfg loadConfig) (loadResult, error) {
 					return
 				}
 				start := time.Now()
-				err := c.Echo(&req, &resp)
+				var err error
+				if call != nil {
+					err = call(int32(n), false)
+				} else {
+					err = c.Echo(&req, &resp)
+				}
 				d := time.Since(start)
+				if bad, ok := err.(errBadEcho); ok {
+					badEcho.CompareAndSwap(nil, bad.Error())
+					err = nil // counted once, as a wrong echo of bytes is
+				}
 				if err != nil {
 					w.errors++
 					if w.firstErr == nil {
@@ -349,7 +415,7 @@ func runLoad(cfg loadConfig) (loadResult, error) {
 					time.Sleep(time.Millisecond)
 					continue
 				}
-				if len(resp) != len(req) {
+				if call == nil && len(resp) != len(req) {
 					badEcho.CompareAndSwap(nil, fmt.Sprintf("echo of %d bytes came back as %d", len(req), len(resp)))
 				}
 				if ph == phaseMeasure && phase.Load() == phaseMeasure {
@@ -437,12 +503,28 @@ func runLoad(cfg loadConfig) (loadResult, error) {
 	}
 	// The last call of each connection is checked byte for byte too.
 	for _, c := range conns {
-		if err := checkEcho(c, cfg.Payload); err != nil && res.FirstError == "" {
+		if err := check(c); err != nil && res.FirstError == "" {
 			res.FirstError = "after the window: " + err.Error()
 			res.Errors++
 		}
 	}
 	return res, nil
+}
+
+// checkStructEcho makes one call of kind k and compares the whole echo.
+func checkStructEcho(c echoConn, k string) error {
+	sc, ok := c.(structConn)
+	if !ok {
+		return fmt.Errorf("%T does not take part in the struct cells", c)
+	}
+	call, _, err := sc.structCaller(k, 7)
+	if err != nil {
+		return err
+	}
+	if err := call(1, true); err != nil {
+		return fmt.Errorf("echo of %s: %w", k, err)
+	}
+	return nil
 }
 
 // fillPayload fills b with a pattern that differs per seed.

@@ -1,24 +1,29 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
 
 // cellSpec is one throughput/latency cell: G goroutines spread over C
-// connections, each calling Echo with Payload bytes in a loop.
+// connections, each calling Echo with Payload bytes in a loop, or in the
+// struct cells with a struct of Kind (structs.go), over TLS if TLS is set.
 type cellSpec struct {
 	Name    string `json:"name"`
+	Kind    string `json:"kind,omitempty"`
 	Payload int    `json:"payload"`
 	G       int    `json:"goroutines"`
 	C       int    `json:"conns"`
+	TLS     bool   `json:"tls,omitempty"`
 }
 
 func sizeName(n int) string {
@@ -35,7 +40,18 @@ func newCell(payload, g, c int) cellSpec {
 	return cellSpec{Name: fmt.Sprintf("%s/%dx%d", sizeName(payload), g, c), Payload: payload, G: g, C: c}
 }
 
-// allCells are the cells of a full run, in order.
+// newStructCell is a struct cell of kind k ("struct/32x1").
+func newStructCell(k string, g, c int) cellSpec {
+	return cellSpec{Name: fmt.Sprintf("%s/%dx%d", k, g, c), Kind: k, G: g, C: c}
+}
+
+// tlsCell is c over TLS ("tls/64B/32x1").
+func tlsCell(c cellSpec) cellSpec {
+	c.Name, c.TLS = "tls/"+c.Name, true
+	return c
+}
+
+// allCells are the cells of a full run, in order: bytes, then structs.
 var allCells = func() []cellSpec {
 	var cells []cellSpec
 	for _, p := range []int{64, 4 << 10} {
@@ -43,12 +59,90 @@ var allCells = func() []cellSpec {
 			cells = append(cells, newCell(p, gc[0], gc[1]))
 		}
 	}
-	return append(cells, newCell(1<<20, 1, 1))
+	cells = append(cells, newCell(1<<20, 1, 1))
+	for _, k := range []string{kindSmall, kindBig} {
+		for _, gc := range [][2]int{{1, 1}, {32, 1}, {256, 1}} {
+			cells = append(cells, newStructCell(k, gc[0], gc[1]))
+		}
+	}
+	return cells
 }()
 
+// tlsCells are the cells of -tls: the 64 B cells over TLS.
+var tlsCells = func() []cellSpec {
+	var cells []cellSpec
+	for _, c := range allCells {
+		if c.Kind == kindBytes && c.Payload == 64 {
+			cells = append(cells, tlsCell(c))
+		}
+	}
+	return cells
+}()
+
+// cellSystem reports whether sys runs in cell c: every system but the
+// idle test's floor, and in the struct cells not raw TCP (no codec).
+func cellSystem(c cellSpec, sys string) bool {
+	if idleOnlySystems[sys] {
+		return false
+	}
+	return c.Kind == kindBytes || structSystem(sys)
+}
+
+// tlsMode is -tls: whether the TLS cells and the idle test over TLS run
+// besides the plaintext ones ("on"), instead of them ("only"), or not
+// ("off"). A bare -tls means "on".
+type tlsMode string
+
+func (m *tlsMode) String() string   { return string(*m) }
+func (m *tlsMode) IsBoolFlag() bool { return true }
+
+func (m *tlsMode) Set(v string) error {
+	switch v {
+	case "on", "true", "1":
+		*m = "on"
+	case "off", "false", "0":
+		*m = "off"
+	case "only":
+		*m = "only"
+	default:
+		return fmt.Errorf("want on, off or only")
+	}
+	return nil
+}
+
+// plain and tls report whether the plaintext and the TLS tests run.
+func (m tlsMode) plain() bool { return m != "only" }
+func (m tlsMode) tls() bool   { return m == "on" || m == "only" }
+
+// candidateCells are the cells -cells chooses from under -tls m.
+func candidateCells(m tlsMode) []cellSpec {
+	var cells []cellSpec
+	if m.plain() {
+		cells = append(cells, allCells...)
+	}
+	if m.tls() {
+		cells = append(cells, tlsCells...)
+	}
+	return cells
+}
+
+// cellMatches reports whether the -cells pattern p names the cell called
+// name: whether p's /-separated parts are a run of whole parts of name.
+// "64B", "32x1", "64B/32x1" and "tls" each name tls/64B/32x1; "4KiB" names
+// 4KiB/1x1 but not struct4KiB/1x1.
+func cellMatches(name, p string) bool {
+	n, q := strings.Split(name, "/"), strings.Split(p, "/")
+	for i := 0; i+len(q) <= len(n); i++ {
+		if slices.Equal(n[i:i+len(q)], q) {
+			return true
+		}
+	}
+	return false
+}
+
 // filterCells keeps the cells that a comma-separated list of patterns
-// names: a pattern selects the cells whose name it equals or contains
-// ("64B", "32x1", "4KiB/256x8"). "all" selects all, "none" none.
+// names (cellMatches: "64B", "32x1", "4KiB/256x8", "struct", "tls"). "all"
+// selects all, "none" none.
 func filterCells(cells []cellSpec, filter string) ([]cellSpec, error) {
 	filter = strings.TrimSpace(filter)
 	if filter == "" || filter == "all" {
@@ -62,7 +156,7 @@ func filterCells(cells []cellSpec, filter string) ([]cellSpec, error) {
 	for _, c := range cells {
 		for _, p := range strings.Split(filter, ",") {
 			p = strings.TrimSpace(p)
-			if p != "" && strings.Contains(c.Name, p) {
+			if p != "" && cellMatches(c.Name, p) {
 				out = append(out, c)
 				matched[p] = true
 				break
@@ -97,6 +191,8 @@ type runConfig struct {
 	IdleProcs       int     `json:"idle_procs,omitempty"`
 	IdleIntervalSec float64 `json:"idle_interval_s,omitempty"`
 	Page            string  `json:"page,omitempty"`
+	// TLS is -tls: "on" or "only" (empty: off, or results of before it).
+	TLS string `json:"tls,omitempty"`
 }
 
 type systemRuns struct {
@@ -121,23 +217,29 @@ func (c *cellResult) runs(sys string) []loadResult {
 // results is everything a run produced: the JSON file, and the input of
 // the report.
 type results struct {
-	Generated string       `json:"generated"`
-	Command   string       `json:"command"`
-	Config    runConfig    `json:"config"`
-	Machine   machineInfo  `json:"machine"`
-	Versions  versionInfo  `json:"versions"`
-	Systems   []string     `json:"systems"`
-	Cells     []cellResult `json:"cells"`
-	Idle      []idleResult `json:"idle"`
-	WallSec   float64      `json:"wall_s"`
-	Complete  bool         `json:"complete"`
+	Generated string      `json:"generated"`
+	Command   string      `json:"command"`
+	Config    runConfig   `json:"config"`
+	Machine   machineInfo `json:"machine"`
+	Versions  versionInfo `json:"versions"`
+	Systems   []string    `json:"systems"`
+	// Cells are the plaintext cells, bytes and structs; TLSCells the
+	// cells over TLS (-tls), kept apart.
+	Cells    []cellResult `json:"cells"`
+	TLSCells []cellResult `json:"tls_cells,omitempty"`
+	Idle     []idleResult `json:"idle"`
+	// IdleTLS is the idle test over TLS (-tls): every system but the
+	// epoll floor.
+	IdleTLS  []idleResult `json:"idle_tls,omitempty"`
+	WallSec  float64      `json:"wall_s"`
+	Complete bool         `json:"complete"`
 }
 
 const usageText = `pulse-bench compares Pulse with net/rpc, grpc-go and a raw-TCP reference.
 
 Run from the repository root:
 
-	go -C bench run .            full run (~9 min on 2 cores): writes docs/benchmarks.md,
+	go -C bench run .            full run (~13 min on 2 cores; -tls adds ~5): writes docs/benchmarks.md,
 	                             docs/benchmarks.svg and bench/results/latest.json
 	go -C bench run . -quick     ~1 min smoke run; writes to a temporary directory
 	go -C bench run . -report results/latest.json
@@ -161,7 +263,9 @@ func driverMain(args []string) int {
 	warmup := fs.Duration("warmup", 300*time.Millisecond, "warm-up before each window")
 	maxCalls := fs.Int64("max-calls", 20_000_000, "cap on the calls of one run (the loop is bounded by time and count)")
 	sysFlag := fs.String("systems", "pulse,netrpc,grpc,raw,epoll", "systems to run, comma-separated (epoll, the floor of heartbeats, runs in the idle test only)")
-	cellsFlag := fs.String("cells", "all", "cells to run: comma-separated names or parts of names (64B, 32x1, 4KiB/256x8, 1MiB), or none")
+	cellsFlag := fs.String("cells", "all", "cells to run: comma-separated names or /-separated parts of names (64B, 32x1, 4KiB/256x8, 1MiB, struct, struct4KiB, tls), or none")
+	tlsFlag := tlsMode("off")
+	fs.Var(&tlsFlag, "tls", "also run the 64 B cells and the idle test over TLS 1.3 (on), or only those (-tls=only); bare -tls means on")
 	idleConns := fs.Int("idle-conns", 10000, "connections in the idle test (0 skips it)")
 	idleHold := fs.Duration("idle-hold", 20*time.Second, "how long the idle connections are held and measured")
 	idleSettle := fs.Duration("idle-settle", 2*time.Second, "wait after dialing before the hold starts (RSS is sampled then too)")
@@ -269,7 +373,7 @@ func driverMain(args []string) int {
 		return 2
 	}
 	cellSys := cellSystems(sysList)
-	cells, err := filterCells(allCells, *cellsFlag)
+	cells, err := filterCells(candidateCells(tlsFlag), *cellsFlag)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pulse-bench:", err)
 		return 2
@@ -310,22 +414,56 @@ func driverMain(args []string) int {
 		}
 	}
 
-	idleSystems := sysList
-	est := time.Duration(len(cells)*len(cellSys)**runs) * (*warmup + *duration + 250*time.Millisecond)
-	if *idleConns > 0 {
-		est += time.Duration(len(idleSystems)) * (*idleHold + *idleSettle + time.Duration(*idleConns)*400*time.Microsecond + 2*time.Second)
+	if tlsFlag.tls() {
+		res.Config.TLS = string(tlsFlag)
 	}
-	logf("pulse-bench: %d cells x %d systems x %d runs, idle %d conns x %d systems; estimated %v",
-		len(cells), len(cellSys), *runs, *idleConns, len(idleSystems), est.Round(time.Second))
+	// The idle tests: each system in plaintext, then over TLS.
+	type idleTest struct {
+		sys string
+		tls bool
+	}
+	var idleTests []idleTest
+	if tlsFlag.plain() {
+		for _, s := range sysList {
+			idleTests = append(idleTests, idleTest{s, false})
+		}
+	}
+	if tlsFlag.tls() {
+		for _, s := range sysList {
+			if s != "epoll" { // the floor speaks no TLS
+				idleTests = append(idleTests, idleTest{s, true})
+			}
+		}
+	}
+	runsTotal := 0
+	for _, c := range cells {
+		for _, s := range cellSys {
+			if cellSystem(c, s) {
+				runsTotal += *runs
+			}
+		}
+	}
+	est := time.Duration(runsTotal) * (*warmup + *duration + 250*time.Millisecond)
+	if *idleConns > 0 {
+		est += time.Duration(len(idleTests)) * (*idleHold + *idleSettle + time.Duration(*idleConns)*400*time.Microsecond + 2*time.Second)
+	}
+	if *idleConns == 0 {
+		idleTests = nil
+	}
+	logf("pulse-bench: %d cells, %d runs over %d systems, idle %d conns x %d tests; estimated %v",
+		len(cells), runsTotal, len(cellSys), *idleConns, len(idleTests), est.Round(time.Second))
 	logf("pulse-bench: results to %s, page and chart to %s", *jsonPath, *out)
 
 	for ci, cell := range cells {
 		cr := cellResult{cellSpec: cell}
 		for _, s := range cellSys {
-			cr.Systems = append(cr.Systems, systemRuns{System: s})
+			if cellSystem(cell, s) {
+				cr.Systems = append(cr.Systems, systemRuns{System: s})
+			}
 		}
 		for r := 0; r < *runs; r++ {
-			for si, s := range cellSys {
+			for si := range cr.Systems {
+				s := cr.Systems[si].System
 				prof := ""
 				if *profDir != "" {
 					prof = filepath.Join(*profDir, fmt.Sprintf("%s-%s-run%d", strings.ReplaceAll(cell.Name, "/", "_"), s, r+1))
@@ -340,39 +478,56 @@ func driverMain(args []string) int {
 				logf("[%d/%d %s] run %d/%d %-6s %s  (%v)", ci+1, len(cells), cell.Name, r+1, *runs, s, status, time.Since(start).Round(time.Second))
 			}
 		}
-		res.Cells = append(res.Cells, cr)
+		if cell.TLS {
+			res.TLSCells = append(res.TLSCells, cr)
+		} else {
+			res.Cells = append(res.Cells, cr)
+		}
 		save()
 	}
 
 	if *idleConns > 0 {
+		// addIdle files ir under the plaintext or the TLS results.
+		addIdle := func(tls bool, ir idleResult) {
+			if tls {
+				res.IdleTLS = append(res.IdleTLS, ir)
+			} else {
+				res.Idle = append(res.Idle, ir)
+			}
+		}
 		// Each process holds a descriptor per connection; both raise their
 		// limit to what they need if the hard limit allows.
 		need := uint64(idleShare(*idleConns, max(1, min(*idleProcs, *idleConns)), 0)) + 1024
 		if lim := raiseNoFile(need); lim < need {
 			msg := fmt.Sprintf("RLIMIT_NOFILE allows %d open files, %d idle connections over %d pair(s) of processes need %d per process: raise the hard limit (`ulimit -Hn %d` as root, or the container's nofile limit), raise -idle-procs or lower -idle-conns", lim, *idleConns, *idleProcs, need, need)
 			logf("[idle] skipped: %s", msg)
-			for _, s := range idleSystems {
-				res.Idle = append(res.Idle, idleResult{System: s, Conns: *idleConns, Heartbeats: idleHeartbeatDesc(s), Error: msg})
+			for _, t := range idleTests {
+				addIdle(t.tls, idleResult{System: t.sys, Conns: *idleConns, Heartbeats: idleHeartbeatDesc(t.sys), TLS: t.tls, Error: msg})
 			}
-			idleSystems = nil
+			idleTests = nil
 		}
-		for _, s := range idleSystems {
-			logf("[idle %s] %d connections, hold %v", s, *idleConns, *idleHold)
+		for _, t := range idleTests {
+			s := t.sys
+			label := s
+			if t.tls {
+				label = s + " tls"
+			}
+			logf("[idle %s] %d connections, hold %v", label, *idleConns, *idleHold)
 			prof := ""
 			if *profDir != "" {
-				prof = filepath.Join(*profDir, "idle-"+s)
+				prof = filepath.Join(*profDir, "idle-"+strings.ReplaceAll(label, " ", "-"))
 			}
-			ir := runIdle(s, *idleConns, *idleProcs, *idleSettle, *idleHold, prof, func(msg string) { logf("[idle %s] %s", s, msg) })
-			res.Idle = append(res.Idle, ir)
+			ir := runIdle(s, t.tls, *idleConns, *idleProcs, *idleSettle, *idleHold, prof, func(msg string) { logf("[idle %s] %s", label, msg) })
+			addIdle(t.tls, ir)
 			if ir.Error != "" {
-				logf("[idle %s] ERROR: %s", s, ir.Error)
+				logf("[idle %s] ERROR: %s", label, ir.Error)
 			}
 			pongs := ""
 			if ir.ClientHeartbeatRepliesPerSec > 0 {
 				pongs = fmt.Sprintf(", %.0f heartbeat replies/s", ir.ClientHeartbeatRepliesPerSec)
 			}
 			logf("[idle %s] rss/conn srv %s cli %s, goroutines/conn srv %.2f cli %.2f, server cpu %.2f%% of a core, %.0f syscalls/s%s; alive after hold %d/%d  (%v)",
-				s, fmtBytes(ir.ServerRSSPerConn), fmtBytes(ir.ClientRSSPerConn), ir.ServerGoroutinesPerConn, ir.ClientGoroutinesPerConn,
+				label, fmtBytes(ir.ServerRSSPerConn), fmtBytes(ir.ClientRSSPerConn), ir.ServerGoroutinesPerConn, ir.ClientGoroutinesPerConn,
 				ir.ServerCPUPercent, ir.ServerSyscallsPerSec, pongs, ir.Check.OK, ir.Conns, time.Since(start).Round(time.Second))
 			save()
 		}
@@ -436,6 +591,9 @@ func runLoadOnce(sys string, cell cellSpec, warmup, duration time.Duration, maxC
 	if prof != "" {
 		srvArgs = append(srvArgs, "-cpuprofile", prof+"-server.pprof")
 	}
+	if cell.TLS {
+		srvArgs = append(srvArgs, "-tls")
+	}
 	srv, err := startChild(sys+" server", srvArgs...)
 	if err != nil {
 		fail(err)
@@ -459,6 +617,16 @@ func runLoadOnce(sys string, cell cellSpec, warmup, duration time.Duration, maxC
 		"-system", sys, "-addr", ready.Addr, "-server-pid", strconv.Itoa(ready.PID),
 		"-payload", strconv.Itoa(cell.Payload), "-g", strconv.Itoa(cell.G), "-c", strconv.Itoa(cell.C),
 		"-warmup", warmup.String(), "-duration", duration.String(), "-max-calls", strconv.FormatInt(maxCalls, 10)}
+	if cell.Kind != kindBytes {
+		cliArgs = append(cliArgs, "-kind", cell.Kind)
+	}
+	if cell.TLS {
+		if ready.Cert == nil {
+			fail(errors.New("the TLS server sent no certificate"))
+			return lr
+		}
+		cliArgs = append(cliArgs, "-tls-cert", base64.StdEncoding.EncodeToString(ready.Cert))
+	}
 	if prof != "" {
 		cliArgs = append(cliArgs, "-cpuprofile", prof+"-client.pprof", "-memprofile", prof+"-client-allocs.pprof")
 	}

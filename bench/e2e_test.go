@@ -116,3 +116,76 @@ func TestIdleOnlySystems(t *testing.T) {
 		t.Errorf("idle results %+v, want the epoll floor's, 4 connections alive", r.Idle)
 	}
 }
+
+// TestEndToEndStructs runs two struct cells: every system with a codec,
+// raw TCP left out, the request sizes recorded, and the struct section on
+// the page.
+func TestEndToEndStructs(t *testing.T) {
+	done := startsProcesses(t)
+	defer done()
+	dir := t.TempDir()
+	r := runDriver(t, dir, "-quick", "-cells", "struct/32x1,struct4KiB/1x1", "-warmup", "50ms", "-duration", "150ms", "-idle-conns", "0")
+	if !r.Complete || len(r.Cells) != 2 || r.Cells[0].Kind != kindSmall || r.Cells[1].Name != "struct4KiB/1x1" || len(r.TLSCells) != 0 {
+		t.Fatalf("results: complete %v, cells %+v", r.Complete, r.Cells)
+	}
+	for _, c := range r.Cells {
+		var got []string
+		for _, s := range c.Systems {
+			got = append(got, s.System)
+			lr := s.Runs[0]
+			if lr.Calls == 0 || lr.Errors != 0 || lr.FirstError != "" || lr.RequestBytes <= 0 || lr.AllocsPerCall <= 0 || lr.ServerCPUNs <= 0 {
+				t.Errorf("%s %s: %d calls, %d errors %q, request %d B, %.1f allocs/call", c.Name, s.System, lr.Calls, lr.Errors, lr.FirstError, lr.RequestBytes, lr.AllocsPerCall)
+			}
+		}
+		if strings.Join(got, ",") != "pulse,netrpc,grpc" {
+			t.Errorf("%s ran %v, want pulse, netrpc and grpc", c.Name, got)
+		}
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "benchmarks.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(md), "## Structs") || !strings.Contains(string(md), "### struct4KiB/1x1: 4 KiB struct") || !strings.Contains(string(md), "Request encoded: Pulse (CBOR)") {
+		t.Error("the page lacks the struct section")
+	}
+}
+
+// TestEndToEndTLS runs a TLS cell and the idle test over TLS alone
+// (-tls=only): every system over TLS in the cell, every one but the epoll
+// floor in the idle test, filed apart from the plaintext results.
+func TestEndToEndTLS(t *testing.T) {
+	done := startsProcesses(t)
+	defer done()
+	dir := t.TempDir()
+	r := runDriver(t, dir, "-quick", "-tls=only", "-cells", "64B/32x1", "-warmup", "50ms", "-duration", "150ms",
+		"-idle-conns", "10", "-idle-hold", "300ms", "-idle-settle", "100ms")
+	if !r.Complete || len(r.Cells) != 0 || len(r.TLSCells) != 1 || r.TLSCells[0].Name != "tls/64B/32x1" || !r.TLSCells[0].TLS || r.Config.TLS != "only" {
+		t.Fatalf("results: complete %v, %d cells, TLS cells %+v", r.Complete, len(r.Cells), r.TLSCells)
+	}
+	if got, want := len(r.TLSCells[0].Systems), len(cellSystems(systemNames)); got != want {
+		t.Errorf("the TLS cell ran %d systems, want %d", got, want)
+	}
+	for _, s := range r.TLSCells[0].Systems {
+		lr := s.Runs[0]
+		if lr.Calls == 0 || lr.Errors != 0 || lr.FirstError != "" {
+			t.Errorf("%s: %d calls, %d errors, %q", s.System, lr.Calls, lr.Errors, lr.FirstError)
+		}
+	}
+	if len(r.Idle) != 0 || len(r.IdleTLS) != len(systemNames)-1 {
+		t.Fatalf("%d plaintext and %d TLS idle results, want 0 and %d", len(r.Idle), len(r.IdleTLS), len(systemNames)-1)
+	}
+	for _, ir := range r.IdleTLS {
+		if ir.Error != "" || !ir.TLS || ir.System == "epoll" || ir.Dial.OK != 10 || ir.Check.OK != 10 {
+			t.Errorf("idle over TLS %s: error %q, tls %v, dialed %d, alive %d", ir.System, ir.Error, ir.TLS, ir.Dial.OK, ir.Check.OK)
+		}
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "benchmarks.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"## TLS", "### tls/64B/32x1: 64B payload over TLS", "## Idle connections over TLS", "| raw TCP | " + idleHeartbeatDesc("raw") + " | 10/10 | 10 |"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+}

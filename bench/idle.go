@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"net"
@@ -55,6 +57,11 @@ func idleChild(args []string) int {
 	conc := fs.Int("conc", 64, "dials in parallel")
 	interval := fs.Duration("interval", idleHeartbeat, "heartbeat interval (timeout: four of them)")
 	src := fs.Int("src", 0, "index of this process's first source address (idleSourceAddr)")
+	var cert []byte
+	fs.Func("tls-cert", "dial TLS, trusting this certificate (DER, base64)", func(v string) (err error) {
+		cert, err = base64.StdEncoding.DecodeString(v)
+		return err
+	})
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -67,6 +74,13 @@ func idleChild(args []string) int {
 	}
 	if lim < uint64(*n)+64 {
 		fmt.Fprintf(os.Stderr, "pulse-bench: RLIMIT_NOFILE is %d, below the %d connections asked for; dials will fail\n", lim, *n)
+	}
+	var tlsConfig *tls.Config
+	if cert != nil {
+		if tlsConfig, err = newTLSClientConfig(cert); err != nil {
+			jsonOut(map[string]string{"error": err.Error()})
+			return 1
+		}
 	}
 	jsonOut(map[string]any{"pid": os.Getpid(), "nofile": lim})
 
@@ -91,7 +105,7 @@ func idleChild(args []string) int {
 			jsonOut(forEachConn(*n, *conc, func(i int) error {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
-				c, err := sys.Dial(ctx, *addr, dialOptions{Idle: true, LocalAddr: idleSourceAddr(*src, i, k)})
+				c, err := sys.Dial(ctx, *addr, dialOptions{Idle: true, LocalAddr: idleSourceAddr(*src, i, k), TLS: tlsConfig})
 				if err != nil {
 					return err
 				}
@@ -166,6 +180,8 @@ type idleResult struct {
 	// Procs is how many server processes (and as many client processes)
 	// shared the connections; 0 in results of before -idle-procs means 1.
 	Procs int `json:"procs,omitempty"`
+	// TLS: the connections were TLS 1.3 connections (-tls).
+	TLS bool `json:"tls,omitempty"`
 
 	// Samples of each process: before dialing (after a GC), after the
 	// settle period (after a GC), at the start and end of the hold (no
@@ -228,14 +244,14 @@ func idleHeartbeatDesc(sys string) string {
 	return ""
 }
 
-// runIdle runs the idle test of one system: n connections over procs
-// pairs of processes.
+// runIdle runs the idle test of one system, over TLS if useTLS: n
+// connections over procs pairs of processes.
 // With prof set, the processes of the first pair write heap profiles after
 // settling (prof-server-heap.pprof, prof-client-heap.pprof) and CPU
 // profiles of the hold (prof-server-cpu.pprof, prof-client-cpu.pprof).
-func runIdle(sys string, n, procs int, settle, hold time.Duration, prof string, progress func(string)) (r idleResult) {
+func runIdle(sys string, useTLS bool, n, procs int, settle, hold time.Duration, prof string, progress func(string)) (r idleResult) {
 	procs = max(1, min(procs, n))
-	r = idleResult{System: sys, Conns: n, Heartbeats: idleHeartbeatDesc(sys), Procs: procs}
+	r = idleResult{System: sys, Conns: n, Heartbeats: idleHeartbeatDesc(sys), Procs: procs, TLS: useTLS}
 	interval := idleHeartbeat.String()
 	var srvs, clis []*childProc
 	defer func() {
@@ -258,7 +274,11 @@ func runIdle(sys string, n, procs int, settle, hold time.Duration, prof string, 
 	src := 0 // the first source address of the next client process
 	for i := range procs {
 		k := idleShare(n, procs, i)
-		srv, err := startChild(name("server", i), "__server", "-system", sys, "-idle", "-interval", interval, "-nofile", strconv.Itoa(k+1024))
+		srvArgs := []string{"__server", "-system", sys, "-idle", "-interval", interval, "-nofile", strconv.Itoa(k + 1024)}
+		if useTLS {
+			srvArgs = append(srvArgs, "-tls")
+		}
+		srv, err := startChild(name("server", i), srvArgs...)
 		if err != nil {
 			r.Error = err.Error()
 			return r
@@ -269,7 +289,11 @@ func runIdle(sys string, n, procs int, settle, hold time.Duration, prof string, 
 			r.Error = fmt.Sprintf("%s: %v %s", srv.name, err, ready.Error)
 			return r
 		}
-		cli, err := startChild(name("client", i), "__idle", "-system", sys, "-interval", interval, "-src", strconv.Itoa(src), "-addr", ready.Addr, "-n", strconv.Itoa(k))
+		cliArgs := []string{"__idle", "-system", sys, "-interval", interval, "-src", strconv.Itoa(src), "-addr", ready.Addr, "-n", strconv.Itoa(k)}
+		if useTLS {
+			cliArgs = append(cliArgs, "-tls-cert", base64.StdEncoding.EncodeToString(ready.Cert))
+		}
+		cli, err := startChild(name("client", i), cliArgs...)
 		src += idleSourceAddrs(k)
 		if err != nil {
 			r.Error = err.Error()

@@ -28,7 +28,7 @@ func idleRunChecked(t *testing.T, sys string) idleResult {
 	done := startsProcesses(t)
 	defer done()
 	const n = 8
-	r := runIdle(sys, n, 1, 200*time.Millisecond, 2500*time.Millisecond, "", func(msg string) { t.Log(msg) })
+	r := runIdle(sys, false, n, 1, 200*time.Millisecond, 2500*time.Millisecond, "", func(msg string) { t.Log(msg) })
 	if r.Error != "" {
 		t.Fatalf("error: %s", r.Error)
 	}
@@ -58,7 +58,7 @@ func TestIdleSharded(t *testing.T) {
 	defer setIdleHeartbeat(idleHeartbeat)
 	setIdleHeartbeat(500 * time.Millisecond)
 	const n, procs = 10, 3
-	r := runIdle("raw", n, procs, 200*time.Millisecond, 2500*time.Millisecond, "", func(msg string) { t.Log(msg) })
+	r := runIdle("raw", false, n, procs, 200*time.Millisecond, 2500*time.Millisecond, "", func(msg string) { t.Log(msg) })
 	if r.Error != "" {
 		t.Fatalf("error: %s", r.Error)
 	}

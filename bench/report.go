@@ -90,10 +90,13 @@ func (r *results) cell(name string) *cellResult {
 	return nil
 }
 
-func (r *results) idle(sys string) *idleResult {
-	for i := range r.Idle {
-		if r.Idle[i].System == sys {
-			return &r.Idle[i]
+// idle returns the plaintext idle test of sys, or nil.
+func (r *results) idle(sys string) *idleResult { return findIdle(r.Idle, sys) }
+
+func findIdle(list []idleResult, sys string) *idleResult {
+	for i := range list {
+		if list[i].System == sys {
+			return &list[i]
 		}
 	}
 	return nil
@@ -182,6 +185,16 @@ func sysLabel(s string) string {
 }
 
 func cellTitle(c cellSpec) string {
+	what := sizeName(c.Payload) + " payload"
+	switch c.Kind {
+	case kindSmall:
+		what = "small struct"
+	case kindBig:
+		what = "4 KiB struct"
+	}
+	if c.TLS {
+		what += " over TLS"
+	}
 	g := "goroutines"
 	if c.G == 1 {
 		g = "goroutine"
@@ -190,7 +203,7 @@ func cellTitle(c cellSpec) string {
 	if c.C == 1 {
 		conn = "connection"
 	}
-	return fmt.Sprintf("%s payload, %d %s over %d %s", sizeName(c.Payload), c.G, g, c.C, conn)
+	return fmt.Sprintf("%s, %d %s over %d %s", what, c.G, g, c.C, conn)
 }
 
 // ---- targets ----
@@ -267,6 +280,9 @@ func (r *results) targets() []targetRow {
 
 	for i := range r.Cells {
 		c := &r.Cells[i]
+		if c.Kind != kindBytes {
+			continue // the targets are set for the byte cells
+		}
 		row := targetRow{Target: "p99: Pulse below net/rpc and grpc-go", Where: c.Name, Met: notMeasured, Measured: "–"}
 		p, okP := c.summary("pulse")
 		n, okN := c.summary("netrpc")
@@ -368,6 +384,14 @@ func (r *results) serverCPUAt10k(ir *idleResult) float64 {
 	return ir.ServerCPUPercent * 10000 / float64(ir.Dial.OK) * r.idleInterval()
 }
 
+// hasCells reports whether r holds cells, plaintext or TLS.
+func (r *results) hasCells() bool { return len(r.Cells) > 0 || len(r.TLSCells) > 0 }
+
+// chartCells are the cells of the chart: all of them.
+func (r *results) chartCells() []cellResult {
+	return append(slices.Clip(r.Cells), r.TLSCells...)
+}
+
 // idleInterval is the heartbeat interval of the idle test in seconds.
 func (r *results) idleInterval() float64 {
 	if r.Config.IdleIntervalSec > 0 {
@@ -400,7 +424,7 @@ func writeReport(r *results, dir string) ([]string, error) {
 	if err := writeFileAtomic(mdPath, []byte(md)); err != nil {
 		return nil, err
 	}
-	if len(r.Cells) == 0 {
+	if !r.hasCells() {
 		return []string{mdPath}, nil
 	}
 	svgPath := filepath.Join(dir, r.pageName()+".svg")
@@ -414,7 +438,7 @@ func renderMarkdown(r *results, notes string) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 
-	if len(r.Cells) == 0 && len(r.Idle) > 0 {
+	if !r.hasCells() && (len(r.Idle) > 0 || len(r.IdleTLS) > 0) {
 		return renderIdlePage(r, notes)
 	}
 	w("# Benchmarks: Pulse, net/rpc, grpc-go and raw TCP\n\n")
@@ -431,17 +455,18 @@ func renderMarkdown(r *results, notes string) string {
 	w("## Regenerating\n\n")
 	w("From the repository root:\n\n")
 	w("```sh\n")
-	w("go -C bench run .                # full run (~9 min on 2 cores): this page, benchmarks.svg, bench/results/latest.json\n")
+	w("go -C bench run .                # full run (~13 min on 2 cores): this page, benchmarks.svg, bench/results/latest.json\n")
+	w("go -C bench run . -tls           # the same with the TLS cells and the idle test over TLS (~18 min)\n")
 	w("go -C bench run . -quick         # ~1 min smoke run, written to a temporary directory\n")
 	w("go -C bench run . -report results/latest.json   # redraw this page and the chart from saved results\n")
 	w("go -C bench test ./...           # the harness's own tests\n")
 	w("```\n\n")
-	w("`-runs`, `-duration`, `-warmup`, `-systems`, `-cells`, `-idle-conns`, `-idle-hold`, `-idle-procs`, `-idle-interval`, `-out`, `-page` and `-json` change what is run and where it goes (`go -C bench run . -h`). See [bench/README.md](../bench/README.md) for a 100,000-connection idle run.\n\n")
+	w("`-tls` adds the TLS cells and the idle test over TLS. `-runs`, `-duration`, `-warmup`, `-systems`, `-cells`, `-idle-conns`, `-idle-hold`, `-idle-procs`, `-idle-interval`, `-out`, `-page` and `-json` change what is run and where it goes (`go -C bench run . -h`). See [bench/README.md](../bench/README.md) for a 100,000-connection idle run.\n\n")
 
 	writeMachine(w, r)
 
 	w("## What is measured\n\n")
-	w("- **Systems.** Pulse with the `raw` codec (`[]byte` in, `*[]byte` out, reply buffer reused) and default heartbeats; net/rpc with gob; grpc-go unary calls with a raw-bytes `encoding.CodecV2` and a hand-written `ServiceDesc`, keepalive on; **raw TCP**, a minimal framed echo (length, id, payload) whose client multiplexes callers on one connection and coalesces writes (the caller that becomes the writer yields once so that runnable callers join its write), and whose server answers inline through 32 KiB buffers and flushes replies only when no further complete request is buffered. It is the strong reference for what the machine allows one RPC connection: the obvious design with no spinning, no parking and no heartbeats.\n")
+	w("- **Systems.** In the byte cells: Pulse with the `raw` codec (`[]byte` in, `*[]byte` out, reply buffer reused) and default heartbeats; net/rpc with gob; grpc-go unary calls with a raw-bytes `encoding.CodecV2` and a hand-written `ServiceDesc`, keepalive on; **raw TCP**, a minimal framed echo (length, id, payload) whose client multiplexes callers on one connection and coalesces writes (the caller that becomes the writer yields once so that runnable callers join its write), and whose server answers inline through 32 KiB buffers and flushes replies only when no further complete request is buffered. It is the strong reference for what the machine allows one RPC connection: the obvious design with no spinning, no parking and no heartbeats. The struct cells and the TLS cells say how they differ in their own sections.\n")
 	w("- **Processes.** Every run starts a fresh server process and a fresh client process (the benchmark binary re-executed), talking over 127.0.0.1. Within a cell the systems take turns (Pulse, net/rpc, grpc-go, raw, Pulse, ...). Each run warms up, then measures a window; G goroutines spread over C connections call Echo synchronously in a loop bounded by time and by a call count.\n")
 	w("- **Columns.** calls/s: median over runs [min–max]. Latency: p50/p99/p99.9 of calls started and finished inside the window, from per-goroutine log-linear histograms (≤ 3.1 %% bucket width), medians over runs. Allocations: the client's `runtime.MemStats.Mallocs` over the window ÷ calls (the harness allocates nothing inside it). CPU: on-CPU time of all threads of each process over the window from `/proc/PID/task/*/schedstat` (nanoseconds; `/proc/PID/stat` ticks as a fallback) ÷ calls, server + client. System calls: `syscr + syscw` from `/proc/PID/io` ÷ calls, server + client: read-like and write-like calls (read, readv, write, writev, ... including those that return EAGAIN), not epoll_wait, futex or nanosleep.\n")
 	w("- **Ratios.** Pulse's median divided by the other system's median from the same invocation: above 1 is better for calls/s, below 1 is better for p99.\n")
@@ -455,78 +480,151 @@ func renderMarkdown(r *results, notes string) string {
 	w("\n")
 
 	w("## Throughput and latency\n\n")
-	if len(r.Cells) > 0 {
+	if r.hasCells() {
 		w("![calls/s and p99 latency per cell](%s.svg)\n\n", r.pageName())
 	} else {
 		w("No cells were run.\n\n")
 	}
 	for i := range r.Cells {
-		c := &r.Cells[i]
-		w("### %s: %s\n\n", c.Name, cellTitle(c.cellSpec))
-		w("| system | calls/s median [min–max] | p50 | p99 | p99.9 | allocs/call (client) | CPU µs/call server + client | syscalls/call server + client | runs |\n")
-		w("|---|---|---|---|---|---|---|---|---|\n")
-		var problems []string
-		for _, s := range r.Systems {
-			sm, ok := c.summary(s)
-			name := sysLabel(s)
-			if s == "pulse" {
-				name = "**" + name + "**"
-			}
-			if !ok {
-				w("| %s | no result | | | | | | | %d failed |\n", name, sm.Failed)
-			} else {
-				runs := fmt.Sprintf("%d", sm.Runs)
-				if sm.Failed > 0 {
-					runs += fmt.Sprintf(" (+%d failed)", sm.Failed)
-				}
-				w("| %s | %s [%s–%s] | %s | %s | %s | %s | %s + %s | %s + %s | %s |\n", name,
-					fmtRate(sm.CPS), fmtRate(sm.CPSMin), fmtRate(sm.CPSMax),
-					fmtDurF(sm.P50), fmtDurF(sm.P99), fmtDurF(sm.P999), fmtNum(sm.Allocs, 2),
-					fmtNum(sm.SrvCPU, 1), fmtNum(sm.CliCPU, 1), fmtNum(sm.SrvSys, 2), fmtNum(sm.CliSys, 2), runs)
-			}
-			if sm.Errors > 0 || sm.FirstError != "" {
-				problems = append(problems, fmt.Sprintf("%s: %d error(s), first: `%s`", sysLabel(s), sm.Errors, oneLine(sm.FirstError)))
-			}
-			if sm.Capped {
-				problems = append(problems, fmt.Sprintf("%s: a run reached the call cap before its window ended", sysLabel(s)))
+		if r.Cells[i].Kind == kindBytes {
+			writeCell(w, r, &r.Cells[i])
+		}
+	}
+	if r.hasStructCells() {
+		w("## Structs\n\n")
+		w("%s\n\n", structMethod)
+		for i := range r.Cells {
+			if r.Cells[i].Kind != kindBytes {
+				writeCell(w, r, &r.Cells[i])
 			}
 		}
-		w("\n")
-		if p, ok := c.summary("pulse"); ok {
-			var parts []string
-			for _, s := range r.Systems {
-				if s == "pulse" {
-					continue
-				}
-				if o, ok := c.summary(s); ok {
-					parts = append(parts, fmt.Sprintf("Pulse ÷ %s: calls/s %s, p99 %s", sysLabel(s), fmtRatio(p.CPS/o.CPS), fmtRatio(p.P99/o.P99)))
-				}
-			}
-			if len(parts) > 0 {
-				w("%s.\n\n", strings.Join(parts, "; "))
-			}
-		}
-		for _, p := range problems {
-			w("- %s\n", p)
-		}
-		if len(problems) > 0 {
-			w("\n")
+	}
+	if len(r.TLSCells) > 0 {
+		w("## TLS\n\n")
+		w("%s\n\n", tlsMethod)
+		for i := range r.TLSCells {
+			writeCell(w, r, &r.TLSCells[i])
 		}
 	}
 
-	writeIdleSection(w, r)
+	writeIdleSection(w, r, r.Idle, false)
+	writeIdleSection(w, r, r.IdleTLS, true)
 
 	w("## Notes\n\n")
 	w("%s%s%s\n", notesBegin, notes, notesEnd)
 	return b.String()
 }
 
+// cellSystems returns the systems of r that ran in c, in r's order.
+func (r *results) cellSystems(c *cellResult) []string {
+	var out []string
+	for _, s := range r.Systems {
+		for _, cs := range c.Systems {
+			if cs.System == s {
+				out = append(out, s)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// hasStructCells reports whether r has struct cells.
+func (r *results) hasStructCells() bool {
+	for i := range r.Cells {
+		if r.Cells[i].Kind != kindBytes {
+			return true
+		}
+	}
+	return false
+}
+
+// structMethod introduces the struct cells on the page.
+const structMethod = "What users send: a struct through each system's default codec, the request built once per goroutine and passed by pointer with its `Seq` field set for each call, the reply a fresh value per call. " +
+	"**Small struct**: `ID int64`, `Seq int32`, `Name string` (16 characters), `Tags []string` (3 short strings), `Score float64`. " +
+	"**4 KiB struct**: the same fields and `Items []Item` of 100 items (`ID int64`, `Name string` of 21 characters, `Qty int32`, `Price float64`). " +
+	"Pulse: `var out Small; client.Call(ctx, \"Echo.Small\", &in, &out)` with its default codec, CBOR (no `WithCodec`), which keys fields by name; net/rpc: the same call, gob; grpc-go: the generated client of `bench.proto` (protoc-gen-go, protoc-gen-go-grpc), `client.EchoSmall(ctx, in)`, protobuf. " +
+	"Each handler returns the struct it got. Raw TCP has no codec and does not take part. Under each table: the request's encoded size in each system's codec."
+
+// tlsMethod introduces the TLS cells on the page.
+const tlsMethod = "The 64 B cells with TLS 1.3 on every connection (`-tls`): a self-signed ECDSA P-256 certificate made in memory by the server process, which each client trusts alone and verifies. " +
+	"Pulse with `WithTLS` on both ends; net/rpc and raw TCP over crypto/tls's `tls.Conn`; grpc-go with `credentials.NewTLS`. Everything else as in the plaintext cells."
+
+// writeCell writes the table of one cell and what goes with it.
+func writeCell(w func(string, ...any), r *results, c *cellResult) {
+	w("### %s: %s\n\n", c.Name, cellTitle(c.cellSpec))
+	w("| system | calls/s median [min–max] | p50 | p99 | p99.9 | allocs/call (client) | CPU µs/call server + client | syscalls/call server + client | runs |\n")
+	w("|---|---|---|---|---|---|---|---|---|\n")
+	var problems []string
+	for _, s := range r.cellSystems(c) {
+		sm, ok := c.summary(s)
+		name := sysLabel(s)
+		if s == "pulse" {
+			name = "**" + name + "**"
+		}
+		if !ok {
+			w("| %s | no result | | | | | | | %d failed |\n", name, sm.Failed)
+		} else {
+			runs := fmt.Sprintf("%d", sm.Runs)
+			if sm.Failed > 0 {
+				runs += fmt.Sprintf(" (+%d failed)", sm.Failed)
+			}
+			w("| %s | %s [%s–%s] | %s | %s | %s | %s | %s + %s | %s + %s | %s |\n", name,
+				fmtRate(sm.CPS), fmtRate(sm.CPSMin), fmtRate(sm.CPSMax),
+				fmtDurF(sm.P50), fmtDurF(sm.P99), fmtDurF(sm.P999), fmtNum(sm.Allocs, 2),
+				fmtNum(sm.SrvCPU, 1), fmtNum(sm.CliCPU, 1), fmtNum(sm.SrvSys, 2), fmtNum(sm.CliSys, 2), runs)
+		}
+		if sm.Errors > 0 || sm.FirstError != "" {
+			problems = append(problems, fmt.Sprintf("%s: %d error(s), first: `%s`", sysLabel(s), sm.Errors, oneLine(sm.FirstError)))
+		}
+		if sm.Capped {
+			problems = append(problems, fmt.Sprintf("%s: a run reached the call cap before its window ended", sysLabel(s)))
+		}
+	}
+	w("\n")
+	if p, ok := c.summary("pulse"); ok {
+		var parts []string
+		for _, s := range r.cellSystems(c) {
+			if s == "pulse" {
+				continue
+			}
+			if o, ok := c.summary(s); ok {
+				parts = append(parts, fmt.Sprintf("Pulse ÷ %s: calls/s %s, p99 %s", sysLabel(s), fmtRatio(p.CPS/o.CPS), fmtRatio(p.P99/o.P99)))
+			}
+		}
+		if len(parts) > 0 {
+			w("%s.\n\n", strings.Join(parts, "; "))
+		}
+	}
+	for _, p := range problems {
+		w("- %s\n", p)
+	}
+	if len(problems) > 0 {
+		w("\n")
+	}
+	var sizes []string
+	for _, s := range r.cellSystems(c) {
+		for _, lr := range c.runs(s) {
+			if lr.RequestBytes > 0 {
+				sizes = append(sizes, fmt.Sprintf("%s (%s) %d B", sysLabel(s), codecLabel[s], lr.RequestBytes))
+				break
+			}
+		}
+	}
+	if len(sizes) > 0 {
+		w("Request encoded: %s.\n\n", strings.Join(sizes, ", "))
+	}
+}
+
+// codecLabel names each system's codec in the struct cells.
+var codecLabel = map[string]string{"pulse": "CBOR", "netrpc": "gob", "grpc": "protobuf"}
+
 // idleFloorLine compares Pulse's CPU and system calls during the hold with
 // raw TCP's from the same run, raw being the floor of one PING and one
 // PONG per connection per interval. Per connection, in case the two dialed
 // different numbers. "" unless both have results.
-func idleFloorLine(r *results) string {
-	p, raw := r.idle("pulse"), r.idle("raw")
+func idleFloorLine(r *results, list []idleResult) string {
+	p, raw := findIdle(list, "pulse"), findIdle(list, "raw")
 	if !idleUsable(p) || !idleUsable(raw) {
 		return ""
 	}
@@ -550,8 +648,8 @@ func idleFloorLine(r *results) string {
 // one PONG per connection per interval costs this machine. Per
 // connection, in case the two dialed different numbers. "" unless both
 // have results.
-func idleEpollLine(r *results) string {
-	p, f := r.idle("pulse"), r.idle("epoll")
+func idleEpollLine(r *results, list []idleResult) string {
+	p, f := findIdle(list, "pulse"), findIdle(list, "epoll")
 	if !idleUsable(p) || !idleUsable(f) {
 		return ""
 	}
@@ -620,7 +718,10 @@ func writeMachine(w func(string, ...any), r *results) {
 	if n := r.idleProcs(); n > 1 {
 		idle += fmt.Sprintf(", over %d server and %d client processes", n, n)
 	}
-	if len(r.Cells) == 0 {
+	if r.Config.TLS != "" {
+		idle += "; `-tls=" + r.Config.TLS + "`"
+	}
+	if !r.hasCells() {
 		w("| settings | %s |\n\n", idle)
 	} else {
 		w("| settings | %d run(s) per system per cell, interleaved; warm-up %s; window %s; %s |\n\n",
@@ -646,16 +747,28 @@ func idleMethod(r *results) string {
 		"On loopback a `write(2)` also runs the receiving socket's TCP processing and the wake-up of its reader, inside the writer's system call, so each server's CPU includes its client's share of every PONG."
 }
 
-// writeIdleSection writes the idle test's table and what goes with it.
-func writeIdleSection(w func(string, ...any), r *results) {
-	w("## Idle connections\n\n")
-	if len(r.Idle) == 0 {
+// writeIdleSection writes the table of the idle test, plaintext (list is
+// r.Idle) or over TLS (r.IdleTLS), and what goes with it. The section over
+// TLS is left out when that test was not run.
+func writeIdleSection(w func(string, ...any), r *results, list []idleResult, overTLS bool) {
+	if overTLS {
+		if len(list) == 0 {
+			return
+		}
+		w("## Idle connections over TLS\n\n")
+		w("%s\n\n", idleTLSMethod)
+	} else {
+		w("## Idle connections\n\n")
+	}
+	if len(list) == 0 && len(r.IdleTLS) > 0 {
+		w("Not run in plaintext (`-tls=only`); over TLS below.\n\n")
+	} else if len(list) == 0 {
 		w("The idle test was not run.\n\n")
 	} else {
 		w("| system | keepalive | conns dialed | alive after hold | RSS/conn server | RSS/conn client | Go heap+stacks/conn server | Go heap+stacks/conn client | goroutines/conn server | goroutines/conn client | CPU server, %% of a core | syscalls/s server | CPU client, %% of a core | syscalls/s client |\n")
 		w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		var problems []string
-		for _, ir := range r.Idle {
+		for _, ir := range list {
 			name := sysLabel(ir.System)
 			if ir.System == "pulse" {
 				name = "**" + name + "**"
@@ -676,20 +789,20 @@ func writeIdleSection(w func(string, ...any), r *results) {
 			}
 		}
 		w("\n")
-		if line := idleFloorLine(r); line != "" {
+		if line := idleFloorLine(r, list); line != "" {
 			w("%s\n\n", line)
 		}
-		if line := idleEpollLine(r); line != "" {
+		if line := idleEpollLine(r, list); line != "" {
 			w("%s\n\n", line)
 		}
 		w("Memory is measured after the hold, after a `runtime.GC()`. RSS includes memory the Go runtime freed but has not yet handed back to the kernel (it does so gradually); Go heap+stacks is what the runtime has in use, and can exceed RSS when in-use spans include pages never touched. Right after dialing and a %s settle period, RSS per connection (server / client) was: ", secs(r.Config.IdleSettleSec))
 		var settled []string
-		for _, ir := range r.Idle {
+		for _, ir := range list {
 			settled = append(settled, fmt.Sprintf("%s %s / %s", sysLabel(ir.System), fmtBytes(ir.ServerRSSPerConnSettled), fmtBytes(ir.ClientRSSPerConnSettled)))
 		}
 		w("%s. Dialing took ", strings.Join(settled, "; "))
 		var dials []string
-		for _, ir := range r.Idle {
+		for _, ir := range list {
 			dials = append(dials, fmt.Sprintf("%s %.1f s", sysLabel(ir.System), ir.Dial.Seconds))
 		}
 		w("%s (64 dials in parallel per client process, one call each).\n\n", strings.Join(dials, ", "))
@@ -701,6 +814,9 @@ func writeIdleSection(w func(string, ...any), r *results) {
 		}
 	}
 }
+
+// idleTLSMethod introduces the idle test over TLS on the page.
+const idleTLSMethod = "The same test with every connection a TLS 1.3 connection (`-tls`; certificate as in the TLS cells), made and measured the same way, for every system but the epoll floor: what TLS adds to an idle connection, on each side, as RSS and as the CPU of its heartbeats (each encrypted)."
 
 // generatedComment heads every page.
 const generatedComment = "<!-- Generated by pulse-bench (bench/report.go) from a real run. Everything outside the notes markers is rewritten on each run; edit only between them. -->"
@@ -729,7 +845,8 @@ func renderIdlePage(r *results, notes string) string {
 	writeMachine(w, r)
 	w("## What is measured\n\n")
 	w("%s\n\n", idleMethod(r))
-	writeIdleSection(w, r)
+	writeIdleSection(w, r, r.Idle, false)
+	writeIdleSection(w, r, r.IdleTLS, true)
 	w("## Notes\n\n")
 	w("%s%s%s\n", notesBegin, notes, notesEnd)
 	return b.String()

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"flag"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -258,7 +260,7 @@ func TestReportIdleFloor(t *testing.T) {
 	want := "**Heartbeats against the raw TCP floor** (same run, 10,000 connections each; raw: one PING and one PONG per connection every 1s, 9,990 PONGs/s read by its client): " +
 		"Pulse's server uses **3.00×** the CPU of raw's (4.50 % vs 1.50 % of a core) and 1.00× its system calls (30,000 vs 30,000 /s); " +
 		"Pulse's client 1.50× the CPU (3.00 % vs 2.00 %) and 0.67× the system calls (20,000 vs 30,000 /s)."
-	if got := idleFloorLine(r); got != want {
+	if got := idleFloorLine(r, r.Idle); got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 	if md := renderMarkdown(r, ""); !strings.Contains(md, "\n\n"+want+"\n\n") {
@@ -266,7 +268,7 @@ func TestReportIdleFloor(t *testing.T) {
 	}
 	// Different connection counts are compared per connection.
 	r.Idle[2].Dial.OK = 5000
-	if got := idleFloorLine(r); !strings.Contains(got, "10,000 and 5,000 connections, compared per connection") || !strings.Contains(got, "**1.50×** the CPU") {
+	if got := idleFloorLine(r, r.Idle); !strings.Contains(got, "10,000 and 5,000 connections, compared per connection") || !strings.Contains(got, "**1.50×** the CPU") {
 		t.Errorf("per connection: %s", got)
 	}
 	for name, change := range map[string]func(r *results){
@@ -277,7 +279,7 @@ func TestReportIdleFloor(t *testing.T) {
 	} {
 		r := fixedResults()
 		change(r)
-		if got := idleFloorLine(r); got != "" {
+		if got := idleFloorLine(r, r.Idle); got != "" {
 			t.Errorf("%s: %s", name, got)
 		}
 		if md := renderMarkdown(r, ""); strings.Contains(md, "raw TCP floor**") {
@@ -293,7 +295,7 @@ func TestReportEpollFloor(t *testing.T) {
 	r := fixedResults()
 	want := "**Heartbeats against the epoll floor** (same run, 10,000 connections each; raw TCP's client against a server that is one epoll loop making one read and one write per PING, directly, and nothing else: " +
 		"what the same heartbeats cost this machine at the least): Pulse's server uses **1.50×** the CPU of the floor's (4.50 % vs 3.00 % of a core) and 1.50× its system calls (30,000 vs 20,000 /s)."
-	if got := idleEpollLine(r); got != want {
+	if got := idleEpollLine(r, r.Idle); got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 	if md := renderMarkdown(r, ""); !strings.Contains(md, "\n\n"+want+"\n\n") {
@@ -313,7 +315,7 @@ func TestReportEpollFloor(t *testing.T) {
 	// Different connection counts are compared per connection.
 	r = fixedResults()
 	r.Idle[3].Dial.OK = 5000
-	if got := idleEpollLine(r); !strings.Contains(got, "10,000 and 5,000 connections, compared per connection") || !strings.Contains(got, "**0.75×** the CPU") {
+	if got := idleEpollLine(r, r.Idle); !strings.Contains(got, "10,000 and 5,000 connections, compared per connection") || !strings.Contains(got, "**0.75×** the CPU") {
 		t.Errorf("per connection: %s", got)
 	}
 	row, _ = targetByWhere(r.targets(), "server heartbeat CPU", "idle, 10000 conns")
@@ -326,7 +328,7 @@ func TestReportEpollFloor(t *testing.T) {
 	} {
 		r := fixedResults()
 		change(r)
-		if got := idleEpollLine(r); got != "" {
+		if got := idleEpollLine(r, r.Idle); got != "" {
 			t.Errorf("%s: %s", name, got)
 		}
 		if md := renderMarkdown(r, ""); strings.Contains(md, "epoll floor**") || strings.Contains(md, "the epoll floor: ") {
@@ -367,24 +369,85 @@ func TestFilterCells(t *testing.T) {
 		}
 		return strings.Join(s, ",")
 	}
-	for _, c := range []struct{ filter, want string }{
-		{"all", names(allCells)},
-		{"none", ""},
-		{"64B/32x1", "64B/32x1"},
-		{"1MiB", "1MiB/1x1"},
-		{"256x8", "64B/256x8,4KiB/256x8"},
-		{"4KiB/1x1, 64B/1x1", "64B/1x1,4KiB/1x1"},
+	for _, c := range []struct {
+		tls          tlsMode
+		filter, want string
+	}{
+		{"off", "all", names(allCells)},
+		{"off", "none", ""},
+		{"off", "64B/32x1", "64B/32x1"},
+		{"off", "1MiB", "1MiB/1x1"},
+		{"off", "256x8", "64B/256x8,4KiB/256x8"},
+		{"off", "4KiB/1x1, 64B/1x1", "64B/1x1,4KiB/1x1"},
+		// Whole parts of names: 4KiB is not struct4KiB.
+		{"off", "4KiB", "4KiB/1x1,4KiB/32x1,4KiB/256x1,4KiB/256x8"},
+		{"off", "struct", "struct/1x1,struct/32x1,struct/256x1"},
+		{"off", "struct4KiB/256x1,struct/1x1", "struct/1x1,struct4KiB/256x1"},
+		{"on", "64B/32x1", "64B/32x1,tls/64B/32x1"},
+		{"on", "tls", "tls/64B/1x1,tls/64B/32x1,tls/64B/256x1,tls/64B/256x8"},
+		{"on", "all", names(allCells) + "," + names(tlsCells)},
+		{"only", "64B/32x1", "tls/64B/32x1"},
+		{"only", "all", names(tlsCells)},
 	} {
-		got, err := filterCells(allCells, c.filter)
+		got, err := filterCells(candidateCells(c.tls), c.filter)
 		if err != nil || names(got) != c.want {
-			t.Errorf("filterCells(%q) = %q, %v; want %q", c.filter, names(got), err, c.want)
+			t.Errorf("-tls=%s: filterCells(%q) = %q, %v; want %q", c.tls, c.filter, names(got), err, c.want)
 		}
 	}
-	if _, err := filterCells(allCells, "64B/3x3"); err == nil {
-		t.Error("a pattern matching nothing is accepted")
+	for _, c := range []struct {
+		tls    tlsMode
+		filter string
+	}{{"off", "64B/3x3"}, {"off", "tls"}, {"only", "struct"}, {"off", "4Ki"}} {
+		if _, err := filterCells(candidateCells(c.tls), c.filter); err == nil {
+			t.Errorf("-tls=%s: pattern %q matching nothing is accepted", c.tls, c.filter)
+		}
 	}
-	if len(allCells) != 9 {
-		t.Errorf("%d cells, want 9", len(allCells))
+	if len(allCells) != 15 || len(tlsCells) != 4 {
+		t.Errorf("%d cells and %d TLS cells, want 15 and 4", len(allCells), len(tlsCells))
+	}
+	for _, c := range append(slices.Clone(allCells), tlsCells...) {
+		var want []string
+		for _, s := range cellSystems(systemNames) {
+			if c.Kind == kindBytes || s != "raw" {
+				want = append(want, s)
+			}
+		}
+		var got []string
+		for _, s := range systemNames {
+			if cellSystem(c, s) {
+				got = append(got, s)
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("cell %s runs %v, want %v", c.Name, got, want)
+		}
+	}
+}
+
+func TestTLSFlag(t *testing.T) {
+	for _, c := range []struct {
+		args        []string
+		want        tlsMode
+		plain, tlsT bool
+	}{
+		{nil, "off", true, false},
+		{[]string{"-tls"}, "on", true, true},
+		{[]string{"-tls=only"}, "only", false, true},
+		{[]string{"-tls=off"}, "off", true, false},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		m := tlsMode("off")
+		fs.Var(&m, "tls", "")
+		if err := fs.Parse(c.args); err != nil || m != c.want || m.plain() != c.plain || m.tls() != c.tlsT {
+			t.Errorf("%q: -tls = %q (plain %v, tls %v), %v; want %q", c.args, m, m.plain(), m.tls(), err, c.want)
+		}
+	}
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	m := tlsMode("off")
+	fs.Var(&m, "tls", "")
+	if err := fs.Parse([]string{"-tls=maybe"}); err == nil {
+		t.Error("-tls=maybe accepted")
 	}
 }
 
@@ -459,5 +522,190 @@ func TestIdleOnlyPage(t *testing.T) {
 	row, ok := targetByWhere(r.targets(), "server heartbeat CPU", "idle, 100000 conns")
 	if !ok || row.Met != "met" || !strings.Contains(row.Measured, "4.50 % scaled linearly to 10,000 at 1s") {
 		t.Errorf("heartbeat CPU target = %+v", row)
+	}
+}
+
+// withStructsAndTLS adds to fixedResults struct cells (no raw TCP), a TLS
+// cell and the idle test over TLS.
+func withStructsAndTLS() *results {
+	r := fixedResults()
+	run := func(sys string, cps float64, reqBytes int) loadResult {
+		return loadResult{System: sys, Calls: uint64(cps * 2), WindowSec: 2, CallsPerSec: cps, P50Ns: 100_000, P99Ns: 300_000, P999Ns: 600_000,
+			AllocsPerCall: 12, ServerCPUPerCall: 8, ClientCPUPerCall: 7, RequestBytes: reqBytes}
+	}
+	for _, spec := range []cellSpec{newStructCell(kindSmall, 32, 1), newStructCell(kindBig, 1, 1)} {
+		c := cellResult{cellSpec: spec}
+		for _, s := range []struct {
+			name  string
+			bytes int
+		}{{"pulse", 80}, {"netrpc", 54}, {"grpc", 55}} {
+			c.Systems = append(c.Systems, systemRuns{System: s.name, Runs: []loadResult{run(s.name, 50000, s.bytes)}})
+		}
+		r.Cells = append(r.Cells, c)
+	}
+	tc := cellResult{cellSpec: tlsCell(newCell(64, 32, 1))}
+	for _, s := range []string{"pulse", "netrpc", "grpc", "raw"} {
+		tc.Systems = append(tc.Systems, systemRuns{System: s, Runs: []loadResult{run(s, 70000, 0)}})
+	}
+	r.TLSCells = []cellResult{tc}
+	r.Config.TLS = "on"
+	for _, s := range []string{"pulse", "raw"} {
+		ir := *r.idle(s)
+		ir.TLS = true
+		ir.ServerRSSPerConn += 10 << 10
+		r.IdleTLS = append(r.IdleTLS, ir)
+	}
+	return r
+}
+
+func TestReportStructsAndTLS(t *testing.T) {
+	r := withStructsAndTLS()
+	page := renderMarkdown(r, "")
+	section := func(from, to string) string {
+		i := strings.Index(page, from)
+		if i < 0 {
+			t.Fatalf("page lacks %q", from)
+		}
+		rest := page[i:]
+		if j := strings.Index(rest[len(from):], to); j >= 0 {
+			return rest[:len(from)+j]
+		}
+		return rest
+	}
+	structs := section("## Structs\n", "\n## ")
+	for _, want := range []string{
+		"### struct/32x1: small struct, 32 goroutines over 1 connection",
+		"### struct4KiB/1x1: 4 KiB struct, 1 goroutine over 1 connection",
+		"| **Pulse** | 50,000 [50,000–50,000] | 100µs | 300µs | 600µs | 12.00 | 8.0 + 7.0 |",
+		"Request encoded: Pulse (CBOR) 80 B, net/rpc (gob) 54 B, grpc-go (protobuf) 55 B.",
+		"Pulse ÷ grpc-go: calls/s 1.00×",
+	} {
+		if !strings.Contains(structs, want) {
+			t.Errorf("the struct section lacks %q", want)
+		}
+	}
+	if strings.Contains(structs, "raw TCP |") {
+		t.Error("the struct section has a row for raw TCP")
+	}
+	tlsSec := section("## TLS\n", "\n## ")
+	for _, want := range []string{
+		"### tls/64B/32x1: 64B payload over TLS, 32 goroutines over 1 connection",
+		"| raw TCP | 70,000 [70,000–70,000] |",
+	} {
+		if !strings.Contains(tlsSec, want) {
+			t.Errorf("the TLS section lacks %q", want)
+		}
+	}
+	idleTLS := section("## Idle connections over TLS\n", "\n## ")
+	for _, want := range []string{
+		"| **Pulse** | " + idleHeartbeatDesc("pulse") + " | 10000/10000 | 10000 | 15.9 KiB |",
+		"| raw TCP | ",
+		"**Heartbeats against the raw TCP floor**",
+	} {
+		if !strings.Contains(idleTLS, want) {
+			t.Errorf("the TLS idle section lacks %q", want)
+		}
+	}
+	if strings.Contains(idleTLS, "grpc-go") || strings.Contains(idleTLS, "epoll floor |") {
+		t.Error("the TLS idle section has systems that did not run over TLS")
+	}
+	// Order: bytes, structs, TLS, idle, idle over TLS.
+	last := -1
+	for _, h := range []string{"### 64B/32x1:", "## Structs\n", "## TLS\n", "## Idle connections\n", "## Idle connections over TLS\n", "## Notes"} {
+		i := strings.Index(page, h)
+		if i <= last {
+			t.Errorf("%q is out of order (at %d, after %d)", h, i, last)
+		}
+		last = i
+	}
+	// The targets stay those of the plaintext byte cells.
+	for _, row := range r.targets() {
+		if strings.Contains(row.Where, "struct") || strings.Contains(row.Where, "tls") {
+			t.Errorf("target row for %s: %+v", row.Where, row)
+		}
+	}
+	if got, want := page, renderMarkdown(fixedResults(), ""); strings.Contains(want, "## Structs") || strings.Contains(want, "## TLS") || strings.Contains(want, "## Idle connections over TLS") || got == want {
+		t.Error("a run without struct and TLS cells has their sections, or one with them has not")
+	}
+
+	// The results file keeps the TLS cells and idle test apart.
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw struct {
+		Cells    []cellSpec   `json:"cells"`
+		TLSCells []cellSpec   `json:"tls_cells"`
+		Idle     []idleResult `json:"idle"`
+		IdleTLS  []idleResult `json:"idle_tls"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range raw.Cells {
+		if c.TLS {
+			t.Errorf("TLS cell %s among the cells", c.Name)
+		}
+	}
+	if len(raw.TLSCells) != 1 || !raw.TLSCells[0].TLS || len(raw.IdleTLS) != 2 || !raw.IdleTLS[0].TLS || raw.Idle[0].TLS {
+		t.Errorf("results file: %d TLS cells, %d idle over TLS", len(raw.TLSCells), len(raw.IdleTLS))
+	}
+	var back results
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if renderMarkdown(&back, "") != page {
+		t.Error("the page from decoded results differs")
+	}
+
+	svg := renderSVG(r)
+	checkXML(t, svg)
+	for _, want := range []string{">struct4KiB<", ">tls/64B<", ">32x1<", "grpc-go tls/64B/32x1: 70,000 calls/s"} {
+		if !strings.Contains(string(svg), want) {
+			t.Errorf("svg lacks %q", want)
+		}
+	}
+}
+
+// TestReportIdleTLSOnly renders a run of -tls=only -cells none: the idle
+// page, with the idle test over TLS alone.
+func TestReportIdleTLSOnly(t *testing.T) {
+	r := withStructsAndTLS()
+	r.Cells, r.TLSCells, r.Idle, r.Config.TLS = nil, nil, nil, "only"
+	page := renderMarkdown(r, "")
+	for _, want := range []string{"# Idle connections:", "Not run in plaintext (`-tls=only`)", "## Idle connections over TLS", "`-tls=only`"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}
+
+// TestReportOldResults reads a results file of before the struct and TLS
+// cells (no kind, tls, tls_cells or idle_tls): it renders as before.
+func TestReportOldResults(t *testing.T) {
+	const old = `{"generated":"2026-12-07T12:50:04Z","command":"go -C bench run .","config":{"runs":1,"warmup_s":0.3,"duration_s":2,"idle_conns":20,"idle_hold_s":1},
+"systems":["pulse","raw"],
+"cells":[{"name":"64B/1x1","payload":64,"goroutines":1,"conns":1,"systems":[
+ {"system":"pulse","runs":[{"system":"pulse","calls":100,"window_s":2,"calls_per_s":50,"p50_ns":1000,"p99_ns":2000,"p999_ns":3000}]},
+ {"system":"raw","runs":[{"system":"raw","calls":200,"window_s":2,"calls_per_s":100,"p50_ns":500,"p99_ns":900,"p999_ns":1000}]}]}],
+"idle":[{"system":"pulse","conns":20,"dial":{"ok":20},"check":{"ok":20},"hold_s":1}],"complete":true}`
+	var r results
+	if err := json.Unmarshal([]byte(old), &r); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	written, err := writeReport(&r, dir)
+	if err != nil || len(written) != 2 {
+		t.Fatalf("writeReport() = %v, %v", written, err)
+	}
+	md, _ := os.ReadFile(written[0])
+	page := string(md)
+	if !strings.Contains(page, "### 64B/1x1: 64B payload, 1 goroutine over 1 connection") || !strings.Contains(page, "| raw TCP | 100 [100–100] |") {
+		t.Error("the page lacks the old cell")
+	}
+	for _, not := range []string{"## Structs", "## TLS", "## Idle connections over TLS", "Request encoded"} {
+		if strings.Contains(page, not) {
+			t.Errorf("the page of old results has %q", not)
+		}
 	}
 }

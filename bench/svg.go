@@ -33,16 +33,18 @@ type svgPanel struct {
 }
 
 func renderSVG(r *results) []byte {
+	cells := r.chartCells()
 	const (
-		width   = 1000.0
 		left    = 80.0
 		right   = 20.0
 		panelH  = 260.0
 		top     = 70.0
 		gap     = 70.0
-		bottomX = 30.0 // room for the cell names
+		bottomX = 44.0 // room for the cell names, on two lines
 	)
-	nCells := max(len(r.Cells), 1)
+	nCells := max(len(cells), 1)
+	// At least 72 px per cell, so that the names fit.
+	width := math.Max(1000, left+right+72*float64(nCells))
 	height := top + 2*panelH + gap + bottomX + 20
 	plotW := width - left - right
 	groupW := plotW / float64(nCells)
@@ -88,9 +90,9 @@ func renderSVG(r *results) []byte {
 		y1 := y0 + panelH - 20                    // bottom (the axis)
 		// Range over every value, whiskers included.
 		lo, hi := math.Inf(1), math.Inf(-1)
-		for i := range r.Cells {
+		for i := range cells {
 			for _, s := range r.Systems {
-				if sm, ok := r.Cells[i].summary(s); ok {
+				if sm, ok := cells[i].summary(s); ok {
 					v, a, c := p.value(sm)
 					for _, x := range []float64{v, a, c} {
 						if x > 0 && !math.IsNaN(x) {
@@ -127,8 +129,8 @@ func renderSVG(r *results) []byte {
 		}
 		w(`<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#333333"/>`+"\n", left, y0, left, y1)
 		w(`<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#333333"/>`+"\n", left, y1, width-right, y1)
-		for i := range r.Cells {
-			c := &r.Cells[i]
+		for i := range cells {
+			c := &cells[i]
 			gx := left + float64(i)*groupW + (groupW-barW*float64(nSys))/2
 			for si, s := range r.Systems {
 				sm, ok := c.summary(s)
@@ -148,7 +150,14 @@ func renderSVG(r *results) []byte {
 					w(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#000000"/>`+"\n", cx, ypos(z), cx, ypos(a))
 				}
 			}
-			w(`<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", left+float64(i)*groupW+groupW/2, y1+16, esc(c.Name))
+			// The name on two lines: "tls/64B" over "32x1".
+			cx := left + float64(i)*groupW + groupW/2
+			head, tail := c.Name, ""
+			if k := strings.LastIndexByte(c.Name, '/'); k >= 0 {
+				head, tail = c.Name[:k], c.Name[k+1:]
+			}
+			w(`<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, cx, y1+16, esc(head))
+			w(`<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", cx, y1+30, esc(tail))
 		}
 	}
 	w("</svg>\n")

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -50,6 +51,8 @@ import (
 // Pulse's connection monitor runs). The server does no dead-peer
 // detection and arms no timer: one PING and one PONG per connection per
 // interval is all the idle connections cost, the floor.
+//
+// With TLS (-tls) both ends run the same code over crypto/tls's tls.Conn.
 type rawSystem struct {
 	// heartbeat and heartbeatTimeout override idleHeartbeat and
 	// idleHeartbeatTimeout (tests); zero means those.
@@ -70,6 +73,9 @@ func (rawSystem) Serve(l net.Listener, o serveOptions) (func(), error) {
 	bufSize := rawBufSize
 	if o.Idle {
 		bufSize = rawIdleBufSize
+	}
+	if o.TLS != nil {
+		l = tls.NewListener(l, o.TLS)
 	}
 	return serveConns(l, func(c net.Conn) {
 		rawServeConn(c, bufSize)
@@ -122,7 +128,7 @@ func rawFrameBuffered(br *bufio.Reader) bool {
 }
 
 func (s rawSystem) Dial(ctx context.Context, addr string, o dialOptions) (echoConn, error) {
-	c, err := tcpDialer(o)(ctx, "tcp", addr)
+	c, err := dialTLS(ctx, tcpDialer(o), addr, o.TLS)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -24,9 +25,12 @@ type system interface {
 
 // serveOptions and dialOptions select the settings of a test. Idle
 // selects the idle-connection settings: heartbeats at 1 s for Pulse,
-// keepalive as tight as grpc-go permits.
+// keepalive as tight as grpc-go permits. TLS, when set, is the TLS
+// configuration of every connection (tls.go), each system taking it its
+// own way.
 type serveOptions struct {
 	Idle bool
+	TLS  *tls.Config
 }
 
 type dialOptions struct {
@@ -34,6 +38,11 @@ type dialOptions struct {
 	// LocalAddr, when set, is the source address to dial from (the idle
 	// test spreads connections over 127.0.0.2, 127.0.0.3, ...).
 	LocalAddr *net.TCPAddr
+	TLS       *tls.Config
+	// Structs dials a connection for the struct cells (structs.go): a
+	// system with a choice of codec uses its default one (Pulse: no
+	// WithCodec, so CBOR). The connection is then a structConn.
+	Structs bool
 }
 
 // echoConn is one client connection. Echo may be called by many
