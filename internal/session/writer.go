@@ -208,7 +208,8 @@ type writeRound struct {
 	dataFirst    bool    // data starts with the rest of a half-written frame: it goes before ctrl
 	m            *outMsg // the large message whose frames this round carries
 	arr          [3][]byte
-	yielded      bool        // the writer yielded once already
+	yields       int         // times the writer yielded
+	yieldedAt    int         // bytes queued in the data lane when it last yielded
 	sc           *largeRound // scratch of the rounds of a large message
 }
 
@@ -224,8 +225,20 @@ const (
 	roundWrite   = iota // write the round
 	roundStop           // nothing to write, or the session closed: stop
 	roundHandOff        // an inline writer met a large message: hand it to a background writer
-	roundYield          // let other goroutines queue frames first, once
+	roundYield          // let other goroutines queue frames first
 )
+
+// maxYields is how many times a writer yields before it writes, as long as
+// frames keep arriving while it yields: callers woken by one burst of
+// replies reach the queue over more than one turn of the scheduler.
+const maxYields = 3
+
+// mayYield reports whether the writer should yield (again) with queued
+// bytes in the data lane: the first time, and again while the last yield
+// brought more frames, up to maxYields.
+func (r *writeRound) mayYield(queued int) bool {
+	return r.yields == 0 || r.yields < maxYields && queued > r.yieldedAt
+}
 
 // planLocked takes the next round from the queues into r. Called with s.mu
 // held, by the writer.
@@ -237,13 +250,14 @@ func (s *Session) planLocked(r *writeRound, inline bool) int {
 	if inline && len(s.large) > 0 {
 		return roundHandOff
 	}
-	if !r.yielded && s.data != nil && len(s.data.b) < yieldBelow && len(s.pending)+int(s.running.Load()) > 1 {
+	if s.data != nil && len(s.data.b) < yieldBelow && r.mayYield(len(s.data.b)) && len(s.pending)+int(s.running.Load()) > 1 {
 		// Other calls are in flight on this connection, so other
 		// goroutines (callers woken by a burst of replies, handlers of a
 		// burst of calls) may be about to queue frames: let them run
-		// first, once, and write their frames together with this one in
-		// one system call. A lone call (1x1) does not wait.
-		r.yielded = true
+		// first, and write their frames together with this one in one
+		// system call. A lone call (1x1) does not wait.
+		r.yields++
+		r.yieldedAt = len(s.data.b)
 		return roundYield
 	}
 	r.ctrlw, r.dataw = s.ctrl, s.data
