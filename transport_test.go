@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -210,4 +211,48 @@ func TestServeConnReturns(t *testing.T) {
 	}
 	c.Close()
 	recv(t, returned, "ServeConn to return")
+}
+
+// readerGoroutines counts the goroutines running a connection's reader.
+func readerGoroutines() int {
+	buf := make([]byte, 4<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "session.(*Session).readFrames(")
+}
+
+// TestTLSReadersPark: on Linux the readers of idle TLS connections give up
+// their goroutines as plain ones do, on both sides, and come back for
+// heartbeats (the connections stay up over ten intervals, with a timeout
+// of ten), for calls, and for the replies that wake the clients.
+func TestTLSReadersPark(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("readers park on Linux only")
+	}
+	checkLeaks(t)
+	hb := pulse.WithHeartbeat(pulse.Heartbeat{Interval: 50 * time.Millisecond, Timeout: 500 * time.Millisecond})
+	ts := newTestServer(t, transportTLS, hb)
+	ts.register(t, new(Arith))
+	const n = 8
+	clients := make([]*pulse.Client, n)
+	for i := range clients {
+		clients[i] = ts.dial(t, hb)
+		var r Reply
+		if err := clients[i].Call(testContext(t), "Arith.Add", Args{i, 1}, &r); err != nil || r.C != i+1 {
+			t.Fatalf("call %d over TLS = %d, %v; want %d, nil", i, r.C, err, i+1)
+		}
+	}
+	waitFor(t, "the readers of idle TLS connections to park", func() bool { return readerGoroutines() <= n/2 })
+	time.Sleep(10 * 50 * time.Millisecond)
+	for round := range 3 {
+		for i, c := range clients {
+			var r Reply
+			if err := c.Call(testContext(t), "Arith.Add", Args{i, round}, &r); err != nil || r.C != i+round {
+				t.Fatalf("round %d: call %d after parking = %d, %v; want %d, nil", round, i, r.C, err, i+round)
+			}
+		}
+		waitFor(t, "the readers to park again", func() bool { return readerGoroutines() <= n/2 })
+	}
+	if got := len(ts.Peers()); got != n {
+		t.Fatalf("the server has %d connections after idle spells, want %d", got, n)
+	}
 }

@@ -39,23 +39,25 @@ type reads struct {
 	frameAt atomic.Uint32
 	msgAt   atomic.Uint32
 	drained bool // the last read returned less than asked: the socket was empty then (reader only)
+	direct  bool // raw may be read directly: no TLS over it
 	// busy is set while the reader may be waiting in a read that has no
 	// end but the next frame, with calls of the peer's running: the call
 	// that ends them shortens that read (Session.readSoon), so that the
 	// reader looks again whether to park.
 	busy atomic.Bool
 	// raw is the socket when the connection is a TCP or Unix socket on
-	// Linux (then it can park: parkState.socket), set before the session's
-	// reader starts; rsock reads it
-	// directly (internal/sock), made when the connection's reads first
-	// bring bursts and dropped when its reader parks (reader only).
+	// Linux, with or without TLS over it (then it can park:
+	// parkState.parkSocket), set before the session's reader starts.
+	// Without TLS (direct), rsock reads it directly (internal/sock),
+	// made when the connection's reads first bring bursts and dropped
+	// when its reader parks (reader only).
 	raw   syscall.RawConn
 	rsock *sock.Reader
 }
 
 func (c liveConn) Read(p []byte) (n int, err error) {
 	r := c.r
-	if r.readsBursts() && r.raw != nil {
+	if r.readsBursts() && r.direct {
 		if r.rsock == nil {
 			r.rsock = sock.NewReader(r.raw)
 		}

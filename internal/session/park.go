@@ -1,6 +1,7 @@
 package session
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"os"
@@ -39,8 +40,20 @@ import (
 // would cost a busy connection a park and a resume per burst: the reader
 // first waits a little for them (parkLinger), and parks only if none
 // came. The Go runtime's own poller keeps the socket too, so that the
-// resumed reader reads it as usual. TLS connections and anything that is
-// not a TCP or Unix socket keep their reader.
+// resumed reader reads it as usual. Anything that is not a TCP or Unix
+// socket, or TLS over one, keeps its reader.
+//
+// A TLS connection parks on its socket too, but a readable socket is not
+// all that can be waiting: crypto/tls may hold records it read already.
+// So before it parks, the reader reads the TLS connection once with a
+// deadline that has passed (tlsNowReader): records it holds come back at
+// once, and a read that times out with nothing means that nothing but the
+// socket can bring more (a timeout does not break a tls.Conn). That read
+// does not look at the socket (the runtime refuses a read past its
+// deadline before the system call), which is why, as for any connection,
+// the reader parks only after a read that found the socket drained. Its bytes
+// are never read or written around crypto/tls: no direct system calls,
+// no heartbeats answered by the parker, no calls run on the reader.
 
 // How long a reader whose connection just carried a call, reply or
 // notification waits for more before it parks. Without a bound, every
@@ -58,9 +71,17 @@ const (
 	parkLingerMax = 100 * time.Millisecond
 )
 
-// initParking records how to reach conn's socket, when conn can park.
+// initParking records how to reach conn's socket, when conn can park: a
+// TCP or Unix socket, also under TLS.
 func (s *Session) initParking(conn net.Conn, rd *reads) {
-	if raw := sock.Parkable(conn); raw != nil {
+	raw := sock.Parkable(conn)
+	if raw != nil {
+		rd.direct = true
+	} else if tc, ok := conn.(*tls.Conn); ok {
+		raw = sock.Parkable(tc.NetConn())
+		s.park.tls = raw != nil
+	}
+	if raw != nil {
 		rd.raw = raw
 		s.park.rd, s.park.slot = rd, -1
 	}
@@ -219,7 +240,7 @@ func (p *parker) releaseLocked(i int32) {
 // should park instead. Called by the reader.
 func (s *Session) mayPark() bool {
 	pk := &s.park
-	if pk.socket() == nil || !pk.rd.drained || parkFailed.Load() {
+	if pk.parkSocket() == nil || !pk.rd.drained || parkFailed.Load() {
 		return false
 	}
 	sawData := pk.sawData
@@ -244,8 +265,33 @@ func (s *Session) mayPark() bool {
 		}
 		return pk.rd.drained && s.quiet()
 	}
+	if pk.tls {
+		// Records that crypto/tls read already are not on the socket.
+		if n, err := s.fr.ReadOnce((*tlsNowReader)(s)); n > 0 || err != nil {
+			return false
+		}
+	}
 	return true
 }
+
+// tlsNowReader reads a TLS session without waiting: records crypto/tls
+// holds come back at once; with none, the read times out at once and
+// returns 0 and no error, and the TLS connection stays usable.
+type tlsNowReader Session
+
+func (r *tlsNowReader) Read(p []byte) (int, error) {
+	s := (*Session)(r)
+	s.conn.SetReadDeadline(aLongTimeAgo)
+	n, err := liveConn{Conn: s.conn, r: s.park.rd}.Read(p)
+	s.conn.SetReadDeadline(time.Time{})
+	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = nil
+	}
+	return n, err
+}
+
+// aLongTimeAgo is a deadline that has passed.
+var aLongTimeAgo = time.Unix(1, 0)
 
 // quiet reports whether no call is in flight either way on s.
 func (s *Session) quiet() bool {
@@ -322,7 +368,7 @@ func (s *Session) parkReader() bool {
 	pk.rd.drained = false
 	s.baton.release()
 	// Armed under parkMu too: the poller's arm request is shared.
-	if err := p.poll.Arm(pk.socket(), slot, gen, added); err != nil {
+	if err := p.poll.Arm(pk.parkSocket(), slot, gen, added); err != nil {
 		// Not armed (the connection is closing, or epoll refused): take
 		// the slot back, before the lock lets a close (unpark) see it,
 		// and read as usual.
@@ -339,7 +385,7 @@ func (s *Session) parkReader() bool {
 // unpark resumes a parked reader so that it sees the connection close.
 // Called before the connection is closed.
 func (s *Session) unpark() {
-	if s.park.socket() == nil {
+	if s.park.parkSocket() == nil {
 		return
 	}
 	parkMu.Lock()
@@ -365,6 +411,9 @@ func (s *Session) unpark() {
 // so that heartbeats spread over the cores when there are more than one
 // goroutine can answer.
 func (s *Session) heartbeatsParked() bool {
+	if s.park.tls {
+		return false // read through crypto/tls, by a worker
+	}
 	s.baton.take()
 	if s.answerParkedBeats() {
 		return true // parked again: parkReader released the role
@@ -452,11 +501,21 @@ type parkState struct {
 	slot    int32  // in the parker's table while parked, else -1; protected by parkMu
 	added   bool   // the socket is in the parker's epoll set
 	sawData bool   // a call, reply or notification was read since the socket was last found drained
+	tls     bool   // the socket carries TLS: it parks, but its bytes go through crypto/tls only
 }
 
-// socket returns the connection's socket, nil when the connection cannot
-// park.
+// socket returns the connection's socket when its bytes may be read and
+// written directly (a TCP or Unix socket without TLS), else nil.
 func (pk *parkState) socket() syscall.RawConn {
+	if pk.rd == nil || pk.tls {
+		return nil
+	}
+	return pk.rd.raw
+}
+
+// parkSocket returns the socket the reader parks on, nil when the
+// connection cannot park.
+func (pk *parkState) parkSocket() syscall.RawConn {
 	if pk.rd == nil {
 		return nil
 	}

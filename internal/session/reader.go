@@ -52,7 +52,7 @@ func (s *Session) readFrames() {
 			if s.mayPark() && s.parkReader() {
 				return // parkReader released the role
 			}
-			if s.park.socket() == nil && s.quiet() {
+			if s.park.parkSocket() == nil && s.quiet() {
 				// A reader that cannot park waits here with nothing in
 				// flight: until bytes arrive it holds no read buffer.
 				// (A busy connection keeps its buffer, so that each
