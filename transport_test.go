@@ -252,6 +252,14 @@ func TestTLSReadersPark(t *testing.T) {
 		}
 		waitFor(t, "the readers to park again", func() bool { return readerGoroutines() <= n/2 })
 	}
+	// Heartbeats that went unanswered while the readers were parked
+	// would have ended connections: the calls above would then have gone
+	// over new ones.
+	for i, c := range clients {
+		if st := c.Stats(); st.Connects != 1 {
+			t.Errorf("client %d connected %d times, want once: its connection did not survive the idle spells", i, st.Connects)
+		}
+	}
 	if got := len(ts.Peers()); got != n {
 		t.Fatalf("the server has %d connections after idle spells, want %d", got, n)
 	}

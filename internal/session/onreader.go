@@ -180,20 +180,16 @@ func (s *Session) serveOnReader(ctx context.Context, cancel context.CancelFunc, 
 	return true, readerMoved
 }
 
-// timedOnReader takes how long (ns) a call of mt took on a reader, and
-// whether the watchdog moved the reader's job meanwhile: the method then
-// runs on workers for its next offReaderCalls calls. Wall
-// time is noisy: the thread can lose its core in the middle of any call.
+// timedOnReader takes how long (ns) a call of mt took on a reader. (A
+// call that held the reader for onReaderMax was already sent off the
+// reader by the watchdog, when it moved the reader.) Wall time is noisy: the thread can lose its core in the middle of any call.
 // So one long call is not enough to call a method long: each long call
 // adds slowStep to a score and each short one takes one off, and the
 // method runs on workers when called in bursts for its next
 // offReaderCalls calls once the score reaches slowScore. A method that
 // is always long gets there in four calls; a short one whose calls are
 // long one time in ten never does.
-func timedOnReader(mt *service.Method, d int64, moved bool) {
-	if moved {
-		mt.Sched.OffReader.Store(offReaderCalls)
-	}
+func timedOnReader(mt *service.Method, d int64) {
 	if d > int64(burstMax) {
 		if mt.Sched.SlowScore.Add(slowStep) >= slowScore {
 			mt.Sched.SlowScore.Store(0)
@@ -214,7 +210,7 @@ func (sh *onReaderShard) finish(s *Session, mt *service.Method, d int64) (reader
 		if r := &sh.runs[i]; r.s == s {
 			readerMoved = r.moved
 			if mt != nil {
-				timedOnReader(mt, d, readerMoved)
+				timedOnReader(mt, d)
 			}
 			last := len(sh.runs) - 1
 			sh.runs[i] = sh.runs[last]

@@ -75,11 +75,9 @@ const (
 // TCP or Unix socket, also under TLS.
 func (s *Session) initParking(conn net.Conn, rd *reads) {
 	raw := sock.Parkable(conn)
-	if raw != nil {
-		rd.direct = true
-	} else if tc, ok := conn.(*tls.Conn); ok {
+	rd.direct = raw != nil
+	if tc, ok := conn.(*tls.Conn); ok && raw == nil {
 		raw = sock.Parkable(tc.NetConn())
-		s.park.tls = raw != nil
 	}
 	if raw != nil {
 		rd.raw = raw
@@ -265,7 +263,7 @@ func (s *Session) mayPark() bool {
 		}
 		return pk.rd.drained && s.quiet()
 	}
-	if pk.tls {
+	if pk.tls() {
 		// Records that crypto/tls read already are not on the socket.
 		if n, err := s.fr.ReadOnce((*tlsNowReader)(s)); n > 0 || err != nil {
 			return false
@@ -280,14 +278,7 @@ func (s *Session) mayPark() bool {
 type tlsNowReader Session
 
 func (r *tlsNowReader) Read(p []byte) (int, error) {
-	s := (*Session)(r)
-	s.conn.SetReadDeadline(aLongTimeAgo)
-	n, err := liveConn{Conn: s.conn, r: s.park.rd}.Read(p)
-	s.conn.SetReadDeadline(time.Time{})
-	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
-		err = nil
-	}
-	return n, err
+	return (*Session)(r).readBy(aLongTimeAgo, p)
 }
 
 // aLongTimeAgo is a deadline that has passed.
@@ -324,8 +315,15 @@ func (r *lingerReader) Read(p []byte) (int, error) {
 		wait = min(max(2*time.Duration(last-rd.prevData), parkLinger), parkLingerMax)
 	}
 	rd.prevData = last
-	s.conn.SetReadDeadline(time.Now().Add(wait))
-	n, err := liveConn{Conn: s.conn, r: rd}.Read(p)
+	return s.readBy(time.Now().Add(wait), p)
+}
+
+// readBy reads the connection, through liveConn, with a read deadline of
+// t that it clears after: a read that finds nothing by then returns 0 and
+// no error.
+func (s *Session) readBy(t time.Time, p []byte) (int, error) {
+	s.conn.SetReadDeadline(t)
+	n, err := liveConn{Conn: s.conn, r: s.park.rd}.Read(p)
 	s.conn.SetReadDeadline(time.Time{})
 	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
 		err = nil
@@ -411,7 +409,7 @@ func (s *Session) unpark() {
 // so that heartbeats spread over the cores when there are more than one
 // goroutine can answer.
 func (s *Session) heartbeatsParked() bool {
-	if s.park.tls {
+	if s.park.tls() {
 		return false // read through crypto/tls, by a worker
 	}
 	s.baton.take()
@@ -501,16 +499,21 @@ type parkState struct {
 	slot    int32  // in the parker's table while parked, else -1; protected by parkMu
 	added   bool   // the socket is in the parker's epoll set
 	sawData bool   // a call, reply or notification was read since the socket was last found drained
-	tls     bool   // the socket carries TLS: it parks, but its bytes go through crypto/tls only
 }
 
 // socket returns the connection's socket when its bytes may be read and
 // written directly (a TCP or Unix socket without TLS), else nil.
 func (pk *parkState) socket() syscall.RawConn {
-	if pk.rd == nil || pk.tls {
+	if pk.rd == nil || !pk.rd.direct {
 		return nil
 	}
 	return pk.rd.raw
+}
+
+// tls reports whether the socket the reader parks on carries TLS (it is
+// not read directly): its bytes go through crypto/tls only.
+func (pk *parkState) tls() bool {
+	return pk.rd != nil && !pk.rd.direct
 }
 
 // parkSocket returns the socket the reader parks on, nil when the
