@@ -432,7 +432,9 @@ func (m *monitor) nextLocked(now int64) int64 {
 	if m.ageAt > 0 && !m.closing {
 		at(m.ageAt)
 	}
-	at(m.stallNextLocked(now))
+	if _, n := m.stallLocked(now); n != 0 {
+		at(n)
+	}
 	if next != 0 && next <= now {
 		next = now + int64(time.Millisecond)
 	}
@@ -498,7 +500,7 @@ func (m *monitor) judgeLocked(now int64) verdict {
 		m.lastWrite.Store(now) // the PING is the write; do not send two
 	}
 	v.goAway, v.goAwayMsg = m.limitsLocked(now)
-	v.stalledPeer = m.stallLocked(now)
+	v.stalledPeer, _ = m.stallLocked(now)
 	v.suspectChanged = v.suspect != m.isSuspect
 	m.isSuspect = v.suspect
 	return v

@@ -88,61 +88,39 @@ func (s *Session) messageFrame(n int, ended bool) {
 	}
 }
 
-// stallAges returns how long the peer's started frame and its messages in
-// reassembly have gone without progress at now (-1 for none), the
-// latter counted from this side's last grant when that is later.
-func (s *Session) stallAges(now int64) (frame, msgs int64) {
-	frame, msgs = -1, -1
-	if f := s.rd.frameAt.Load(); f != 0 {
-		frame = stampAge(now, f)
-	}
-	if a := s.rd.msgAt.Load(); a != 0 {
-		msgs = stampAge(now, a)
-		if g := s.in.grantAt.Load(); g != 0 {
-			msgs = min(msgs, stampAge(now, g))
-		}
-	}
-	return frame, msgs
-}
-
-// stallLocked judges the peer's started frame and messages at now: it
-// returns why the connection is to be closed, or "". Called with m.mu
-// held.
-func (m *monitor) stallLocked(now int64) string {
+// stallLocked judges the peer's started frame and messages at now. It
+// returns why the connection is to be closed ("" if not) and when to look
+// again (0: no message timeout). Called with m.mu held.
+func (m *monitor) stallLocked(now int64) (why string, next int64) {
 	s := m.s
 	d := int64(s.cfg.MessageTimeout)
 	if d <= 0 {
-		return ""
+		return "", 0
 	}
-	frame, msgs := s.stallAges(now)
-	if frame >= d && !m.peerBytesWaiting() {
-		return fmt.Sprintf("a frame begun %v ago is not whole (message timeout %v)", time.Duration(frame).Round(time.Millisecond), s.cfg.MessageTimeout)
-	}
-	// Under minCreditFrame of credit, this side holds the peer's window:
-	// not the peer's stall.
-	if msgs >= d && s.peerCredit() >= minCreditFrame && !m.peerBytesWaiting() {
-		return fmt.Sprintf("the messages in reassembly made no progress for %v (message timeout %v)", time.Duration(msgs).Round(time.Millisecond), s.cfg.MessageTimeout)
-	}
-	return ""
-}
-
-// stallNextLocked returns when stallLocked is next due (0: no message
-// timeout): when a running clock reaches the timeout, and at the latest
-// one timeout from now, so that a stall starting after this look is seen.
-// Called with m.mu held.
-func (m *monitor) stallNextLocked(now int64) int64 {
-	d := int64(m.s.cfg.MessageTimeout)
-	if d <= 0 {
-		return 0
-	}
-	next := now + d
-	frame, msgs := m.s.stallAges(now)
-	for _, age := range [2]int64{frame, msgs} {
-		if age >= 0 && age < d {
+	next = now + d // a stall that starts after this look is seen by the next
+	rd := s.rd
+	if f := rd.frameAt.Load(); f != 0 {
+		if age := stampAge(now, f); age < d {
 			next = min(next, now+d-age)
+		} else if !m.peerBytesWaiting() {
+			return fmt.Sprintf("a frame begun %v ago is not whole (message timeout %v)", time.Duration(age).Round(time.Millisecond), s.cfg.MessageTimeout), 0
 		}
 	}
-	return next
+	if a := rd.msgAt.Load(); a != 0 {
+		age := stampAge(now, a)
+		if g := s.in.grantAt.Load(); g != 0 {
+			age = min(age, stampAge(now, g))
+		}
+		switch {
+		case age < d:
+			next = min(next, now+d-age)
+		case s.peerCredit() < minCreditFrame:
+			// This side holds the peer's window: not the peer's stall.
+		case !m.peerBytesWaiting():
+			return fmt.Sprintf("the messages in reassembly made no progress for %v (message timeout %v)", time.Duration(age).Round(time.Millisecond), s.cfg.MessageTimeout), 0
+		}
+	}
+	return "", next
 }
 
 // peerBytesWaiting reports whether the kernel holds bytes from the peer
